@@ -1,0 +1,77 @@
+"""Typed errors, one base class, each with a message a user can act on.
+
+Errors are raised deep in the library and caught once, in ``tasks.py``, which
+prints ``error: <message>`` on one line and exits with ``exit_code``.
+"""
+
+from __future__ import annotations
+
+
+class FortnightError(Exception):
+    """Base of every error Fortnight raises on purpose.
+
+    ``message`` says what is wrong and names the file or field; ``hint`` says
+    what to do about it.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def diagnostics(self) -> str:
+        """The one line shown to the user."""
+        return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
+class ConfigError(FortnightError):
+    """A configuration file (``product.toml``, ``trust.json``) or option is wrong."""
+
+    exit_code = 2
+
+
+class KeyConfigError(ConfigError):
+    """A signing key is missing, unreadable, or not trusted for its role."""
+
+
+class InputError(FortnightError):
+    """Compose metadata or another input is missing, malformed or unsafe."""
+
+    exit_code = 3
+
+
+class FetchError(InputError):
+    """A remote input could not be fetched, even after retries."""
+
+
+class ChecksumMismatchError(InputError):
+    """An image file does not match the size or sha256 its metadata claims."""
+
+
+class VerificationError(FortnightError):
+    """One or more manifests failed verification (fail closed)."""
+
+    exit_code = 4
+
+    def __init__(self, failures: list[tuple[str, str]]) -> None:
+        self.failures = failures
+        first_path, first_reason = failures[0]
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        super().__init__(
+            f"{first_path}: {first_reason}{more}",
+            hint="run 'invoke verify' to list every rejected manifest",
+        )
+
+
+class ConflictError(FortnightError):
+    """A manifest with the same identity but different content already exists."""
+
+    exit_code = 5
+
+
+class StoreError(FortnightError):
+    """Git or the file system refused an operation on the manifest log."""
+
+    exit_code = 6

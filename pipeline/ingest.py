@@ -1,0 +1,232 @@
+"""Read a Pungi compose's metadata with productmd, from a directory or an http(s) URL.
+
+A compose is ``<compose-id>/compose/metadata/{composeinfo.json,images.json}``;
+each image path is relative to ``<compose-id>/compose/``. SRC may be the compose
+root or its ``compose/`` folder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import productmd.composeinfo
+import productmd.images
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from pipeline.errors import FetchError, InputError
+
+SUPPORTED_VERSIONS = {
+    "productmd.images": ("1.0", "1.1", "1.2"),
+    "productmd.composeinfo": ("1.0", "1.1", "1.2"),
+}
+METADATA_FILES = {"productmd.composeinfo": "composeinfo.json", "productmd.images": "images.json"}
+
+
+def http_session(retries: int = 4, backoff: float = 0.5) -> requests.Session:
+    """A session that retries connection errors and 429/5xx with exponential backoff."""
+    session = requests.Session()
+    retry = Retry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        backoff_factor=backoff,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=("GET", "HEAD"),
+        raise_on_status=False,
+    )
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def is_url(src: str) -> bool:
+    """Whether SRC is an http(s) URL rather than a local path."""
+    return src.startswith(("http://", "https://"))
+
+
+@dataclass(frozen=True)
+class ComposeLocation:
+    """Where a compose's ``compose/`` folder is: a local path or a base URL."""
+
+    source: str
+    local_dir: Path | None
+    base_url: str | None
+
+    def image_location(self, path: str) -> str:
+        """Where one image's file is (a local path or a URL)."""
+        if self.local_dir is not None:
+            return str(self.local_dir / path)
+        assert self.base_url is not None
+        return self.base_url + path
+
+
+@dataclass(frozen=True)
+class LoadedCompose:
+    """Parsed productmd metadata, and where it came from."""
+
+    location: ComposeLocation
+    info: Any  # productmd.composeinfo.ComposeInfo
+    images: Any  # productmd.images.Images
+
+
+Fetcher = Callable[[str], bytes]
+
+
+def load_compose(src: str, session: requests.Session | None = None) -> LoadedCompose:
+    """Find and parse a compose's ``composeinfo.json`` and ``images.json``.
+
+    Raises:
+        InputError: no metadata found, or it is malformed, of the wrong type or
+            an unsupported version.
+        FetchError: a URL could not be fetched after retries.
+    """
+    if is_url(src):
+        location, fetch = _locate_url(src, session or http_session())
+    else:
+        location, fetch = _locate_dir(Path(src))
+    info = _parse(fetch, "composeinfo.json", "productmd.composeinfo",
+                  productmd.composeinfo.ComposeInfo)
+    images = _parse(fetch, "images.json", "productmd.images", productmd.images.Images)
+    if info.compose.id != images.compose.id:
+        raise InputError(
+            f"{location.source}: composeinfo.json is for {info.compose.id} "
+            f"but images.json is for {images.compose.id}",
+            hint="the metadata folder mixes two composes",
+        )
+    return LoadedCompose(location=location, info=info, images=images)
+
+
+def _locate_dir(src: Path) -> tuple[ComposeLocation, Fetcher]:
+    if not src.is_dir():
+        raise InputError(f"--source {src}: not a directory or an http(s) URL")
+    for candidate in (src / "compose", src):
+        if (candidate / "metadata" / "composeinfo.json").is_file():
+            compose_dir = candidate.resolve()
+            break
+    else:
+        raise InputError(
+            f"--source {src}: no metadata/composeinfo.json in it or in its compose/ folder",
+            hint="point --source at a Pungi compose (the compose root or its compose/ folder)",
+        )
+
+    def fetch(name: str) -> bytes:
+        path = compose_dir / "metadata" / name
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise InputError(f"{path}: missing", hint="is the compose complete?") from None
+
+    return ComposeLocation(str(src), compose_dir, None), fetch
+
+
+def _locate_url(src: str, session: requests.Session) -> tuple[ComposeLocation, Fetcher]:
+    root = src.rstrip("/") + "/"
+    last_error = ""
+    for base in (root + "compose/", root):
+        url = base + "metadata/composeinfo.json"
+        status, body, error = _get(session, url)
+        if status == 200:
+            break
+        last_error = error
+        if status is None:  # unreachable: no use trying the other layout
+            raise FetchError(f"{url}: unreachable ({error})",
+                             hint="check the URL and the network, then re-run")
+    else:
+        raise InputError(f"--source {src}: no metadata/composeinfo.json under it ({last_error})",
+                         hint="point --source at a Pungi compose (root or compose/ folder)")
+    first = {"composeinfo.json": body}
+
+    def fetch(name: str) -> bytes:
+        if name in first:
+            return first.pop(name)
+        url = base + "metadata/" + name
+        status, data, error = _get(session, url)
+        if status != 200:
+            raise FetchError(f"{url}: {error}", hint="is the compose complete? re-run later")
+        return data
+
+    return ComposeLocation(src, None, base), fetch
+
+
+def _get(session: requests.Session, url: str) -> tuple[int | None, bytes, str]:
+    try:
+        resp = session.get(url, timeout=30)
+    except requests.RequestException as e:
+        return None, b"", f"{type(e).__name__}: {_first_line(str(e))}"
+    if resp.status_code != 200:
+        return resp.status_code, b"", f"HTTP {resp.status_code}"
+    return 200, resp.content, ""
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def _parse(fetch: Fetcher, name: str, expected_type: str, cls: Any) -> Any:
+    raw = fetch(name)
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{name}: not valid JSON ({e})") from e
+    header = data.get("header") if isinstance(data, dict) else None
+    if not isinstance(header, dict):
+        raise InputError(f"{name}: no 'header' object",
+                         hint="is this productmd metadata written by Pungi?")
+    if header.get("type") != expected_type:
+        raise InputError(f"{name}: header.type is {header.get('type')!r}, expected {expected_type!r}")
+    version = header.get("version")
+    if version not in SUPPORTED_VERSIONS[expected_type]:
+        raise InputError(
+            f"{name}: header.version {version!r} is not supported "
+            f"(supported: {', '.join(SUPPORTED_VERSIONS[expected_type])})",
+            hint="upgrade Fortnight, or report the new format version",
+        )
+    obj = cls()
+    try:
+        obj.deserialize(data)
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
+        detail = f"missing field {e}" if isinstance(e, KeyError) else _first_line(str(e))
+        raise InputError(f"{name}: {detail}", hint="the metadata is malformed") from e
+    return obj
+
+
+def iter_images(images: Any) -> list[tuple[str, str, Any]]:
+    """Every (variant, arch, productmd image) in the metadata, in a stable order."""
+    out = []
+    for variant in sorted(images.images):
+        for arch in sorted(images.images[variant]):
+            out.extend((variant, arch, img) for img in images.images[variant][arch])
+    return sorted(out, key=lambda t: (t[0], t[1], t[2].path))
+
+
+def check_image_path(location: ComposeLocation, path: str) -> PurePosixPath:
+    """Reject an image path that could escape the compose.
+
+    Raises:
+        InputError: the path is absolute, contains ``..``, or (locally) resolves
+            outside the compose through a symlink.
+    """
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or not path or "\\" in path:
+        raise InputError(f"images.json: image path {path!r} is absolute",
+                         hint="image paths must be relative to the compose/ folder")
+    if ".." in pure.parts:
+        raise InputError(f"images.json: image path {path!r} escapes the compose ('..')",
+                         hint="image paths must stay inside the compose/ folder")
+    if location.local_dir is not None:
+        resolved = (location.local_dir / pure).resolve()
+        if not resolved.is_relative_to(location.local_dir):
+            raise InputError(
+                f"images.json: image path {path!r} escapes the compose through a symlink "
+                f"(to {resolved})",
+                hint="image files must live inside the compose/ folder",
+            )
+    return pure

@@ -1,0 +1,391 @@
+"""The manifest log on disk and in git: read, verify, write once, commit, push.
+
+Layout: ``<repo>/manifests/trust.json`` and ``<repo>/manifests/<product>/<kind dir>/…``.
+Writes are atomic and never overwrite. A mutating call holds an exclusive lock
+on the checkout, so concurrent processes serialise instead of racing on git's
+index, and each call makes at most one commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import random
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pipeline.errors import ConflictError, StoreError, VerificationError
+from pipeline.fsutil import atomic_create
+from pipeline.models import Manifest, Trust
+from pipeline.signing import ManifestRejected, load_trust, verify_manifest
+
+MANIFESTS = "manifests"
+TRUST_FILE = "trust.json"
+#: Folders under ``manifests/`` that hold no manifests.
+NON_MANIFEST_DIRS = frozenset({"schema"})
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A manifest that passed verification, with where it was read from."""
+
+    path: PurePosixPath
+    manifest: Manifest
+
+
+@dataclass
+class LogReport:
+    """The outcome of verifying the whole log."""
+
+    verified: list[Verified] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def counts(self) -> Counter[str]:
+        """Verified manifests per kind."""
+        return Counter(v.manifest.KIND for v in self.verified)
+
+
+@dataclass(frozen=True)
+class PendingManifest:
+    """A signed manifest ready to be written: its place, its bytes, its model."""
+
+    path: PurePosixPath
+    data: bytes
+    manifest: Manifest
+
+
+@dataclass(frozen=True)
+class PushConfig:
+    """Where to push after committing, and how hard to try."""
+
+    remote: str = "origin"
+    attempts: int = 5
+
+
+@dataclass
+class WriteResult:
+    """What a write did (or, with ``dry_run``, would do)."""
+
+    written: list[PurePosixPath] = field(default_factory=list)
+    unchanged: list[PurePosixPath] = field(default_factory=list)
+    commit: str | None = None
+    pushed: bool = False
+    dry_run: bool = False
+
+
+class Git:
+    """A thin wrapper over the ``git`` command in one work tree."""
+
+    def __init__(self, worktree: Path) -> None:
+        self.worktree = worktree
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run ``git ARGS`` in the work tree.
+
+        Raises:
+            StoreError: git failed and ``check`` is true.
+        """
+        try:
+            proc = subprocess.run(
+                ["git", *args], cwd=self.worktree, capture_output=True, text=True, check=False
+            )
+        except FileNotFoundError as e:
+            raise StoreError("git is not installed", hint="install git and re-run") from e
+        if check and proc.returncode != 0:
+            detail = (proc.stderr or proc.stdout).strip().splitlines()
+            raise StoreError(f"git {args[0]} failed in {self.worktree}: "
+                             f"{detail[-1] if detail else 'exit ' + str(proc.returncode)}")
+        return proc
+
+    def is_repo(self) -> bool:
+        """Whether the work tree is inside a git repository."""
+        return self.run("rev-parse", "--git-dir", check=False).returncode == 0
+
+    def git_dir(self) -> Path:
+        """The repository's private folder (``.git``)."""
+        out = self.run("rev-parse", "--absolute-git-dir").stdout.strip()
+        return Path(out)
+
+    def head(self) -> str:
+        """The commit id of HEAD."""
+        return self.run("rev-parse", "HEAD").stdout.strip()
+
+    def branch(self) -> str:
+        """The current branch name.
+
+        Raises:
+            StoreError: HEAD is detached.
+        """
+        name = self.run("symbolic-ref", "--quiet", "--short", "HEAD", check=False).stdout.strip()
+        if not name:
+            raise StoreError(f"{self.worktree}: HEAD is detached",
+                             hint="check out a branch before recording")
+        return name
+
+    def commit_paths(self, paths: Sequence[PurePosixPath | str], message: str) -> str:
+        """Stage ``paths`` and commit exactly them; return the new commit id."""
+        names = [str(p) for p in paths]
+        self.run("add", "--", *names)
+        self.run("commit", "--quiet", "--no-verify", "-m", message, "--", *names)
+        return self.head()
+
+    def push_with_retry(self, push: PushConfig) -> None:
+        """Push the current branch; on a non-fast-forward, rebase on the remote and retry.
+
+        Manifests are append-only and one file each, so two runners recording
+        different manifests never conflict and both land.
+
+        Raises:
+            StoreError: the push still fails after ``push.attempts`` tries, or a
+                rebase conflicts (two runners wrote the same file).
+        """
+        branch = self.branch()
+        last = ""
+        for attempt in range(1, push.attempts + 1):
+            proc = self.run("push", "--quiet", push.remote, f"HEAD:refs/heads/{branch}", check=False)
+            if proc.returncode == 0:
+                return
+            last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+            rebase = self.run("pull", "--quiet", "--rebase", push.remote, branch, check=False)
+            if rebase.returncode != 0:
+                self.run("rebase", "--abort", check=False)
+                raise StoreError(
+                    f"cannot rebase on {push.remote}/{branch}: "
+                    f"{(rebase.stderr.strip().splitlines() or ['?'])[-1]}",
+                    hint="the commit is kept locally; resolve by hand, then push",
+                )
+            time.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0))
+        raise StoreError(f"push to {push.remote} failed after {push.attempts} tries: {last}",
+                         hint="the commit is kept locally; re-run with --push when the remote is back")
+
+
+class ManifestLog:
+    """The signed manifest log in a git work tree."""
+
+    def __init__(self, repo: Path) -> None:
+        self.repo = repo
+        self.root = repo / MANIFESTS
+        self.git = Git(repo)
+
+    @property
+    def trust_path(self) -> Path:
+        """Where ``trust.json`` lives."""
+        return self.root / TRUST_FILE
+
+    def load_trust(self) -> Trust:
+        """Read ``trust.json`` (see :func:`pipeline.signing.load_trust`)."""
+        return load_trust(self.trust_path)
+
+    def product_dir(self, product: str) -> Path:
+        """The folder of one product's configuration and manifests."""
+        return self.root / product
+
+    def manifest_files(self) -> list[PurePosixPath]:
+        """Every manifest file in the log, relative to ``manifests/``, sorted."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for path in self.root.rglob("*.json"):
+            rel = PurePosixPath(path.relative_to(self.root).as_posix())
+            if len(rel.parts) == 1 or rel.parts[0] in NON_MANIFEST_DIRS:
+                continue
+            if any(part.startswith(".") for part in rel.parts):
+                continue
+            found.append(rel)
+        return sorted(found)
+
+    def verify_all(self, trust: Trust) -> LogReport:
+        """Verify every manifest; collect failures instead of stopping at the first."""
+        report = LogReport()
+        for rel in self.manifest_files():
+            try:
+                manifest = self.read(rel, trust)
+            except ManifestRejected as e:
+                report.failures.append((f"{MANIFESTS}/{rel}", e.reason))
+            else:
+                report.verified.append(Verified(rel, manifest))
+        return report
+
+    def load_verified(self, trust: Trust) -> list[Verified]:
+        """Every manifest, verified; fail closed.
+
+        Raises:
+            VerificationError: any manifest failed verification.
+        """
+        report = self.verify_all(trust)
+        if report.failures:
+            raise VerificationError(report.failures)
+        return report.verified
+
+    def read(self, rel: PurePosixPath, trust: Trust) -> Manifest:
+        """Read and verify one manifest.
+
+        Raises:
+            ManifestRejected: it failed verification.
+        """
+        return verify_manifest((self.root / rel).read_bytes(), rel, trust)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the checkout's exclusive lock (blocking) for a read-modify-commit."""
+        lock_path = self.git.git_dir() / "fortnight.lock"
+        with open(lock_path, "a+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def require_repo(self) -> None:
+        """Check the log is a git work tree with a trust file.
+
+        Raises:
+            StoreError: it is not.
+        """
+        if not self.git.is_repo():
+            raise StoreError(f"{self.repo}: not a git repository",
+                             hint="run 'invoke init --repo DIR' or pass --repo")
+
+    def write(
+        self,
+        pending: Sequence[PendingManifest],
+        trust: Trust,
+        *,
+        message: str,
+        commit: bool = True,
+        push: PushConfig | None = None,
+        dry_run: bool = False,
+    ) -> WriteResult:
+        """Write new manifests, commit them in one commit, and push.
+
+        A manifest whose identity exists with the same content (ignoring
+        ``created`` and signatures) is an unchanged no-op. Nothing is written
+        unless every manifest can be.
+
+        Raises:
+            ConflictError: an identity exists with different content.
+            VerificationError: an existing file at that identity does not verify.
+            StoreError: git failed; files written by this call are removed.
+        """
+        self.require_repo()
+        result = WriteResult(dry_run=dry_run)
+        with self.lock():
+            new: list[PendingManifest] = []
+            for item in pending:
+                if self._existing_matches(item, trust):
+                    result.unchanged.append(item.path)
+                else:
+                    new.append(item)
+            if dry_run:
+                result.written = [p.path for p in new]
+                return result
+            self._write_files(new)
+            result.written = [p.path for p in new]
+            if commit and new:
+                paths = [PurePosixPath(MANIFESTS) / p.path for p in new]
+                try:
+                    result.commit = self.git.commit_paths(paths, message)
+                except StoreError:
+                    self._unwrite(new)
+                    raise
+            if push is not None and commit:
+                self.git.push_with_retry(push)
+                result.pushed = True
+        return result
+
+    def _existing_matches(self, item: PendingManifest, trust: Trust) -> bool:
+        path = self.root / item.path
+        if not path.exists():
+            return False
+        try:
+            existing = self.read(item.path, trust)
+        except ManifestRejected as e:
+            raise VerificationError([(f"{MANIFESTS}/{item.path}", e.reason)]) from e
+        if _content(existing) == _content(item.manifest):
+            return True
+        differing = sorted(
+            k for k in set(_content(existing)) | set(_content(item.manifest))
+            if _content(existing).get(k) != _content(item.manifest).get(k)
+        )
+        raise ConflictError(
+            f"{MANIFESTS}/{item.path}: already recorded with different content "
+            f"(differs in {', '.join(differing)})",
+            hint="manifests are append-only; record a correction as a new manifest",
+        )
+
+    def _write_files(self, items: Sequence[PendingManifest]) -> None:
+        done: list[PendingManifest] = []
+        try:
+            for item in items:
+                if not atomic_create(self.root / item.path, item.data):
+                    raise ConflictError(f"{MANIFESTS}/{item.path}: appeared while writing",
+                                        hint="re-run; another process recorded it first")
+                done.append(item)
+        except BaseException:
+            self._unwrite(done)
+            raise
+
+    def _unwrite(self, items: Sequence[PendingManifest]) -> None:
+        for item in items:
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / item.path).unlink()
+            rel = str(PurePosixPath(MANIFESTS) / item.path)
+            self.git.run("reset", "--quiet", "--", rel, check=False)
+
+    def commit_file(self, path: Path, message: str, *, push: PushConfig | None = None) -> str:
+        """Commit one non-manifest file of the log (``trust.json``, ``product.toml``)."""
+        self.require_repo()
+        with self.lock():
+            rel = path.resolve().relative_to(self.repo.resolve())
+            commit = self.git.commit_paths([rel.as_posix()], message)
+            if push is not None:
+                self.git.push_with_retry(push)
+        return commit
+
+
+def _content(manifest: Manifest) -> dict[str, Any]:
+    data = manifest.signed_dict()
+    data.pop("created", None)
+    return data
+
+
+def dump_json(data: Any) -> bytes:
+    """Readable JSON for non-signed files: sorted keys, two-space indent."""
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def init_log(repo: Path, products: dict[str, bytes], trust_json: bytes) -> bool:
+    """Create a manifest log at ``repo``: a git repository with ``trust.json`` and products.
+
+    Safe to re-run: an existing log is left as it is and False is returned.
+
+    Raises:
+        StoreError: git failed, or ``repo`` is a git repository of something else.
+    """
+    log = ManifestLog(repo)
+    if log.trust_path.exists():
+        return False
+    repo.mkdir(parents=True, exist_ok=True)
+    if not log.git.is_repo():
+        log.git.run("init", "--quiet", "--initial-branch=main")
+    if log.git.run("config", "user.email", check=False).returncode != 0:
+        # A scratch log needs an identity to commit; production checkouts have their own.
+        log.git.run("config", "user.email", "fortnight@localhost")
+        log.git.run("config", "user.name", "Fortnight")
+    written = [log.trust_path]
+    log.root.mkdir(parents=True, exist_ok=True)
+    atomic_create(log.trust_path, trust_json)
+    for name, toml in products.items():
+        path = log.product_dir(name) / "product.toml"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_create(path, toml)
+            written.append(path)
+    log.git.commit_paths([p.relative_to(repo).as_posix() for p in written], "log: initialise")
+    return True
