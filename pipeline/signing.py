@@ -278,9 +278,10 @@ def verify_manifest(raw: bytes, relpath: PurePosixPath, trust: Trust) -> Manifes
     kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
     if kind is None:
         raise ManifestRejected(f"schema error: _type: unknown kind {kind_name!r}")
+    data = signed_bytes(envelope.signed)
     if not envelope.signatures:
         raise ManifestRejected("unsigned: no signatures")
-    _check_signatures(envelope, kind.ROLE, trust, signed_bytes(envelope.signed))
+    _check_signatures(envelope, kind.ROLE, trust, data)
     try:
         manifest = kind.model_validate(envelope.signed, strict=True)
     except ValidationError as e:

@@ -79,6 +79,15 @@ class WriteResult:
     dry_run: bool = False
 
 
+def git_reason(output: str) -> str:
+    """The telling line of git's output: its first ``fatal:``/``error:`` line, else the last."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("fatal:", "error:")):
+            return line
+    return lines[-1] if lines else ""
+
+
 class Git:
     """A thin wrapper over the ``git`` command in one work tree."""
 
@@ -98,9 +107,8 @@ class Git:
         except FileNotFoundError as e:
             raise StoreError("git is not installed", hint="install git and re-run") from e
         if check and proc.returncode != 0:
-            detail = (proc.stderr or proc.stdout).strip().splitlines()
-            raise StoreError(f"git {args[0]} failed in {self.worktree}: "
-                             f"{detail[-1] if detail else 'exit ' + str(proc.returncode)}")
+            detail = git_reason(proc.stderr or proc.stdout) or f"exit {proc.returncode}"
+            raise StoreError(f"git {args[0]} failed in {self.worktree}: {detail}")
         return proc
 
     def is_repo(self) -> bool:
@@ -151,15 +159,17 @@ class Git:
             proc = self.run("push", "--quiet", push.remote, f"HEAD:refs/heads/{branch}", check=False)
             if proc.returncode == 0:
                 return
-            last = (proc.stderr.strip().splitlines() or ["?"])[-1]
-            rebase = self.run("pull", "--quiet", "--rebase", push.remote, branch, check=False)
-            if rebase.returncode != 0:
-                self.run("rebase", "--abort", check=False)
-                raise StoreError(
-                    f"cannot rebase on {push.remote}/{branch}: "
-                    f"{(rebase.stderr.strip().splitlines() or ['?'])[-1]}",
-                    hint="the commit is kept locally; resolve by hand, then push",
-                )
+            last = git_reason(proc.stderr)
+            if "[rejected]" in proc.stderr or "non-fast-forward" in proc.stderr:
+                # Someone pushed first: replay our commit on theirs.
+                rebase = self.run("pull", "--quiet", "--rebase", push.remote, branch, check=False)
+                if rebase.returncode != 0:
+                    self.run("rebase", "--abort", check=False)
+                    raise StoreError(
+                        f"cannot rebase on {push.remote}/{branch}: {git_reason(rebase.stderr)}",
+                        hint="the commit is kept locally; resolve by hand, then push",
+                    )
+            # Back off (with jitter) before the next try: the remote may be busy or down.
             time.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0))
         raise StoreError(f"push to {push.remote} failed after {push.attempts} tries: {last}",
                          hint="the commit is kept locally; re-run with --push when the remote is back")

@@ -1,0 +1,203 @@
+"""Shared fixtures: real git logs with real keys, real compose metadata, pinned time."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from securesystemslib.signer import CryptoSigner
+
+from pipeline.models import ROLES, ComposeManifest, RoleName
+from pipeline.signing import add_key_to_trust, empty_trust, save_trust
+from pipeline.store import ManifestLog, dump_json, init_log
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "real"
+F28_IMAGES = FIXTURES / "fedimg-vcr-Fedora-28-20180425.0-images.json"
+F28_INFO = FIXTURES / "fedimg-vcr-Fedora-28-20180425.0-composeinfo.json"
+NOW = datetime(2015, 9, 15, 12, 0, 0, tzinfo=UTC)
+
+
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+@dataclass
+class Log:
+    """A real manifest log in a git repository, and the keys it trusts."""
+
+    repo: Path
+    keydir: Path
+    signers: dict[RoleName, CryptoSigner]
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def log(self) -> ManifestLog:
+        return ManifestLog(self.repo)
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(["git", *args], cwd=self.repo, check=True, capture_output=True,
+                              text=True).stdout
+
+    def commits(self) -> list[str]:
+        return self.git("log", "--format=%s").splitlines()
+
+
+@pytest.fixture(scope="session")
+def role_signers() -> dict[RoleName, CryptoSigner]:
+    """One Ed25519 key per role, made once for the session."""
+    return {role: CryptoSigner.generate_ed25519() for role in ROLES}
+
+
+@pytest.fixture
+def make_log(tmp_path: Path, role_signers: dict[RoleName, CryptoSigner]) -> Callable[..., Log]:
+    """Factory: a fresh manifest log trusting the session's keys (files outside the repo)."""
+
+    def make(name: str = "log", product_toml: bytes | None = None) -> Log:
+        repo = tmp_path / name
+        toml = product_toml or (ROOT / "manifests/atomic-host/product.toml").read_bytes()
+        init_log(repo, {"atomic-host": toml}, dump_json(empty_trust().model_dump(mode="json")))
+        log = ManifestLog(repo)
+        trust = log.load_trust()
+        keydir = tmp_path / f"{name}-keys"
+        keydir.mkdir()
+        env = {}
+        for role, signer in role_signers.items():
+            trust = add_key_to_trust(trust, role, signer.public_key)
+            keyfile = keydir / f"{role}.key"
+            keyfile.write_bytes(signer.private_bytes)
+            keyfile.chmod(0o600)
+            env[f"FORTNIGHT_KEY_{role.upper()}"] = str(keyfile)
+        save_trust(log.trust_path, trust)
+        log.commit_file(log.trust_path, "trust: test keys")
+        return Log(repo=repo, keydir=keydir, signers=dict(role_signers), env=env)
+
+    return make
+
+
+@pytest.fixture
+def f28_metadata_dir(tmp_path: Path) -> Path:
+    """The real Fedora 28 compose metadata, laid out as a Pungi compose root (no image files)."""
+    root = tmp_path / "Fedora-28-20180425.0"
+    meta = root / "compose" / "metadata"
+    meta.mkdir(parents=True)
+    shutil.copy(F28_INFO, meta / "composeinfo.json")
+    shutil.copy(F28_IMAGES, meta / "images.json")
+    return root
+
+
+@dataclass
+class ComposeTree:
+    """A compose root on disk with real (small) image files matching its metadata."""
+
+    root: Path
+    images: dict[str, Any]
+    info: dict[str, Any]
+
+    @property
+    def compose_dir(self) -> Path:
+        return self.root / "compose"
+
+    def rewrite(self) -> None:
+        meta = self.compose_dir / "metadata"
+        (meta / "images.json").write_text(json.dumps(self.images, indent=4))
+        (meta / "composeinfo.json").write_text(json.dumps(self.info, indent=4))
+
+    def atomic_x86_64(self) -> list[dict[str, Any]]:
+        return self.images["payload"]["images"]["AtomicHost"]["x86_64"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def make_compose_tree(tmp_path: Path) -> Callable[..., ComposeTree]:
+    """Factory: the real F28 metadata, re-pointed at small generated files for the
+    AtomicHost images, so checksums can really be checked.
+
+    ``compose_id`` renames the compose (both metadata files agree).
+    """
+
+    def make(compose_id: str = "Fedora-28-20180425.0", size: int = 200_000) -> ComposeTree:
+        info = load_json(F28_INFO)
+        images = load_json(F28_IMAGES)
+        date = compose_id.split("-")[-1].split(".")[0]
+        for doc in (info, images):
+            doc["payload"]["compose"]["id"] = compose_id
+            doc["payload"]["compose"]["date"] = date
+        root = tmp_path / "composes" / compose_id
+        compose_dir = root / "compose"
+        (compose_dir / "metadata").mkdir(parents=True)
+        # Keep only the product's images: smaller fixtures, same shapes.
+        images["payload"]["images"] = {"AtomicHost": copy.deepcopy(
+            images["payload"]["images"]["AtomicHost"])}
+        for n, img in enumerate(
+            i for arch in images["payload"]["images"]["AtomicHost"].values() for i in arch
+        ):
+            data = (f"{compose_id}:{img['path']}:".encode() * (size // 40 + 1))[: size + n]
+            path = compose_dir / img["path"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            img["size"] = len(data)
+            img["checksums"] = {"sha256": hashlib.sha256(data).hexdigest()}
+        tree = ComposeTree(root=root, images=images, info=info)
+        tree.rewrite()
+        return tree
+
+    return make
+
+
+def make_compose(**overrides: Any) -> ComposeManifest:
+    """A valid compose manifest model; override any field."""
+    base: dict[str, Any] = {
+        "product": "atomic-host",
+        "created": NOW,
+        "compose_id": "Fedora-Atomic-22-20150915.0",
+        "date": "20150915",
+        "respin": 0,
+        "compose_type": "production",
+        "label": None,
+        "release": {"name": "Fedora", "short": "Fedora-Atomic", "version": "22", "type": "ga"},
+        "outcome": "images",
+        "source": "https://kojipkgs.fedoraproject.org/compose/twoweek/Fedora-Atomic-22-20150915.0/",
+        "checksums_verified": True,
+        "images": [
+            {
+                "variant": "Cloud_Atomic",
+                "subvariant": "Atomic",
+                "type": "qcow2",
+                "format": "qcow2",
+                "arch": "x86_64",
+                "path": "Cloud_Atomic/x86_64/images/Fedora-Cloud-Atomic-22-20150915.x86_64.qcow2",
+                "url": "https://example.invalid/Fedora-Cloud-Atomic-22-20150915.x86_64.qcow2",
+                "size": 593363456,
+                "checksums": {"sha256": "a" * 64},
+                "bootable": False,
+                "volume_id": None,
+                "implant_md5": None,
+                "mtime": 1442300000,
+            }
+        ],
+    }
+    base.update(overrides)
+    return ComposeManifest.model_validate(base)
+
+
+def run_invoke(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+               ) -> subprocess.CompletedProcess[str]:
+    """Run ``invoke ARGS`` on the project's tasks.py in a child process, as an operator would."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FORTNIGHT_")}
+    full_env.update(env or {})
+    full_env["COLUMNS"] = "200"
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args],
+        cwd=cwd or ROOT, env=full_env, capture_output=True, text=True, check=False, timeout=300,
+    )
