@@ -70,27 +70,37 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def _write_options(dry_run: bool, no_commit: bool, push: bool, remote: str | None,
-                   log: ManifestLog) -> WriteOptions:
-    configured = log.git.run("config", "--get", "fortnight.remote", check=False).stdout.strip() \
-        if log.git.is_repo() else ""
+def _write_options(
+    dry_run: bool, no_commit: bool, push: bool, remote: str | None, log: ManifestLog
+) -> WriteOptions:
+    configured = (
+        log.git.run("config", "--get", "fortnight.remote", check=False).stdout.strip()
+        if log.git.is_repo()
+        else ""
+    )
     name = remote or configured or "origin"
     do_push = (push or bool(remote) or bool(configured)) and not no_commit
-    return WriteOptions(dry_run=dry_run, commit=not no_commit,
-                        push=PushConfig(remote=name) if do_push else None)
+    return WriteOptions(
+        dry_run=dry_run, commit=not no_commit, push=PushConfig(remote=name) if do_push else None
+    )
 
 
 def _role(role: str) -> RoleName:
-    if role not in ROLES:
-        raise ConfigError(f"--role {role}: unknown role", hint=f"use one of {', '.join(ROLES)}")
-    return role  # type: ignore[return-value]
+    for name in ROLES:
+        if role == name:
+            return name
+    raise ConfigError(f"--role {role}: unknown role", hint=f"use one of {', '.join(ROLES)}")
 
 
 # --- log and keys --------------------------------------------------------------------
 
 
-@task(help={"repo": "where to create the log (default: $FORTNIGHT_REPO or .)",
-            "product": "product whose bundled product.toml to copy in"})
+@task(
+    help={
+        "repo": "where to create the log (default: $FORTNIGHT_REPO or .)",
+        "product": "product whose bundled product.toml to copy in",
+    }
+)
 @boundary
 def init(c: Context, repo: str | None = None, product: str = DEFAULT_PRODUCT) -> None:
     """Create a manifest log: a git repository with trust.json and product.toml."""
@@ -100,12 +110,18 @@ def init(c: Context, repo: str | None = None, product: str = DEFAULT_PRODUCT) ->
     console.out.print(f"{'created' if created else 'already a manifest log'}: {path}")
 
 
-@task(help={"role": "compose, test or release", "out": "folder for the private key "
-            "(outside the repository)", "repo": "the manifest log (default: .)",
-            "no_commit": "update trust.json without committing"})
+@task(
+    help={
+        "role": "compose, test or release",
+        "out": "folder for the private key (outside the repository)",
+        "repo": "the manifest log (default: .)",
+        "no_commit": "update trust.json without committing",
+    }
+)
 @boundary
-def generate(c: Context, role: str, out: str, repo: str | None = None,
-             no_commit: bool = False) -> None:
+def generate(
+    c: Context, role: str, out: str, repo: str | None = None, no_commit: bool = False
+) -> None:
     """Create an Ed25519 key pair for ROLE and trust its public key."""
     log = ManifestLog(_repo(repo))
     role_name = _role(role)
@@ -200,8 +216,17 @@ def record(
         verify_files = verify_checksums or (not is_url(source) and not skip_checksums)
         loaded = load_compose(source, session)
         with console.byte_progress() as progress:
-            outcome = record_compose(log, config, loaded, [signer], _now(), verify=verify_files,
-                                     options=options, session=session, progress=progress)
+            outcome = record_compose(
+                log,
+                config,
+                loaded,
+                [signer],
+                _now(),
+                verify=verify_files,
+                options=options,
+                session=session,
+                progress=progress,
+            )
     if outcome.manifest.images:
         console.out.print(console.compose_table(outcome.manifest))
     write = outcome.write
@@ -221,13 +246,14 @@ def record(
 
 @task(help={"dir": "scratch folder (default: a new temporary folder); replaced if it exists"})
 @boundary
-def demo(c: Context, dir: str | None = None) -> None:  # noqa: A002 - the option is --dir
+def demo(c: Context, dir: str | None = None) -> None:
     """Run the pipeline on embedded defaults in a scratch log and print a summary."""
     workdir = Path(dir).resolve() if dir else Path(tempfile.mkdtemp(prefix="fortnight-demo-"))
     result = run_demo(workdir, ROOT / "manifests" / DEFAULT_PRODUCT / "product.toml", _now())
     console.out.print(console.compose_table(result.recorded.manifest))
-    console.out.print(f"recorded {result.doomed.manifest.compose_id}: no image "
-                      f"({result.doomed.manifest.reason})")
+    console.out.print(
+        f"recorded {result.doomed.manifest.compose_id}: no image ({result.doomed.manifest.reason})"
+    )
     console.out.print(console.counts_table(result.report.counts(), len(result.report.failures)))
     console.out.print(f"manifest log: {result.repo}  (git log --stat there)")
     console.out.print(f"keys:         {result.keys}  (generated for this run)")
@@ -237,8 +263,8 @@ def demo(c: Context, dir: str | None = None) -> None:  # noqa: A002 - the option
 # --- development ---------------------------------------------------------------------
 
 
-@task(help={"pytest_args": "extra arguments for pytest, e.g. '-k store -x'"})
-def test(c: Context, pytest_args: str = "") -> None:
+@task(name="test", help={"pytest_args": "extra arguments for pytest, e.g. '-k store -x'"})
+def run_tests(c: Context, pytest_args: str = "") -> None:
     """Run the whole suite: ruff, mypy --strict, the schema check, and pytest."""
     steps: list[list[str]] = [
         [sys.executable, "-m", "ruff", "check", "."],
@@ -247,7 +273,9 @@ def test(c: Context, pytest_args: str = "") -> None:
         [sys.executable, "-m", "pytest", *pytest_args.split()],
     ]
     for step in steps:
-        console.err.print(f"$ {' '.join(Path(step[0]).name if i == 0 else a for i, a in enumerate(step))}")
+        console.err.print(
+            f"$ {' '.join(Path(step[0]).name if i == 0 else a for i, a in enumerate(step))}"
+        )
         rc = subprocess.run(step, cwd=ROOT, check=False).returncode
         if rc == 5 and "pytest" in step:  # no test collected (e.g. a -k that matches nothing)
             console.err.print("pytest collected no test")
@@ -260,7 +288,7 @@ keys = Collection("keys")
 keys.add_task(generate)
 compose = Collection("compose")
 compose.add_task(record)
-ns = Collection(init, verify, schema, demo, test, keys, compose)
+ns = Collection(init, verify, schema, demo, run_tests, keys, compose)
 
 
 def _json(obj: Any) -> str:  # pragma: no cover - handy in a REPL

@@ -61,8 +61,10 @@ def select_images(loaded: LoadedCompose, product: ProductConfig) -> list[tuple[s
     for _variant, img in chosen:
         check_image_path(loaded.location, img.path)
         if not img.checksums.get("sha256"):
-            raise InputError(f"images.json: image {img.path} has no sha256 checksum",
-                             hint="Fortnight publishes sha256 for every download")
+            raise InputError(
+                f"images.json: image {img.path} has no sha256 checksum",
+                hint="Fortnight publishes sha256 for every download",
+            )
     return chosen
 
 
@@ -168,8 +170,9 @@ def record_compose(
     manifest = build_compose_manifest(loaded, product, now, checksums_verified=verify)
     hashed: list[HashResult] = []
     if verify and not options.dry_run:
-        hashed = verify_checksums(hash_jobs(loaded, manifest), workers=workers,
-                                  session=session, progress=progress)
+        hashed = verify_checksums(
+            hash_jobs(loaded, manifest), workers=workers, session=session, progress=progress
+        )
     result = _write(log, manifest, signers, trust, options)
     return RecordOutcome(manifest=manifest, write=result, hashed=hashed)
 
@@ -189,8 +192,10 @@ def failed_compose_manifest(
     except ValueError as e:
         raise InputError(f"--compose-id {compose_id}: {e}") from e
     if date is None:
-        raise InputError(f"--compose-id {compose_id}: no date in it",
-                         hint="compose ids look like Fedora-Atomic-22-20150915.0")
+        raise InputError(
+            f"--compose-id {compose_id}: no date in it",
+            hint="compose ids look like Fedora-Atomic-22-20150915.0",
+        )
     try:
         return ComposeManifest(
             product=product.name,
@@ -228,9 +233,19 @@ def commit_message(manifest: ComposeManifest) -> str:
     return f"compose: record {manifest.compose_id}{suffix}"
 
 
-def _write(log: ManifestLog, manifest: ComposeManifest, signers: Sequence[Signer],
-           trust: Any, options: WriteOptions) -> WriteResult:
+def _write(
+    log: ManifestLog,
+    manifest: ComposeManifest,
+    signers: Sequence[Signer],
+    trust: Any,
+    options: WriteOptions,
+) -> WriteResult:
     pending = PendingManifest(manifest.relpath(), sign_manifest(manifest, signers), manifest)
-    return log.write([pending], trust, message=commit_message(manifest), commit=options.commit,
-                     push=options.push, dry_run=options.dry_run)
-
+    return log.write(
+        [pending],
+        trust,
+        message=commit_message(manifest),
+        commit=options.commit,
+        push=options.push,
+        dry_run=options.dry_run,
+    )

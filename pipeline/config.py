@@ -30,8 +30,8 @@ class ImageSelection(StrictModel):
     is in ``subvariants``, and its type and arch are listed.
     """
 
-    variants: list[str] = []
-    subvariants: list[str] = []
+    variants: list[str] = Field(default_factory=list)
+    subvariants: list[str] = Field(default_factory=list)
     types: Annotated[list[str], Field(min_length=1)]
     arches: Annotated[list[str], Field(min_length=1)]
     #: Where users download an image: ``download_url + image.path``.
@@ -64,17 +64,22 @@ def load_product(manifests_root: Path, product: str) -> ProductConfig:
         with path.open("rb") as f:
             raw = tomllib.load(f)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: not found",
-                          hint=f"is '{product}' the right --product? Each product needs a product.toml"
-                          ) from None
+        raise ConfigError(
+            f"{path}: not found",
+            hint=f"is '{product}' the right --product? Each product needs a product.toml",
+        ) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from e
     try:
         config = ProductConfig.model_validate(raw, strict=True)
     except ValidationError as e:
-        raise ConfigError(f"{path}: {describe_validation_error(e)}",
-                          hint="see the product.toml reference in the README") from e
+        raise ConfigError(
+            f"{path}: {describe_validation_error(e)}",
+            hint="see the product.toml reference in the README",
+        ) from e
     if config.name != product:
-        raise ConfigError(f"{path}: name is '{config.name}' but the folder is '{product}'",
-                          hint="make them the same")
+        raise ConfigError(
+            f"{path}: name is '{config.name}' but the folder is '{product}'",
+            hint="make them the same",
+        )
     return config

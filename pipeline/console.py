@@ -57,8 +57,9 @@ def compose_table(manifest: ComposeManifest) -> Table:
     for col in ("arch", "type", "format", "size", "sha256"):
         table.add_column(col, justify="right" if col == "size" else "left")
     for img in sorted(manifest.images, key=lambda i: (i.arch, i.type)):
-        table.add_row(img.arch, img.type, img.format, human_size(img.size),
-                      img.checksums.sha256[:16] + "…")
+        table.add_row(
+            img.arch, img.type, img.format, human_size(img.size), img.checksums.sha256[:16] + "…"
+        )
     return table
 
 

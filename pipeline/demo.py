@@ -51,8 +51,11 @@ def run_demo(workdir: Path, product_toml: Path, now: datetime) -> DemoResult:
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    init_log(repo, {"atomic-host": product_toml.read_bytes()}, dump_json(
-        empty_trust().model_dump(mode="json")))
+    init_log(
+        repo,
+        {"atomic-host": product_toml.read_bytes()},
+        dump_json(empty_trust().model_dump(mode="json")),
+    )
     log = ManifestLog(repo)
     trust = log.load_trust()
     env: dict[str, str] = {}
@@ -69,12 +72,20 @@ def run_demo(workdir: Path, product_toml: Path, now: datetime) -> DemoResult:
     shutil.copytree(DATA / "fedora-28", compose_dir)
     # The bundled metadata is real, the multi-GiB images are not here: record
     # the metadata as Pungi wrote it, without checking files.
-    recorded = record_compose(log, product, load_compose(str(compose_dir)), [signer], now,
-                              verify=False, options=WriteOptions())
+    recorded = record_compose(
+        log,
+        product,
+        load_compose(str(compose_dir)),
+        [signer],
+        now,
+        verify=False,
+        options=WriteOptions(),
+    )
     doomed = record_failed_compose(
         log,
-        failed_compose_manifest(product, DEMO_DOOMED, "Pungi status DOOMED: image build failed",
-                                None, now),
+        failed_compose_manifest(
+            product, DEMO_DOOMED, "Pungi status DOOMED: image build failed", None, now
+        ),
         [signer],
         WriteOptions(),
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 import requests
+from rich.progress import TaskID
 
 from pipeline.errors import ChecksumMismatchError, FetchError, InputError
 
@@ -24,21 +25,19 @@ CHUNK = 1 << 20  # 1 MiB: large enough to amortise calls, small enough to stay i
 class ProgressSink(Protocol):
     """Where long work reports progress (``rich.progress.Progress`` fits)."""
 
-    def add_task(self, description: str, total: float | None = ...) -> int:  # noqa: D102
-        ...
+    def add_task(self, description: str, *, total: float | None = ...) -> TaskID: ...
 
-    def advance(self, task_id: int, advance: float = ...) -> None:  # noqa: D102
-        ...
+    def advance(self, task_id: TaskID, advance: float = ...) -> None: ...
 
 
 class NullProgress:
     """A progress sink that shows nothing."""
 
-    def add_task(self, description: str, total: float | None = None) -> int:
+    def add_task(self, description: str, *, total: float | None = None) -> TaskID:
         """Ignore a new task."""
-        return 0
+        return TaskID(0)
 
-    def advance(self, task_id: int, advance: float = 1) -> None:
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
         """Ignore progress."""
 
 
@@ -72,22 +71,25 @@ class HashResult:
         return f"{self.job.name}: sha256 is {self.sha256}, metadata says {self.job.sha256}"
 
 
-def hash_file(path: Path, progress: ProgressSink, task: int, chunk: int = CHUNK) -> tuple[int, str]:
+def hash_file(
+    path: Path, progress: ProgressSink, task: TaskID, chunk: int = CHUNK
+) -> tuple[int, str]:
     """Size and sha256 of a local file, streamed through one reusable buffer."""
     digest = hashlib.sha256()
     buf = bytearray(chunk)
     view = memoryview(buf)
     total = 0
     with path.open("rb", buffering=0) as f:
-        while n := f.readinto(buf):  # type: ignore[attr-defined]
+        while n := f.readinto(buf):
             digest.update(view[:n])
             total += n
             progress.advance(task, n)
     return total, digest.hexdigest()
 
 
-def hash_url(url: str, session: requests.Session, progress: ProgressSink, task: int,
-             chunk: int = CHUNK) -> tuple[int, str]:
+def hash_url(
+    url: str, session: requests.Session, progress: ProgressSink, task: TaskID, chunk: int = CHUNK
+) -> tuple[int, str]:
     """Size and sha256 of a remote file, streamed without storing it.
 
     Raises:
@@ -98,15 +100,17 @@ def hash_url(url: str, session: requests.Session, progress: ProgressSink, task: 
     try:
         with session.get(url, stream=True, timeout=60) as resp:
             if resp.status_code != 200:
-                raise FetchError(f"{url}: HTTP {resp.status_code}",
-                                 hint="is the compose complete? re-run later")
+                raise FetchError(
+                    f"{url}: HTTP {resp.status_code}", hint="is the compose complete? re-run later"
+                )
             for block in resp.iter_content(chunk_size=chunk):
                 digest.update(block)
                 total += len(block)
                 progress.advance(task, len(block))
     except requests.RequestException as e:
-        raise FetchError(f"{url}: {type(e).__name__} while downloading",
-                         hint="check the network, then re-run") from e
+        raise FetchError(
+            f"{url}: {type(e).__name__} while downloading", hint="check the network, then re-run"
+        ) from e
     return total, digest.hexdigest()
 
 
@@ -119,8 +123,10 @@ def _measure(job: HashJob, session: requests.Session | None, progress: ProgressS
     try:
         actual = path.stat().st_size
     except FileNotFoundError:
-        raise InputError(f"{job.name}: image file is missing ({path})",
-                         hint="is the compose complete? or pass --skip-checksums") from None
+        raise InputError(
+            f"{job.name}: image file is missing ({path})",
+            hint="is the compose complete? or pass --skip-checksums",
+        ) from None
     if actual != job.size:  # no need to read it all to know it is wrong
         progress.advance(task, job.size)
         return HashResult(job, actual, "")
@@ -149,6 +155,8 @@ def verify_checksums(
     bad = [r for r in results if not r.ok]
     if bad:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise ChecksumMismatchError(bad[0].describe() + more,
-                                    hint="the compose is corrupt or incomplete; nothing was recorded")
+        raise ChecksumMismatchError(
+            bad[0].describe() + more,
+            hint="the compose is corrupt or incomplete; nothing was recorded",
+        )
     return results

@@ -92,8 +92,9 @@ def load_compose(src: str, session: requests.Session | None = None) -> LoadedCom
         location, fetch = _locate_url(src, session or http_session())
     else:
         location, fetch = _locate_dir(Path(src))
-    info = _parse(fetch, "composeinfo.json", "productmd.composeinfo",
-                  productmd.composeinfo.ComposeInfo)
+    info = _parse(
+        fetch, "composeinfo.json", "productmd.composeinfo", productmd.composeinfo.ComposeInfo
+    )
     images = _parse(fetch, "images.json", "productmd.images", productmd.images.Images)
     if info.compose.id != images.compose.id:
         raise InputError(
@@ -137,11 +138,14 @@ def _locate_url(src: str, session: requests.Session) -> tuple[ComposeLocation, F
             break
         last_error = error
         if status is None:  # unreachable: no use trying the other layout
-            raise FetchError(f"{url}: unreachable ({error})",
-                             hint="check the URL and the network, then re-run")
+            raise FetchError(
+                f"{url}: unreachable ({error})", hint="check the URL and the network, then re-run"
+            )
     else:
-        raise InputError(f"--source {src}: no metadata/composeinfo.json under it ({last_error})",
-                         hint="point --source at a Pungi compose (root or compose/ folder)")
+        raise InputError(
+            f"--source {src}: no metadata/composeinfo.json under it ({last_error})",
+            hint="point --source at a Pungi compose (root or compose/ folder)",
+        )
     first = {"composeinfo.json": body}
 
     def fetch(name: str) -> bytes:
@@ -178,10 +182,13 @@ def _parse(fetch: Fetcher, name: str, expected_type: str, cls: Any) -> Any:
         raise InputError(f"{name}: not valid JSON ({e})") from e
     header = data.get("header") if isinstance(data, dict) else None
     if not isinstance(header, dict):
-        raise InputError(f"{name}: no 'header' object",
-                         hint="is this productmd metadata written by Pungi?")
+        raise InputError(
+            f"{name}: no 'header' object", hint="is this productmd metadata written by Pungi?"
+        )
     if header.get("type") != expected_type:
-        raise InputError(f"{name}: header.type is {header.get('type')!r}, expected {expected_type!r}")
+        raise InputError(
+            f"{name}: header.type is {header.get('type')!r}, expected {expected_type!r}"
+        )
     version = header.get("version")
     if version not in SUPPORTED_VERSIONS[expected_type]:
         raise InputError(
@@ -200,7 +207,7 @@ def _parse(fetch: Fetcher, name: str, expected_type: str, cls: Any) -> Any:
 
 def iter_images(images: Any) -> list[tuple[str, str, Any]]:
     """Every (variant, arch, productmd image) in the metadata, in a stable order."""
-    out = []
+    out: list[tuple[str, str, Any]] = []
     for variant in sorted(images.images):
         for arch in sorted(images.images[variant]):
             out.extend((variant, arch, img) for img in images.images[variant][arch])
@@ -216,11 +223,15 @@ def check_image_path(location: ComposeLocation, path: str) -> PurePosixPath:
     """
     pure = PurePosixPath(path)
     if pure.is_absolute() or not path or "\\" in path:
-        raise InputError(f"images.json: image path {path!r} is absolute",
-                         hint="image paths must be relative to the compose/ folder")
+        raise InputError(
+            f"images.json: image path {path!r} is absolute",
+            hint="image paths must be relative to the compose/ folder",
+        )
     if ".." in pure.parts:
-        raise InputError(f"images.json: image path {path!r} escapes the compose ('..')",
-                         hint="image paths must stay inside the compose/ folder")
+        raise InputError(
+            f"images.json: image path {path!r} escapes the compose ('..')",
+            hint="image paths must stay inside the compose/ folder",
+        )
     if location.local_dir is not None:
         resolved = (location.local_dir / pure).resolve()
         if not resolved.is_relative_to(location.local_dir):

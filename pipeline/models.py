@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-SPEC_VERSION = "1"
+SPEC_VERSION: Literal["1"] = "1"
 
 RoleName = Literal["compose", "test", "release"]
 ROLES: tuple[RoleName, ...] = ("compose", "test", "release")
@@ -59,9 +59,7 @@ UtcTimestamp = Annotated[
     datetime,
     BeforeValidator(parse_timestamp),
     PlainSerializer(format_timestamp, return_type=str),
-    WithJsonSchema(
-        {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"}
-    ),
+    WithJsonSchema({"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"}),
 ]
 
 ProductName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]

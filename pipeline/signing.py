@@ -16,8 +16,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import ValidationError
-from securesystemslib.exceptions import FormatError, UnverifiedSignatureError
 from securesystemslib.exceptions import Error as SslibError
+from securesystemslib.exceptions import FormatError, UnverifiedSignatureError
 from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import (
     SIGNER_FOR_URI_SCHEME,
@@ -45,7 +45,7 @@ KEY_ENV_PREFIX = "FORTNIGHT_KEY_"
 KEYID_ENV_PREFIX = "FORTNIGHT_KEYID_"
 
 
-class ManifestRejected(Exception):  # noqa: N818 - a verdict, not a crash
+class ManifestRejected(Exception):
     """One manifest failed verification; ``reason`` says why (stable wording).
 
     Internal to verification: callers collect these into a
@@ -64,9 +64,11 @@ def signed_bytes(signed: Mapping[str, Any]) -> bytes:
         ManifestRejected: the payload holds a value canonical JSON forbids (a float).
     """
     try:
-        return encode_canonical(dict(signed)).encode("utf-8")  # type: ignore[no-any-return]
+        text = encode_canonical(dict(signed))
     except FormatError as e:
         raise ManifestRejected(f"schema error: not canonical JSON ({e})") from e
+    assert text is not None  # only None when writing to an output function
+    return text.encode("utf-8")
 
 
 def dump_envelope(signed: Mapping[str, Any], signatures: Sequence[SslibSignature]) -> bytes:
@@ -87,7 +89,9 @@ def sign_manifest(manifest: Manifest, signers: Sequence[Signer]) -> bytes:
 
 def empty_trust() -> Trust:
     """A trust file with the three roles and no keys yet."""
-    return Trust(keys={}, roles={r: Role(keyids=[], threshold=1) for r in ("compose", "test", "release")})
+    return Trust(
+        keys={}, roles={r: Role(keyids=[], threshold=1) for r in ("compose", "test", "release")}
+    )
 
 
 def load_trust(path: Path) -> Trust:
@@ -105,8 +109,10 @@ def load_trust(path: Path) -> Trust:
     try:
         return Trust.model_validate_json(raw, strict=True)
     except ValidationError as e:
-        raise ConfigError(f"{path}: {describe_validation_error(e)}",
-                          hint="fix trust.json (see README, 'Keys and trust')") from e
+        raise ConfigError(
+            f"{path}: {describe_validation_error(e)}",
+            hint="fix trust.json (see README, 'Keys and trust')",
+        ) from e
 
 
 def save_trust(path: Path, trust: Trust) -> None:
@@ -157,8 +163,10 @@ def generate_key(role: RoleName, out_dir: Path, repo: Path) -> GeneratedKey:
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = out / f"{role}.key"
     if not atomic_create(path, signer.private_bytes, mode=0o600):
-        raise KeyConfigError(f"{path}: already exists",
-                             hint="move it away or choose another --out; keys are never overwritten")
+        raise KeyConfigError(
+            f"{path}: already exists",
+            hint="move it away or choose another --out; keys are never overwritten",
+        )
     return GeneratedKey(private_path=path, public_key=signer.public_key)
 
 
@@ -204,7 +212,7 @@ def load_signer(role: RoleName, env: Mapping[str, str], trust: Trust) -> Signer:
     match = _URI_RE.match(value)
     scheme = match.group(1) if match else None
     if scheme is None or scheme == CryptoSigner.SCHEME:
-        path = Path(value[len("file2:"):] if scheme else value)
+        path = Path(value[len("file2:") :] if scheme else value)
         prefix = env.get(CryptoSigner.PREFIX_ENV_VAR) if scheme else None
         if prefix:
             path = Path(prefix) / path
@@ -223,7 +231,9 @@ def load_signer(role: RoleName, env: Mapping[str, str], trust: Trust) -> Signer:
             )
         keyid = role_keyids[0]
     if keyid not in role_keyids:
-        raise KeyConfigError(f"{KEYID_ENV_PREFIX}{role.upper()}: {keyid} is not a {role} key in trust.json")
+        raise KeyConfigError(
+            f"{KEYID_ENV_PREFIX}{role.upper()}: {keyid} is not a {role} key in trust.json"
+        )
     public = SSlibKey.from_dict(keyid, trust.keys[keyid].model_dump(mode="json"))
     try:
         return Signer.from_priv_key_uri(value, public)
@@ -238,7 +248,7 @@ def _file_signer(var: str, path: Path, role: RoleName, role_keyids: list[str]) -
         raise KeyConfigError(f"{var}={path}: cannot read key file ({e.strerror})") from e
     try:
         private = load_pem_private_key(pem, password=None)
-        signer = CryptoSigner(private)  # type: ignore[arg-type]
+        signer = CryptoSigner(private)
     except (ValueError, TypeError, SslibError) as e:
         raise KeyConfigError(
             f"{var}={path}: not an unencrypted PEM private key ({e})",
@@ -311,19 +321,21 @@ def _check_signatures(envelope: Envelope, role_name: RoleName, trust: Trust, dat
     )
 
 
-def _check_one(sig: Signature, role_name: RoleName, role: Role, trust: Trust,
-               data: bytes) -> str | None:
+def _check_one(
+    sig: Signature, role_name: RoleName, role: Role, trust: Trust, data: bytes
+) -> str | None:
     short = sig.keyid[:12]
     if sig.keyid not in trust.keys:
         return f"unknown key: {short} is not in trust.json"
     if sig.keyid not in role.keyids:
         roles = [n for n, r in trust.roles.items() if sig.keyid in r.keyids]
-        return (f"wrong role: key {short} signs for {', '.join(roles) or 'no role'}, "
-                f"this kind needs a {role_name} key")
+        return (
+            f"wrong role: key {short} signs for {', '.join(roles) or 'no role'}, "
+            f"this kind needs a {role_name} key"
+        )
     key = SSlibKey.from_dict(sig.keyid, trust.keys[sig.keyid].model_dump(mode="json"))
     try:
         key.verify_signature(SslibSignature(sig.keyid, sig.sig), data)
     except (UnverifiedSignatureError, SslibError):
         return f"bad signature from key {short}"
     return None
-

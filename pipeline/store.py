@@ -132,8 +132,9 @@ class Git:
         """
         name = self.run("symbolic-ref", "--quiet", "--short", "HEAD", check=False).stdout.strip()
         if not name:
-            raise StoreError(f"{self.worktree}: HEAD is detached",
-                             hint="check out a branch before recording")
+            raise StoreError(
+                f"{self.worktree}: HEAD is detached", hint="check out a branch before recording"
+            )
         return name
 
     def commit_paths(self, paths: Sequence[PurePosixPath | str], message: str) -> str:
@@ -156,7 +157,9 @@ class Git:
         branch = self.branch()
         last = ""
         for attempt in range(1, push.attempts + 1):
-            proc = self.run("push", "--quiet", push.remote, f"HEAD:refs/heads/{branch}", check=False)
+            proc = self.run(
+                "push", "--quiet", push.remote, f"HEAD:refs/heads/{branch}", check=False
+            )
             if proc.returncode == 0:
                 return
             last = git_reason(proc.stderr)
@@ -171,8 +174,10 @@ class Git:
                     )
             # Back off (with jitter) before the next try: the remote may be busy or down.
             time.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0))
-        raise StoreError(f"push to {push.remote} failed after {push.attempts} tries: {last}",
-                         hint="the commit is kept locally; re-run with --push when the remote is back")
+        raise StoreError(
+            f"push to {push.remote} failed after {push.attempts} tries: {last}",
+            hint="the commit is kept locally; re-run with --push when the remote is back",
+        )
 
 
 class ManifestLog:
@@ -259,8 +264,10 @@ class ManifestLog:
             StoreError: it is not.
         """
         if not self.git.is_repo():
-            raise StoreError(f"{self.repo}: not a git repository",
-                             hint="run 'invoke init --repo DIR' or pass --repo")
+            raise StoreError(
+                f"{self.repo}: not a git repository",
+                hint="run 'invoke init --repo DIR' or pass --repo",
+            )
 
     def write(
         self,
@@ -320,7 +327,8 @@ class ManifestLog:
         if _content(existing) == _content(item.manifest):
             return True
         differing = sorted(
-            k for k in set(_content(existing)) | set(_content(item.manifest))
+            k
+            for k in set(_content(existing)) | set(_content(item.manifest))
             if _content(existing).get(k) != _content(item.manifest).get(k)
         )
         raise ConflictError(
@@ -334,8 +342,10 @@ class ManifestLog:
         try:
             for item in items:
                 if not atomic_create(self.root / item.path, item.data):
-                    raise ConflictError(f"{MANIFESTS}/{item.path}: appeared while writing",
-                                        hint="re-run; another process recorded it first")
+                    raise ConflictError(
+                        f"{MANIFESTS}/{item.path}: appeared while writing",
+                        hint="re-run; another process recorded it first",
+                    )
                 done.append(item)
         except BaseException:
             self._unwrite(done)

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from productmd.composeinfo import get_date_type_respin
 from securesystemslib.signer import CryptoSigner
 
 from pipeline.models import ROLES, ComposeManifest, RoleName
@@ -47,8 +51,9 @@ class Log:
         return ManifestLog(self.repo)
 
     def git(self, *args: str) -> str:
-        return subprocess.run(["git", *args], cwd=self.repo, check=True, capture_output=True,
-                              text=True).stdout
+        return subprocess.run(
+            ["git", *args], cwd=self.repo, check=True, capture_output=True, text=True
+        ).stdout
 
     def commits(self) -> list[str]:
         return self.git("log", "--format=%s").splitlines()
@@ -129,16 +134,18 @@ def make_compose_tree(tmp_path: Path) -> Callable[..., ComposeTree]:
     def make(compose_id: str = "Fedora-28-20180425.0", size: int = 200_000) -> ComposeTree:
         info = load_json(F28_INFO)
         images = load_json(F28_IMAGES)
-        date = compose_id.split("-")[-1].split(".")[0]
+        date, compose_type, respin = get_date_type_respin(compose_id)
         for doc in (info, images):
-            doc["payload"]["compose"]["id"] = compose_id
-            doc["payload"]["compose"]["date"] = date
+            doc["payload"]["compose"].update(
+                id=compose_id, date=date, type=compose_type, respin=respin
+            )
         root = tmp_path / "composes" / compose_id
         compose_dir = root / "compose"
         (compose_dir / "metadata").mkdir(parents=True)
         # Keep only the product's images: smaller fixtures, same shapes.
-        images["payload"]["images"] = {"AtomicHost": copy.deepcopy(
-            images["payload"]["images"]["AtomicHost"])}
+        images["payload"]["images"] = {
+            "AtomicHost": copy.deepcopy(images["payload"]["images"]["AtomicHost"])
+        }
         for n, img in enumerate(
             i for arch in images["payload"]["images"]["AtomicHost"].values() for i in arch
         ):
@@ -191,13 +198,63 @@ def make_compose(**overrides: Any) -> ComposeManifest:
     return ComposeManifest.model_validate(base)
 
 
-def run_invoke(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-               ) -> subprocess.CompletedProcess[str]:
+def run_invoke(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run ``invoke ARGS`` on the project's tasks.py in a child process, as an operator would."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("FORTNIGHT_")}
     full_env.update(env or {})
     full_env["COLUMNS"] = "200"
     return subprocess.run(
         [sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args],
-        cwd=cwd or ROOT, env=full_env, capture_output=True, text=True, check=False, timeout=300,
+        cwd=cwd or ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
     )
+
+
+@dataclass
+class StaticServer:
+    """A real HTTP server on 127.0.0.1 serving a folder; can fail the first requests."""
+
+    url: str
+    requests: list[str]
+    fail_next: list[int]  # HTTP statuses to answer, in order, before serving normally
+
+
+@pytest.fixture
+def serve_dir() -> Any:
+    """Factory: serve a folder over HTTP on loopback for the test's duration."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(directory: Path) -> StaticServer:
+        state = StaticServer(url="", requests=[], fail_next=[])
+
+        class Handler(SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:
+                state.requests.append(self.path)
+                if state.fail_next:
+                    self.send_error(state.fail_next.pop(0))
+                    return
+                super().do_GET()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(Handler, directory=str(directory))
+        )
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        state.url = f"http://127.0.0.1:{server.server_address[1]}/"
+        return state
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

@@ -12,34 +12,51 @@ import pytest
 from pipeline.errors import ConflictError, StoreError, VerificationError
 from pipeline.models import ComposeManifest
 from pipeline.signing import sign_manifest
-from pipeline.store import ManifestLog, PendingManifest, PushConfig
+from pipeline.store import ManifestLog, PendingManifest, PushConfig, WriteResult
 from tests.conftest import NOW, Log, make_compose, run_invoke
 
 
 def pending(log: Log, manifest: ComposeManifest) -> PendingManifest:
-    return PendingManifest(manifest.relpath(), sign_manifest(manifest, [log.signers["compose"]]),
-                           manifest)
+    return PendingManifest(
+        manifest.relpath(), sign_manifest(manifest, [log.signers["compose"]]), manifest
+    )
 
 
-def write(log: Log, *manifests: ComposeManifest, **kw: object) -> object:
+def write(
+    log: Log,
+    *manifests: ComposeManifest,
+    commit: bool = True,
+    push: PushConfig | None = None,
+    dry_run: bool = False,
+) -> WriteResult:
     ml = log.log
-    return ml.write([pending(log, m) for m in manifests], ml.load_trust(),
-                    message="compose: record test", **kw)  # type: ignore[arg-type]
+    return ml.write(
+        [pending(log, m) for m in manifests],
+        ml.load_trust(),
+        message="compose: record test",
+        commit=commit,
+        push=push,
+        dry_run=dry_run,
+    )
 
 
 def test_write_commits_once_and_rerun_is_a_no_op(make_log: Callable[..., Log]) -> None:
     log = make_log()
     before = log.commits()
     a, b = make_compose(), make_compose(compose_id="Fedora-Atomic-22-20150916.0", date="20150916")
-    result = log.log.write([pending(log, a), pending(log, b)], log.log.load_trust(),
-                           message="compose: record two")
+    result = log.log.write(
+        [pending(log, a), pending(log, b)], log.log.load_trust(), message="compose: record two"
+    )
     assert result.written == [a.relpath(), b.relpath()]
     assert result.commit == log.git("rev-parse", "HEAD").strip()
     assert log.commits() == ["compose: record two", *before]
     assert log.git("status", "--porcelain") == ""
     # Same content, a later `created`: a successful no-op, no new commit.
-    again = log.log.write([pending(log, make_compose(created=NOW.replace(hour=13)))],
-                          log.log.load_trust(), message="compose: record again")
+    again = log.log.write(
+        [pending(log, make_compose(created=NOW.replace(hour=13)))],
+        log.log.load_trust(),
+        message="compose: record again",
+    )
     assert again.written == [] and again.unchanged == [a.relpath()] and again.commit is None
     assert log.commits()[0] == "compose: record two"
 
@@ -48,7 +65,9 @@ def test_different_content_under_same_identity_is_a_conflict(make_log: Callable[
     log = make_log()
     write(log, make_compose())
     original = (log.log.root / make_compose().relpath()).read_bytes()
-    with pytest.raises(ConflictError, match=r"already recorded with different content \(differs in respin\)"):
+    with pytest.raises(
+        ConflictError, match=r"already recorded with different content \(differs in respin\)"
+    ):
         write(log, make_compose(respin=1))
     assert (log.log.root / make_compose().relpath()).read_bytes() == original
 
@@ -67,7 +86,7 @@ def test_dry_run_and_no_commit(make_log: Callable[..., Log]) -> None:
     log = make_log()
     head = log.git("rev-parse", "HEAD")
     plan = write(log, make_compose(), dry_run=True)
-    assert plan.written == [make_compose().relpath()]  # type: ignore[attr-defined]
+    assert plan.written == [make_compose().relpath()]
     assert not (log.log.root / make_compose().relpath()).exists()
     write(log, make_compose(), commit=False)
     assert (log.log.root / make_compose().relpath()).exists()
@@ -113,15 +132,30 @@ def test_verify_all_skips_schema_and_dotfiles_and_reports_failures(
     stray.write_text("{}")
     report = log.log.verify_all(log.log.load_trust())
     assert [v.path for v in report.verified] == [make_compose().relpath()]
-    assert report.failures == [("manifests/atomic-host/composes/stray.json",
-                                "schema error: envelope signed: Field required (and 1 more)")]
+    assert report.failures == [
+        (
+            "manifests/atomic-host/composes/stray.json",
+            "schema error: envelope signed: Field required (and 1 more)",
+        )
+    ]
     assert report.counts() == {"compose": 1}
 
 
-def _record_failed(repo: Path, env: dict[str, str], compose_id: str, *extra: str
-                   ) -> subprocess.CompletedProcess[str]:
-    return run_invoke("compose.record", "--failed", "--compose-id", compose_id, "--reason",
-                      "DOOMED", "--repo", str(repo), *extra, env=env)
+def _record_failed(
+    repo: Path, env: dict[str, str], compose_id: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    return run_invoke(
+        "compose.record",
+        "--failed",
+        "--compose-id",
+        compose_id,
+        "--reason",
+        "DOOMED",
+        "--repo",
+        str(repo),
+        *extra,
+        env=env,
+    )
 
 
 def test_two_processes_recording_into_one_checkout_both_land(make_log: Callable[..., Log]) -> None:
@@ -132,7 +166,8 @@ def test_two_processes_recording_into_one_checkout_both_land(make_log: Callable[
     assert [r.returncode for r in results] == [0] * len(ids), [r.stderr for r in results]
     recorded = log.git("log", "--format=%s").splitlines()
     assert sorted(m for m in recorded if m.startswith("compose:")) == sorted(
-        f"compose: record {cid} (no image)" for cid in ids)
+        f"compose: record {cid} (no image)" for cid in ids
+    )
     assert log.git("status", "--porcelain") == ""
     assert len(log.log.load_verified(log.log.load_trust())) == len(ids)
 
@@ -153,8 +188,9 @@ def remote_and_clones(make_log: Callable[..., Log], tmp_path: Path) -> tuple[Pat
 
 
 def remote_subjects(bare: Path) -> list[str]:
-    return subprocess.run(["git", "log", "--format=%s", "main"], cwd=bare, check=True,
-                          capture_output=True, text=True).stdout.splitlines()
+    return subprocess.run(
+        ["git", "log", "--format=%s", "main"], cwd=bare, check=True, capture_output=True, text=True
+    ).stdout.splitlines()
 
 
 def test_push_rebases_and_retries_on_a_race(remote_and_clones: tuple[Path, Log, Log]) -> None:
@@ -164,11 +200,16 @@ def test_push_rebases_and_retries_on_a_race(remote_and_clones: tuple[Path, Log, 
     # b is now behind: its push is rejected, it rebases, retries, and lands.
     other = make_compose(compose_id="Fedora-Atomic-22-20150916.0", date="20150916")
     result = write(b, other, push=push)
-    assert result.pushed  # type: ignore[attr-defined]
+    assert result.pushed
     subjects = remote_subjects(bare)
     assert subjects[:2] == ["compose: record test", "compose: record test"]
-    files = subprocess.run(["git", "ls-tree", "-r", "--name-only", "main"], cwd=bare, check=True,
-                           capture_output=True, text=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", "main"],
+        cwd=bare,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     for m in (make_compose(), other):
         assert f"manifests/{m.relpath()}" in files
 
@@ -176,9 +217,12 @@ def test_push_rebases_and_retries_on_a_race(remote_and_clones: tuple[Path, Log, 
 def test_concurrent_runners_pushing_all_land(remote_and_clones: tuple[Path, Log, Log]) -> None:
     bare, a, b = remote_and_clones
     jobs = [(a, f"Fedora-Atomic-22-201510{d:02d}.0") for d in range(1, 4)] + [
-        (b, f"Fedora-Atomic-22-201511{d:02d}.0") for d in range(1, 4)]
+        (b, f"Fedora-Atomic-22-201511{d:02d}.0") for d in range(1, 4)
+    ]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(lambda j: _record_failed(j[0].repo, j[0].env, j[1], "--push"), jobs))
+        results = list(
+            pool.map(lambda j: _record_failed(j[0].repo, j[0].env, j[1], "--push"), jobs)
+        )
     assert [r.returncode for r in results] == [0] * len(jobs), [r.stderr for r in results]
     subjects = remote_subjects(bare)
     for _, cid in jobs:

@@ -1,0 +1,180 @@
+"""The operator's view: invoke tasks run as child processes, their output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pipeline.schema import write_schemas
+from tests.conftest import ROOT, ComposeTree, Log, run_invoke
+
+
+def assert_one_line_error(stderr: str, fragment: str) -> None:
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
+
+
+def test_committed_schema_is_current() -> None:
+    assert write_schemas(ROOT / "manifests" / "schema", check=True) == [], (
+        "manifests/schema is stale: run 'invoke schema'"
+    )
+
+
+def test_init_and_keys_generate(tmp_path: Path) -> None:
+    repo = tmp_path / "log"
+    first = run_invoke("init", "--repo", str(repo))
+    assert first.returncode == 0 and "created" in first.stdout
+    assert run_invoke("init", "--repo", str(repo)).stdout.startswith("already a manifest log")
+    gen = run_invoke(
+        "keys.generate", "--role", "release", "--out", str(tmp_path / "keys"), "--repo", str(repo)
+    )
+    assert gen.returncode == 0, gen.stderr
+    key = tmp_path / "keys" / "release.key"
+    assert gen.stdout.strip() == f"FORTNIGHT_KEY_RELEASE={key}"
+    assert os.stat(key).st_mode & 0o777 == 0o600
+    trust = json.loads((repo / "manifests" / "trust.json").read_text())
+    assert (
+        len(trust["roles"]["release"]["keyids"]) == 1 and trust["roles"]["compose"]["keyids"] == []
+    )
+    log = subprocess.run(
+        ["git", "-C", str(repo), "log", "--format=%s"], check=True, capture_output=True, text=True
+    ).stdout.splitlines()
+    assert re.fullmatch(r"trust: add release key [0-9a-f]{12}", log[0])
+    refused = run_invoke(
+        "keys.generate", "--role", "test", "--out", str(repo / "keys"), "--repo", str(repo)
+    )
+    assert refused.returncode == 2
+    assert_one_line_error(refused.stderr, "is inside the repository")
+    assert not (repo / "keys").exists()
+    bad_role = run_invoke(
+        "keys.generate", "--role", "admin", "--out", str(tmp_path / "k2"), "--repo", str(repo)
+    )
+    assert bad_role.returncode == 2
+    assert_one_line_error(bad_role.stderr, "--role admin: unknown role")
+
+
+def test_record_verify_and_rerun(
+    make_log: Callable[..., Log],
+    make_compose_tree: Callable[..., ComposeTree],
+) -> None:
+    log = make_log()
+    tree = make_compose_tree()
+    args = ("compose.record", "--source", str(tree.root), "--repo", str(log.repo))
+    dry = run_invoke(*args, "--dry-run", env=log.env)
+    assert (
+        dry.returncode == 0
+        and "would record: manifests/atomic-host/composes/Fedora-28-20180425.0.json" in dry.stdout
+    )
+    done = run_invoke(*args, env=log.env)
+    assert done.returncode == 0, done.stderr
+    assert (
+        "recorded: manifests/atomic-host/composes/Fedora-28-20180425.0.json, "
+        "8 image(s) checked, commit" in done.stdout
+    )
+    assert "vagrant-virtualbox" in done.stdout  # the summary table
+    again = run_invoke(*args, env=log.env)
+    assert again.returncode == 0 and "already recorded (no change)" in again.stdout
+    ok = run_invoke("verify", "--repo", str(log.repo))
+    assert ok.returncode == 0 and re.search(r"compose\s+│\s+1", ok.stdout), ok.stdout
+    # Tamper with the log: verify names the file and the reason, and fails.
+    path = log.repo / "manifests/atomic-host/composes/Fedora-28-20180425.0.json"
+    path.write_text(path.read_text().replace('"respin": 0', '"respin": 2'))
+    bad = run_invoke("verify", "--repo", str(log.repo))
+    assert bad.returncode == 4
+    assert (
+        "rejected: manifests/atomic-host/composes/Fedora-28-20180425.0.json: bad signature from key"
+        in bad.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("setup", "extra", "code", "fragment"),
+    [
+        ("nokey", (), 2, "FORTNIGHT_KEY_COMPOSE is not set"),
+        ("ok", ("--product", "nosuch"), 2, "nosuch/product.toml: not found"),
+        ("nosource", (), 3, "no metadata/composeinfo.json in it or in its compose/ folder"),
+        ("mismatch", (), 3, "sha256 is"),
+        ("ok", ("--verify-checksums", "--skip-checksums"), 2, "exclude each other"),
+        ("badtrust", (), 2, "trust.json: not valid JSON"),
+        ("badtoml", (), 2, "product.toml: images.arches: Field required"),
+        ("norepo", (), 6, "not a git repository"),
+    ],
+)
+def test_record_bad_inputs_are_one_line_errors(
+    setup: str,
+    extra: tuple[str, ...],
+    code: int,
+    fragment: str,
+    tmp_path: Path,
+    make_log: Callable[..., Log],
+    make_compose_tree: Callable[..., ComposeTree],
+) -> None:
+    log = make_log()
+    tree = make_compose_tree()
+    env = dict(log.env)
+    repo = log.repo
+    source = str(tree.root)
+    if setup == "nokey":
+        env.pop("FORTNIGHT_KEY_COMPOSE")
+    elif setup == "nosource":
+        source = str(tmp_path)
+    elif setup == "mismatch":
+        img = tree.compose_dir / tree.atomic_x86_64()[0]["path"]
+        img.write_bytes(img.read_bytes()[::-1])
+    elif setup == "badtrust":
+        (repo / "manifests/trust.json").write_text("{")
+    elif setup == "badtoml":
+        toml = repo / "manifests/atomic-host/product.toml"
+        toml.write_text(toml.read_text().replace('arches = ["x86_64", "aarch64", "ppc64le"]', ""))
+    elif setup == "norepo":
+        repo = tmp_path / "empty"
+        repo.mkdir()
+    head = log.git("rev-parse", "HEAD")
+    proc = run_invoke("compose.record", "--source", source, "--repo", str(repo), *extra, env=env)
+    assert proc.returncode == code, proc.stderr
+    assert_one_line_error(proc.stderr, fragment)
+    assert log.git("rev-parse", "HEAD") == head
+    assert not (log.repo / "manifests/atomic-host/composes").exists()
+
+
+def test_record_failed_compose_cli(make_log: Callable[..., Log]) -> None:
+    log = make_log()
+    proc = run_invoke(
+        "compose.record",
+        "--failed",
+        "--compose-id",
+        "Fedora-Atomic-22-20150915.0",
+        "--reason",
+        "DOOMED",
+        "--log-url",
+        "https://koji.invalid/log",
+        "--repo",
+        str(log.repo),
+        env=log.env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "recorded: manifests/atomic-host/composes/Fedora-Atomic-22-20150915.0.json" in proc.stdout
+    )
+    missing = run_invoke("compose.record", "--failed", "--repo", str(log.repo), env=log.env)
+    assert missing.returncode == 2
+    assert_one_line_error(missing.stderr, "--failed needs --compose-id and --reason")
+
+
+def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
+    proc = run_invoke("demo", "--dir", str(tmp_path / "demo"))
+    assert proc.returncode == 0, proc.stderr
+    assert "Fedora-28-20180425.0 (images)" in proc.stdout
+    assert re.search(r"compose\s+│\s+2", proc.stdout)
+    assert re.search(r"rejected\s+│\s+0", proc.stdout)
+    verify = run_invoke("verify", "--repo", str(tmp_path / "demo" / "log"))
+    assert verify.returncode == 0
+    assert not list((tmp_path / "demo" / "log").rglob("*.key"))
