@@ -1,0 +1,24 @@
+"""The README opens with the two commands, and CI runs the second one verbatim."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import ROOT
+
+
+def code_blocks(text: str) -> list[str]:
+    return [b.strip() for b in re.findall(r"```sh\n(.*?)```", text, flags=re.S)]
+
+
+def test_readme_opens_with_demo_and_test_commands() -> None:
+    blocks = code_blocks((ROOT / "README.md").read_text())
+    assert blocks[0].endswith("invoke demo")
+    assert blocks[1].endswith("invoke test")
+    assert "pip install" in blocks[0] and "'.[test]'" in blocks[1]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    test_command = code_blocks((ROOT / "README.md").read_text())[1]
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_command in ci
