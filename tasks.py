@@ -35,7 +35,7 @@ from pipeline.errors import ConfigError, FortnightError
 from pipeline.ingest import http_session, is_url, load_compose
 from pipeline.models import ROLES, RoleName
 from pipeline.schema import write_schemas
-from pipeline.signing import add_key_to_trust, empty_trust, generate_key, load_signer, save_trust
+from pipeline.signing import empty_trust, load_signer
 from pipeline.store import ManifestLog, PushConfig, dump_json, init_log
 
 ROOT = Path(__file__).resolve().parent
@@ -73,16 +73,10 @@ def _now() -> datetime:
 def _write_options(
     dry_run: bool, no_commit: bool, push: bool, remote: str | None, log: ManifestLog
 ) -> WriteOptions:
-    configured = (
-        log.git.run("config", "--get", "fortnight.remote", check=False).stdout.strip()
-        if log.git.is_repo()
-        else ""
-    )
-    name = remote or configured or "origin"
+    configured = log.configured_remote()
     do_push = (push or bool(remote) or bool(configured)) and not no_commit
-    return WriteOptions(
-        dry_run=dry_run, commit=not no_commit, push=PushConfig(remote=name) if do_push else None
-    )
+    target = PushConfig(remote=remote or configured or "origin") if do_push else None
+    return WriteOptions(dry_run=dry_run, commit=not no_commit, push=target)
 
 
 def _role(role: str) -> RoleName:
@@ -125,12 +119,7 @@ def generate(
     """Create an Ed25519 key pair for ROLE and trust its public key."""
     log = ManifestLog(_repo(repo))
     role_name = _role(role)
-    log.require_repo()
-    trust = log.load_trust()
-    key = generate_key(role_name, Path(out), log.repo)
-    save_trust(log.trust_path, add_key_to_trust(trust, role_name, key.public_key))
-    if not no_commit:
-        log.commit_file(log.trust_path, f"trust: add {role_name} key {key.public_key.keyid[:12]}")
+    key = log.add_trusted_key(role_name, Path(out), commit=not no_commit)
     console.err.print(f"private key written to {key.private_path} (mode 0600); keep it secret")
     console.out.print(key.env_line(role_name))
 

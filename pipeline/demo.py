@@ -22,7 +22,7 @@ from pipeline.compose import (
 from pipeline.config import load_product
 from pipeline.ingest import load_compose
 from pipeline.models import ROLES
-from pipeline.signing import add_key_to_trust, empty_trust, generate_key, load_signer, save_trust
+from pipeline.signing import empty_trust, load_signer
 from pipeline.store import LogReport, ManifestLog, dump_json, init_log
 
 DATA = Path(__file__).parent / "data"
@@ -57,14 +57,11 @@ def run_demo(workdir: Path, product_toml: Path, now: datetime) -> DemoResult:
         dump_json(empty_trust().model_dump(mode="json")),
     )
     log = ManifestLog(repo)
-    trust = log.load_trust()
-    env: dict[str, str] = {}
+    env = {}
     for role in ROLES:
-        key = generate_key(role, keys, repo)
-        trust = add_key_to_trust(trust, role, key.public_key)
+        key = log.add_trusted_key(role, keys)
         env[f"FORTNIGHT_KEY_{role.upper()}"] = str(key.private_path)
-    save_trust(log.trust_path, trust)
-    log.commit_file(log.trust_path, "trust: add keys generated for the demo")
+    trust = log.load_trust()
 
     product = load_product(log.root, "atomic-host")
     signer = load_signer("compose", env, trust)

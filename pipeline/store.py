@@ -21,9 +21,17 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pipeline.errors import ConflictError, StoreError, VerificationError
-from pipeline.fsutil import atomic_create
-from pipeline.models import Manifest, Trust
-from pipeline.signing import ManifestRejected, load_trust, verify_manifest
+from pipeline.fsutil import atomic_create, atomic_write
+from pipeline.models import Manifest, RoleName, Trust
+from pipeline.signing import (
+    GeneratedKey,
+    ManifestRejected,
+    add_key_to_trust,
+    generate_key,
+    load_trust,
+    save_trust,
+    verify_manifest,
+)
 
 MANIFESTS = "manifests"
 TRUST_FILE = "trust.json"
@@ -358,15 +366,55 @@ class ManifestLog:
             rel = str(PurePosixPath(MANIFESTS) / item.path)
             self.git.run("reset", "--quiet", "--", rel, check=False)
 
+    def configured_remote(self) -> str | None:
+        """The remote in ``git config fortnight.remote``, if set: then pushing is the default."""
+        if not self.git.is_repo():
+            return None
+        out = self.git.run("config", "--get", "fortnight.remote", check=False).stdout.strip()
+        return out or None
+
     def commit_file(self, path: Path, message: str, *, push: PushConfig | None = None) -> str:
         """Commit one non-manifest file of the log (``trust.json``, ``product.toml``)."""
         self.require_repo()
         with self.lock():
-            rel = path.resolve().relative_to(self.repo.resolve())
-            commit = self.git.commit_paths([rel.as_posix()], message)
-            if push is not None:
-                self.git.push_with_retry(push)
+            return self._commit_file(path, message, push)
+
+    def _commit_file(self, path: Path, message: str, push: PushConfig | None) -> str:
+        rel = path.resolve().relative_to(self.repo.resolve())
+        commit = self.git.commit_paths([rel.as_posix()], message)
+        if push is not None:
+            self.git.push_with_retry(push)
         return commit
+
+    def add_trusted_key(
+        self, role: RoleName, out_dir: Path, *, commit: bool = True, push: PushConfig | None = None
+    ) -> GeneratedKey:
+        """Generate a key pair for ``role`` and trust its public key, in one commit.
+
+        If the commit fails, ``trust.json`` is restored and the new private key removed.
+
+        Raises:
+            KeyConfigError: ``out_dir`` is inside the repository, or the key file exists.
+            ConfigError: ``trust.json`` is invalid.
+            StoreError: git failed.
+        """
+        self.require_repo()
+        with self.lock():
+            before = self.trust_path.read_bytes() if self.trust_path.exists() else None
+            trust = self.load_trust()
+            key = generate_key(role, out_dir, self.repo)
+            try:
+                save_trust(self.trust_path, add_key_to_trust(trust, role, key.public_key))
+                if commit:
+                    self._commit_file(
+                        self.trust_path, f"trust: add {role} key {key.public_key.keyid[:12]}", push
+                    )
+            except BaseException:
+                if before is not None:
+                    atomic_write(self.trust_path, before)
+                key.private_path.unlink(missing_ok=True)
+                raise
+        return key
 
 
 def _content(manifest: Manifest) -> dict[str, Any]:

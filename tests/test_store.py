@@ -235,3 +235,34 @@ def test_push_failure_is_a_clear_error_and_keeps_the_commit(make_log: Callable[.
     with pytest.raises(StoreError, match=r"push to origin failed after 2 tries: .*missing\.git"):
         write(log, make_compose(), push=PushConfig(attempts=2))
     assert log.commits()[0] == "compose: record test"
+
+
+def test_add_trusted_key_rolls_back_when_the_commit_fails(
+    make_log: Callable[..., Log], tmp_path: Path
+) -> None:
+    log = make_log()
+    trust_before = log.log.trust_path.read_bytes()
+    (log.repo / ".git" / "index.lock").write_text("")
+    with pytest.raises(StoreError, match="git add failed"):
+        log.log.add_trusted_key("release", tmp_path / "newkeys")
+    assert log.log.trust_path.read_bytes() == trust_before
+    assert not (tmp_path / "newkeys" / "release.key").exists()
+    (log.repo / ".git" / "index.lock").unlink()
+    key = log.log.add_trusted_key("release", tmp_path / "newkeys")
+    trust = log.log.load_trust()
+    assert key.public_key.keyid in trust.roles["release"].keyids
+    assert len(trust.roles["release"].keyids) == 2
+    assert log.commits()[0] == f"trust: add release key {key.public_key.keyid[:12]}"
+
+
+def test_configured_remote_makes_push_the_default(
+    remote_and_clones: tuple[Path, Log, Log],
+) -> None:
+    bare, a, _ = remote_and_clones
+    a.git("config", "fortnight.remote", "origin")
+    proc = _record_failed(a.repo, a.env, "Fedora-Atomic-22-20151201.0")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.rstrip().endswith(", pushed")
+    assert remote_subjects(bare)[0] == "compose: record Fedora-Atomic-22-20151201.0 (no image)"
+    local_only = _record_failed(a.repo, a.env, "Fedora-Atomic-22-20151202.0", "--no-commit")
+    assert local_only.returncode == 0 and "pushed" not in local_only.stdout
