@@ -7,7 +7,6 @@ as one line with a documented exit code; set ``FORTNIGHT_DEBUG=1`` for the trace
 from __future__ import annotations
 
 import functools
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from invoke.collection import Collection
 from invoke.context import Context
@@ -278,7 +277,3 @@ keys.add_task(generate)
 compose = Collection("compose")
 compose.add_task(record)
 ns = Collection(init, verify, schema, demo, run_tests, keys, compose)
-
-
-def _json(obj: Any) -> str:  # pragma: no cover - handy in a REPL
-    return json.dumps(obj, indent=2, sort_keys=True)
