@@ -8,34 +8,51 @@ from __future__ import annotations
 
 import functools
 import os
+import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import ParamSpec, TypeVar
 
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
+from securesystemslib.signer import Signer
 
 from pipeline import console
 from pipeline.compose import (
-    WriteOptions,
     failed_compose_manifest,
     record_compose,
     record_failed_compose,
 )
-from pipeline.config import load_product
+from pipeline.config import ProductConfig, load_product
 from pipeline.demo import run_demo
 from pipeline.errors import ConfigError, FortnightError
 from pipeline.ingest import http_session, is_url, load_compose
-from pipeline.models import ROLES, RoleName
+from pipeline.models import ROLES, RoleName, Trust
 from pipeline.schema import write_schemas
 from pipeline.signing import empty_trust, load_signer
-from pipeline.store import ManifestLog, PushConfig, dump_json, init_log
+from pipeline.store import (
+    ManifestLog,
+    PushConfig,
+    WriteOptions,
+    WriteResult,
+    dump_json,
+    init_log,
+)
+from pipeline.testing import LogStore
+from pipeline.workflow import (
+    import_results,
+    load_state,
+    make_tracker,
+    record_verdict,
+    run_battery,
+    sync_tracker,
+)
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_PRODUCT = "atomic-host"
@@ -164,6 +181,7 @@ def schema(c: Context, check: bool = False) -> None:
         "no_commit": "write the manifest but do not commit",
         "push": "push after committing (rebase and retry on races)",
         "remote": "remote to push to (default: git config fortnight.remote, else origin)",
+        "no_tracker": "with --failed: do not sync the failure tracker afterwards",
     }
 )
 @boundary
@@ -182,6 +200,7 @@ def record(
     no_commit: bool = False,
     push: bool = False,
     remote: str | None = None,
+    no_tracker: bool = False,
 ) -> None:
     """Record a compose (or, with --failed, a compose with no image) in the log."""
     log = ManifestLog(_repo(repo))
@@ -193,8 +212,13 @@ def record(
     if failed:
         if not compose_id or reason is None:
             raise ConfigError("--failed needs --compose-id and --reason")
+        release = None if no_tracker else load_signer("release", os.environ, trust)
         manifest = failed_compose_manifest(config, compose_id, reason, log_url, _now())
         outcome = record_failed_compose(log, manifest, [signer], options)
+        _report_write(outcome.write, [outcome.manifest.relpath()])
+        if release is not None:
+            _sync(log, config, release, options)
+        return
     else:
         if not source:
             raise ConfigError("--source is required (or --failed --compose-id ID --reason TEXT)")
@@ -215,18 +239,377 @@ def record(
                 session=session,
                 progress=progress,
             )
-    if outcome.manifest.images:
-        console.out.print(console.compose_table(outcome.manifest))
-    write = outcome.write
-    path = outcome.manifest.relpath()
-    if write.dry_run:
-        verb = "would record" if write.written else "already recorded"
+    console.out.print(console.compose_table(outcome.manifest))
+    checked = f"{len(outcome.hashed)} image(s) checked" if outcome.hashed else ""
+    _report_write(outcome.write, [outcome.manifest.relpath()], checked)
+
+
+def _report_write(write: WriteResult, paths: Sequence[PurePosixPath], extra: str = "") -> None:
+    """One line per manifest: recorded, would record, or already recorded."""
+    for path in paths:
+        if write.dry_run:
+            verb = "would record" if path in write.written else "already recorded"
+        else:
+            verb = "recorded" if path in write.written else "already recorded (no change)"
+        details = [d for d in (extra,) if d]
+        if write.commit:
+            details.append(f"commit {write.commit[:12]}")
+        if write.pushed:
+            details.append("pushed")
+        console.out.print(f"{verb}: manifests/{path}" + "".join(f", {d}" for d in details))
+
+
+def _sync(log: ManifestLog, config: ProductConfig, release: Signer, options: WriteOptions) -> None:
+    """Sync the tracker and say what it did."""
+    report = sync_tracker(
+        log,
+        config,
+        signers=[release],
+        options=options,
+        now=_now(),
+        backend_for=lambda state: make_tracker(config, state, os.environ),
+    )
+    for event in report.events:
+        prefix = "would " if options.dry_run else ""
+        console.out.print(
+            f"tracker: {prefix}{event.action} {event.bug} ({event.url}) for {event.compose_id}"
+        )
+    if report.open_bug is not None and not report.events:
+        console.out.print(
+            f"tracker: bug {report.open_bug.id} open ({report.open_bug.url}); nothing new to report"
+        )
+    elif report.open_bug is None and not report.events:
+        console.out.print("tracker: no open bug, nothing to do")
+
+
+def _release_signer(no_tracker: bool, trust: Trust) -> Signer | None:
+    return None if no_tracker else load_signer("release", os.environ, trust)
+
+
+def _logs(logs: str | None, log: ManifestLog) -> LogStore:
+    root = logs or os.environ.get("FORTNIGHT_LOGS") or str(log.repo / "logs")
+    return LogStore(Path(root).resolve())
+
+
+# --- tests, verdicts, tracker ----------------------------------------------------------
+
+WRITE_HELP = {
+    "product": f"product name (default {DEFAULT_PRODUCT})",
+    "repo": "the manifest log (default: $FORTNIGHT_REPO or .)",
+    "dry_run": "show what would be recorded; write nothing",
+    "no_commit": "write manifests but do not commit",
+    "push": "push after committing (rebase and retry on races)",
+    "remote": "remote to push to (default: git config fortnight.remote, else origin)",
+}
+
+
+@task(
+    name="run",
+    iterable=["arch"],
+    help={
+        "compose_id": "the recorded compose to test",
+        "suite": "run only this suite of the battery",
+        "arch": "test only images of this arch (repeatable): one slice of a CI matrix",
+        "logs": "log store folder (default: $FORTNIGHT_LOGS, else <repo>/logs)",
+        "workers": "images tested at once (default: battery.workers, else the cores)",
+        "runner": "name of this runner in the manifest (default: the host name)",
+        "no_tracker": "do not sync the failure tracker afterwards",
+        **WRITE_HELP,
+    },
+)
+@boundary
+def run_task(
+    c: Context,
+    compose_id: str,
+    product: str = DEFAULT_PRODUCT,
+    suite: str | None = None,
+    arch: list[str] | None = None,
+    logs: str | None = None,
+    workers: int = 0,
+    runner: str | None = None,
+    no_tracker: bool = False,
+    repo: str | None = None,
+    dry_run: bool = False,
+    no_commit: bool = False,
+    push: bool = False,
+    remote: str | None = None,
+) -> None:
+    """Run the test battery on every matching image of a compose; record the results."""
+    log = ManifestLog(_repo(repo))
+    log.require_repo()
+    config = load_product(log.root, product)
+    trust = log.load_trust()
+    signer = load_signer("test", os.environ, trust)
+    release = _release_signer(no_tracker, trust)
+    options = _write_options(dry_run, no_commit, push, remote, log)
+    cores = len(os.sched_getaffinity(0))
+    with (
+        tempfile.TemporaryDirectory(prefix="fortnight-test-") as scratch,
+        console.count_progress("testing") as (on_plan, on_test),
+    ):
+        outcome = run_battery(
+            log,
+            config,
+            compose_id,
+            suite=suite,
+            arches=arch or [],
+            logs=_logs(logs, log),
+            scratch=Path(scratch),
+            signers=[signer],
+            options=options,
+            base_env=os.environ,
+            clock=_now,
+            runner=runner or socket.gethostname(),
+            workers=workers or config.battery.workers or cores,
+            session=http_session(),
+            on_plan=on_plan,
+            on_test=on_test,
+        )
+    console.out.print(console.results_table(outcome.manifests))
+    for m in outcome.manifests:
+        console.out.print(f"{m.suite}: {m.result}")
+    _report_write(outcome.write, [m.relpath() for m in outcome.manifests])
+    if release is not None:
+        _sync(log, config, release, options)
+
+
+@task(
+    name="import",
+    iterable=["arch", "advisory"],
+    help={
+        "compose_id": "the recorded compose the report is about",
+        "suite": "an external suite of the battery (or a new name)",
+        "junit": "the JUnit XML report (pytest, openQA, tmt…)",
+        "advisory": "fnmatch pattern of test names that only warn (repeatable)",
+        "arch": "the report covers only images of this arch (repeatable)",
+        "logs": "log store folder (default: $FORTNIGHT_LOGS, else <repo>/logs)",
+        "runner": "name of the system that ran the tests (default: the host name)",
+        "no_tracker": "do not sync the failure tracker afterwards",
+        **WRITE_HELP,
+    },
+)
+@boundary
+def import_task(
+    c: Context,
+    compose_id: str,
+    suite: str,
+    junit: str,
+    product: str = DEFAULT_PRODUCT,
+    advisory: list[str] | None = None,
+    arch: list[str] | None = None,
+    logs: str | None = None,
+    runner: str | None = None,
+    no_tracker: bool = False,
+    repo: str | None = None,
+    dry_run: bool = False,
+    no_commit: bool = False,
+    push: bool = False,
+    remote: str | None = None,
+) -> None:
+    """Record a JUnit XML report as the results of a test suite."""
+    log = ManifestLog(_repo(repo))
+    log.require_repo()
+    config = load_product(log.root, product)
+    trust = log.load_trust()
+    signer = load_signer("test", os.environ, trust)
+    release = _release_signer(no_tracker, trust)
+    options = _write_options(dry_run, no_commit, push, remote, log)
+    outcome = import_results(
+        log,
+        config,
+        compose_id,
+        suite,
+        Path(junit),
+        advisory=advisory or [],
+        arches=arch or [],
+        logs=_logs(logs, log),
+        signers=[signer],
+        options=options,
+        clock=_now,
+        runner=runner or socket.gethostname(),
+    )
+    console.out.print(console.results_table(outcome.manifests))
+    _report_write(outcome.write, [m.relpath() for m in outcome.manifests])
+    if release is not None:
+        _sync(log, config, release, options)
+
+
+def _operator(operator: str | None, log: ManifestLog) -> str:
+    if operator:
+        return operator
+    name = log.git.run("config", "user.name", check=False).stdout.strip()
+    return name or os.environ.get("USER") or "operator"
+
+
+VERDICT_HELP = {
+    "compose_id": "the compose",
+    "reason": "why (shown on the site and in the log)",
+    "reason_url": "a link with more (a bug, a mailing-list post)",
+    "operator": "who decides (default: git config user.name)",
+    "no_tracker": "do not sync the failure tracker afterwards",
+    **WRITE_HELP,
+}
+
+
+@task(name="fail", help=VERDICT_HELP)
+@boundary
+def compose_fail(
+    c: Context,
+    compose_id: str,
+    reason: str,
+    reason_url: str | None = None,
+    operator: str | None = None,
+    product: str = DEFAULT_PRODUCT,
+    no_tracker: bool = False,
+    repo: str | None = None,
+    dry_run: bool = False,
+    no_commit: bool = False,
+    push: bool = False,
+    remote: str | None = None,
+) -> None:
+    """Fail a compose by hand, even though its tests passed (release key)."""
+    _verdict(
+        "fail",
+        compose_id,
+        reason,
+        reason_url,
+        operator,
+        None,
+        None,
+        product,
+        no_tracker,
+        repo,
+        dry_run,
+        no_commit,
+        push,
+        remote,
+    )
+
+
+@task(
+    name="waive", help={"test": "the failed test to accept", "suite": "its suite", **VERDICT_HELP}
+)
+@boundary
+def waive_task(
+    c: Context,
+    compose_id: str,
+    test: str,
+    reason: str,
+    suite: str | None = None,
+    reason_url: str | None = None,
+    operator: str | None = None,
+    product: str = DEFAULT_PRODUCT,
+    no_tracker: bool = False,
+    repo: str | None = None,
+    dry_run: bool = False,
+    no_commit: bool = False,
+    push: bool = False,
+    remote: str | None = None,
+) -> None:
+    """Accept one failed test of a compose as a known false negative (release key)."""
+    _verdict(
+        "waive",
+        compose_id,
+        reason,
+        reason_url,
+        operator,
+        test,
+        suite,
+        product,
+        no_tracker,
+        repo,
+        dry_run,
+        no_commit,
+        push,
+        remote,
+    )
+
+
+def _verdict(
+    action: str,
+    compose_id: str,
+    reason: str,
+    reason_url: str | None,
+    operator: str | None,
+    test: str | None,
+    suite: str | None,
+    product: str,
+    no_tracker: bool,
+    repo: str | None,
+    dry_run: bool,
+    no_commit: bool,
+    push: bool,
+    remote: str | None,
+) -> None:
+    log = ManifestLog(_repo(repo))
+    log.require_repo()
+    config = load_product(log.root, product)
+    trust = log.load_trust()
+    signer = load_signer("release", os.environ, trust)
+    options = _write_options(dry_run, no_commit, push, remote, log)
+    verdict, write = record_verdict(
+        log,
+        config,
+        compose_id,
+        action=action,
+        reason=reason,
+        operator=_operator(operator, log),
+        test=test,
+        suite=suite,
+        reason_url=reason_url,
+        signers=[signer],
+        options=options,
+        now=_now(),
+    )
+    if verdict is None or write is None:
+        console.out.print(f"{compose_id} is already failed by an operator (no change)")
     else:
-        verb = "recorded" if write.written else "already recorded (no change)"
-    checked = f", {len(outcome.hashed)} image(s) checked" if outcome.hashed else ""
-    commit = f", commit {write.commit[:12]}" if write.commit else ""
-    pushed = ", pushed" if write.pushed else ""
-    console.out.print(f"{verb}: manifests/{path}{checked}{commit}{pushed}")
+        _report_write(write, [verdict.relpath()])
+    if not no_tracker:
+        _sync(log, config, signer, options)
+
+
+@task(name="sync", help={k: v for k, v in WRITE_HELP.items()})
+@boundary
+def tracker_sync(
+    c: Context,
+    product: str = DEFAULT_PRODUCT,
+    repo: str | None = None,
+    dry_run: bool = False,
+    no_commit: bool = False,
+    push: bool = False,
+    remote: str | None = None,
+) -> None:
+    """File, comment on or close the product's failure bug to match the log (release key)."""
+    log = ManifestLog(_repo(repo))
+    log.require_repo()
+    config = load_product(log.root, product)
+    signer = load_signer("release", os.environ, log.load_trust())
+    _sync(log, config, signer, _write_options(dry_run, no_commit, push, remote, log))
+
+
+@task(
+    help={
+        "product": f"product name (default {DEFAULT_PRODUCT})",
+        "repo": "the manifest log (default: $FORTNIGHT_REPO or .)",
+        "limit": "how many composes to show (newest first)",
+    }
+)
+@boundary
+def status(
+    c: Context, product: str = DEFAULT_PRODUCT, repo: str | None = None, limit: int = 20
+) -> None:
+    """Show each compose's derived status and why, and the open failure bug."""
+    log = ManifestLog(_repo(repo))
+    config = load_product(log.root, product)
+    state, _ = load_state(log, config, _now())
+    console.out.print(console.status_table(state, limit))
+    bugs = state.open_bugs
+    if bugs:
+        for bug in bugs:
+            console.out.print(f"open bug: {bug.bug} {bug.url} ({bug.summary})")
+    else:
+        console.out.print("open bug: none")
 
 
 # --- the main job --------------------------------------------------------------------
@@ -251,7 +634,7 @@ def demo(c: Context, dir: str | None = None) -> None:
 # --- development ---------------------------------------------------------------------
 
 
-@task(name="test", help={"pytest_args": "extra arguments for pytest, e.g. '-k store -x'"})
+@task(name="ci", help={"pytest_args": "extra arguments for pytest, e.g. '-k store -x'"})
 def run_tests(c: Context, pytest_args: str = "") -> None:
     """Run the whole suite: ruff, mypy --strict, the schema check, and pytest."""
     steps: list[list[str]] = [
@@ -276,4 +659,12 @@ keys = Collection("keys")
 keys.add_task(generate)
 compose = Collection("compose")
 compose.add_task(record)
-ns = Collection(init, verify, schema, demo, run_tests, keys, compose)
+compose.add_task(compose_fail)
+testing = Collection("test")
+testing.add_task(run_task)
+testing.add_task(import_task)
+testing.add_task(waive_task)
+tracker = Collection("tracker")
+tracker.add_task(tracker_sync)
+ns = Collection(init, verify, status, schema, demo, keys, compose, testing, tracker)
+ns.add_task(run_tests)

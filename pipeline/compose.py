@@ -15,18 +15,8 @@ from pipeline.config import ProductConfig
 from pipeline.errors import InputError
 from pipeline.hashing import HashJob, HashResult, ProgressSink, verify_checksums
 from pipeline.ingest import LoadedCompose, check_image_path, iter_images
-from pipeline.models import ComposeManifest, Image, Release
-from pipeline.signing import sign_manifest
-from pipeline.store import ManifestLog, PendingManifest, PushConfig, WriteResult
-
-
-@dataclass(frozen=True)
-class WriteOptions:
-    """How a mutating task writes: commit or not, push or not, or only show the plan."""
-
-    dry_run: bool = False
-    commit: bool = True
-    push: PushConfig | None = None
+from pipeline.models import ComposeManifest, Image, Release, Trust
+from pipeline.store import ManifestLog, WriteOptions, WriteResult
 
 
 @dataclass
@@ -127,7 +117,7 @@ def build_compose_manifest(
             type=info.release.type or "ga",
         ),
         outcome="images",
-        source=loaded.location.source,
+        source=loaded.location.compose_source,
         checksums_verified=checksums_verified,
         images=images,
     )
@@ -237,15 +227,7 @@ def _write(
     log: ManifestLog,
     manifest: ComposeManifest,
     signers: Sequence[Signer],
-    trust: Any,
+    trust: Trust,
     options: WriteOptions,
 ) -> WriteResult:
-    pending = PendingManifest(manifest.relpath(), sign_manifest(manifest, signers), manifest)
-    return log.write(
-        [pending],
-        trust,
-        message=commit_message(manifest),
-        commit=options.commit,
-        push=options.push,
-        dry_run=options.dry_run,
-    )
+    return log.record([manifest], signers, trust, commit_message(manifest), options)

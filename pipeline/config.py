@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from pipeline.errors import ConfigError
-from pipeline.models import ProductName, StrictModel
+from pipeline.models import NonEmpty, ProductName, StrictModel, SuiteName
 from pipeline.signing import describe_validation_error
 
 PRODUCT_FILE = "product.toml"
@@ -44,13 +44,95 @@ class ImageSelection(StrictModel):
         return in_variant and image_type in self.types and arch in self.arches
 
 
+class TestSpec(StrictModel):
+    """One test of a battery: a shell command run once per matching image."""
+
+    __test__: ClassVar[bool] = False  # not a pytest class
+
+    name: NonEmpty
+    command: NonEmpty
+    blocking: bool = True
+    #: The command is expected to fail (tunir's ``@@``): a non-zero exit passes.
+    expect_fail: bool = False
+    timeout: Annotated[int, Field(ge=1)] = 600
+    #: Image types and arches the test applies to; empty means all.
+    types: list[str] = Field(default_factory=list)
+    arches: list[str] = Field(default_factory=list)
+
+    def applies_to(self, image_type: str, arch: str) -> bool:
+        """Whether the test runs on an image of this type and arch."""
+        return (not self.types or image_type in self.types) and (
+            not self.arches or arch in self.arches
+        )
+
+
+class SuiteSpec(StrictModel):
+    """A suite: tests listed inline, or a tunir job file, or results imported from JUnit."""
+
+    description: str = ""
+    tests: list[TestSpec] = Field(default_factory=list)
+    #: A tunir job file, relative to the product folder (plain line: blocking;
+    #: ``## `` advisory; ``@@ `` expected to fail).
+    tunir: str | None = None
+    #: Results come from ``invoke test.import`` (JUnit XML), not from commands.
+    external: bool = False
+    #: For tunir and external suites: defaults that apply to every test.
+    timeout: Annotated[int, Field(ge=1)] = 600
+    types: list[str] = Field(default_factory=list)
+    arches: list[str] = Field(default_factory=list)
+    #: For external suites: fnmatch patterns of test names that only warn.
+    advisory: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SuiteSpec:
+        sources = [bool(self.tests), self.tunir is not None, self.external]
+        if sum(sources) != 1:
+            raise ValueError("a suite has exactly one of: tests, tunir, external = true")
+        return self
+
+
+class Battery(StrictModel):
+    """The tests every compose goes through, by suite name."""
+
+    #: Images tested at once; 0 means one per available core.
+    workers: Annotated[int, Field(ge=0)] = 0
+    suites: dict[SuiteName, SuiteSpec] = Field(default_factory=dict)
+
+
+class BugzillaConfig(StrictModel):
+    """Where the bugzilla backend files bugs."""
+
+    url: NonEmpty
+    product: NonEmpty
+    component: NonEmpty
+    version: NonEmpty
+    #: Where the per-product tag goes: the whiteboard or the keywords.
+    tag_field: Literal["whiteboard", "keywords"] = "whiteboard"
+
+
+class TrackerConfig(StrictModel):
+    """The failure tracker: which backend, and the tag that finds the product's bug."""
+
+    backend: Literal["local", "bugzilla"] = "local"
+    tag: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    bugzilla: BugzillaConfig | None = None
+
+    @model_validator(mode="after")
+    def _bugzilla_configured(self) -> TrackerConfig:
+        if self.backend == "bugzilla" and self.bugzilla is None:
+            raise ValueError("backend 'bugzilla' needs a [tracker.bugzilla] table")
+        return self
+
+
 class ProductConfig(StrictModel):
-    """``product.toml``: what the product is and which images it ships."""
+    """``product.toml``: what the product is, which images it ships, how they are tested."""
 
     name: ProductName
     display_name: str
     base: BaseRelease
     images: ImageSelection
+    battery: Battery = Field(default_factory=Battery)
+    tracker: TrackerConfig
 
 
 def load_product(manifests_root: Path, product: str) -> ProductConfig:

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
 from rich.table import Table
 
-from pipeline.models import ComposeManifest
+from pipeline.models import ComposeManifest, ResultManifest
+from pipeline.state import State
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -72,3 +75,71 @@ def counts_table(counts: Counter[str], failures: int) -> Table:
         table.add_row(kind, str(counts[kind]))
     table.add_row("[bold]rejected[/bold]" if failures else "rejected", str(failures))
     return table
+
+
+OUTCOME_STYLE = {"PASSED": "green", "WARNED": "yellow", "FAILED": "red", "SKIPPED": "dim"}
+STATUS_STYLE = {
+    "passed": "green",
+    "pending": "cyan",
+    "failed": "red",
+    "failed-manual": "red",
+    "no-image": "red",
+}
+
+
+def results_table(manifests: Sequence[ResultManifest]) -> Table:
+    """One row per test and image of the given runs."""
+    table = Table(title="test results", title_justify="left")
+    for col in ("suite", "image", "test", "blocking", "outcome", "time", "why"):
+        table.add_column(col, justify="right" if col == "time" else "left")
+    for m in manifests:
+        for case in m.tests:
+            image = f"{case.image.arch} {case.image.type}" if case.image else "all"
+            style = OUTCOME_STYLE.get(case.outcome, "")
+            outcome: str = case.outcome
+            if case.outcome == "FAILED" and not case.blocking:
+                outcome, style = "FAILED (advisory)", "yellow"
+            table.add_row(
+                m.suite,
+                image,
+                case.name,
+                "yes" if case.blocking else "no",
+                f"[{style}]{outcome}[/{style}]" if style else outcome,
+                f"{case.duration_ms / 1000:.1f} s",
+                case.reason or "",
+            )
+    return table
+
+
+def status_table(state: State, limit: int) -> Table:
+    """The newest composes, newest first, with their derived status and why."""
+    table = Table(title=f"{state.product.display_name}: composes", title_justify="left")
+    for col in ("compose", "status", "suites", "why"):
+        table.add_column(col)
+    for view in list(reversed(state.composes))[:limit]:
+        style = STATUS_STYLE.get(view.status, "")
+        suites = ", ".join(f"{s.name} {s.verdict}" for s in view.suites.values())
+        table.add_row(
+            view.compose_id,
+            f"[{style}]{view.status}[/{style}]",
+            suites,
+            "; ".join(view.reasons),
+        )
+    return table
+
+
+@contextmanager
+def count_progress(label: str) -> Iterator[tuple[Callable[[int], None], Callable[[], None]]]:
+    """A counting progress bar: yields (set the total, advance by one); silent off a terminal."""
+    progress = Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
+    with progress:
+        task = progress.add_task(label, total=None)
+        yield (lambda total: progress.update(task, total=total), lambda: progress.advance(task))

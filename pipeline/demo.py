@@ -14,7 +14,6 @@ from pathlib import Path
 
 from pipeline.compose import (
     RecordOutcome,
-    WriteOptions,
     failed_compose_manifest,
     record_compose,
     record_failed_compose,
@@ -23,7 +22,7 @@ from pipeline.config import load_product
 from pipeline.ingest import load_compose
 from pipeline.models import ROLES
 from pipeline.signing import empty_trust, load_signer
-from pipeline.store import LogReport, ManifestLog, dump_json, init_log
+from pipeline.store import LogReport, ManifestLog, WriteOptions, dump_json, init_log
 
 DATA = Path(__file__).parent / "data"
 DEMO_COMPOSE = "Fedora-28-20180425.0"

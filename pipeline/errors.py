@@ -75,3 +75,20 @@ class StoreError(FortnightError):
     """Git or the file system refused an operation on the manifest log."""
 
     exit_code = 6
+
+
+class TrackerError(FortnightError):
+    """The failure tracker (Bugzilla) could not be reached or refused a request.
+
+    Manifests recorded before the failure are kept; the next ``tracker.sync``
+    finishes the job.
+    """
+
+    exit_code = 7
+
+
+class TestRunError(FortnightError):
+    """A test battery could not be run (nothing to test, a broken battery)."""
+
+    __test__ = False  # not a pytest test class
+    exit_code = 3

@@ -60,6 +60,11 @@ class ComposeLocation:
     local_dir: Path | None
     base_url: str | None
 
+    @property
+    def compose_source(self) -> str:
+        """The ``compose/`` folder as recorded in manifests: a resolved path or a URL."""
+        return str(self.local_dir) if self.local_dir is not None else str(self.base_url)
+
     def image_location(self, path: str) -> str:
         """Where one image's file is (a local path or a URL)."""
         if self.local_dir is not None:

@@ -259,7 +259,182 @@ class ComposeManifest(Manifest):
         return self
 
 
+# --- test results ---------------------------------------------------------------------
+
+SuiteName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+RunId = Annotated[str, Field(pattern=r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")]
+Outcome = Literal["PASSED", "FAILED", "SKIPPED"]
+SuiteVerdict = Literal["PASSED", "WARNED", "FAILED"]
+
+
+class ImageRef(StrictModel):
+    """Which image (artifact) a test ran on: its identity, path and digest."""
+
+    subvariant: str
+    type: NonEmpty
+    format: NonEmpty
+    arch: NonEmpty
+    disc_number: Annotated[int, Field(ge=1)] = 1
+    path: NonEmpty
+    sha256: Sha256
+
+    def key(self) -> tuple[str, str, str, str, int]:
+        """The identity of "the same image" across composes (see :meth:`Image.key`)."""
+        return (self.subvariant, self.type, self.format, self.arch, self.disc_number)
+
+    @classmethod
+    def of(cls, image: Image) -> ImageRef:
+        """The reference to one image of a compose manifest."""
+        return cls(
+            subvariant=image.subvariant,
+            type=image.type,
+            format=image.format,
+            arch=image.arch,
+            disc_number=image.disc_number,
+            path=image.path,
+            sha256=image.checksums.sha256,
+        )
+
+
+class LogRef(StrictModel):
+    """A test log in the log store (outside git): where, its digest, and for a failure its end."""
+
+    path: NonEmpty
+    sha256: Sha256
+    size: Annotated[int, Field(ge=0)]
+    tail: str | None = None
+
+
+class CaseResult(StrictModel):
+    """One test on one image (or on every artifact of the run when ``image`` is null)."""
+
+    name: NonEmpty
+    blocking: bool
+    expect_fail: bool = False
+    outcome: Outcome
+    reason: str | None = None
+    duration_ms: Annotated[int, Field(ge=0)]
+    image: ImageRef | None = None
+    log: LogRef | None = None
+
+
+def suite_verdict(tests: list[CaseResult]) -> SuiteVerdict:
+    """in-toto's result for a run: FAILED if a blocking test failed, WARNED if only advisory."""
+    failed = [t for t in tests if t.outcome == "FAILED"]
+    if any(t.blocking for t in failed):
+        return "FAILED"
+    return "WARNED" if failed else "PASSED"
+
+
+class ResultManifest(Manifest):
+    """One run of one test suite on a compose (in-toto test-result vocabulary).
+
+    Runs are never replaced: a re-run is a new manifest, and for each test and
+    image the latest run counts.
+    """
+
+    KIND: ClassVar[str] = "test-result"
+    ROLE: ClassVar[RoleName] = "test"
+    DIRECTORY: ClassVar[str] = "tests"
+
+    type_: Literal["test-result"] = Field(default="test-result", alias="_type")
+    compose_id: ComposeId
+    suite: SuiteName
+    run: RunId
+    origin: Literal["battery", "junit"]
+    runner: str
+    started: UtcTimestamp
+    finished: UtcTimestamp
+    arches: list[str]
+    artifacts: list[ImageRef]
+    tests: list[CaseResult]
+    result: SuiteVerdict
+
+    def identity(self) -> str:
+        return f"{self.compose_id}/{self.suite}-{self.run}"
+
+    @model_validator(mode="after")
+    def _result_consistent(self) -> ResultManifest:
+        expected = suite_verdict(self.tests)
+        if self.result != expected:
+            raise ValueError(f"result is {self.result} but the tests say {expected}")
+        if self.finished < self.started:
+            raise ValueError("finished is before started")
+        return self
+
+
+# --- operator verdicts -----------------------------------------------------------------
+
+
+class VerdictManifest(Manifest):
+    """An operator's decision on a compose: fail it by hand, or waive one failed test."""
+
+    KIND: ClassVar[str] = "verdict"
+    ROLE: ClassVar[RoleName] = "release"
+    DIRECTORY: ClassVar[str] = "verdicts"
+
+    type_: Literal["verdict"] = Field(default="verdict", alias="_type")
+    compose_id: ComposeId
+    number: Annotated[int, Field(ge=1)]
+    action: Literal["fail", "waive"]
+    test: str | None = None
+    suite: SuiteName | None = None
+    reason: NonEmpty
+    reason_url: str | None = None
+    operator: NonEmpty
+
+    def identity(self) -> str:
+        return f"{self.compose_id}-{self.number}"
+
+    @model_validator(mode="after")
+    def _test_only_for_waivers(self) -> VerdictManifest:
+        if (self.action == "waive") != (self.test is not None):
+            raise ValueError("a waiver names a test; a manual fail does not")
+        return self
+
+
+# --- tracker events --------------------------------------------------------------------
+
+BugRef = Annotated[str, Field(pattern=r"^(bz|local)[0-9]+$")]
+
+
+class TrackerEventManifest(Manifest):
+    """Something Fortnight did on the failure tracker, with the bug's URL.
+
+    ``event_id`` is ``<bug>-<action>-<compose-id>``, so the same action for the
+    same compose on the same bug can be recorded only once.
+    """
+
+    KIND: ClassVar[str] = "tracker-event"
+    ROLE: ClassVar[RoleName] = "release"
+    DIRECTORY: ClassVar[str] = "trackers"
+
+    type_: Literal["tracker-event"] = Field(default="tracker-event", alias="_type")
+    event_id: NonEmpty
+    backend: Literal["local", "bugzilla"]
+    bug: BugRef
+    bug_id: NonEmpty
+    url: NonEmpty
+    action: Literal["opened", "commented", "closed"]
+    compose_id: ComposeId
+    compose_status: str
+    summary: str | None = None
+    comment: str
+
+    def identity(self) -> str:
+        return self.event_id
+
+    @model_validator(mode="after")
+    def _event_id_matches(self) -> TrackerEventManifest:
+        expected = f"{self.bug}-{self.action}-{self.compose_id}"
+        if self.event_id != expected:
+            raise ValueError(f"event_id must be {expected}")
+        return self
+
+
 #: Every manifest kind, by its ``_type``. Later stages add theirs here.
-KINDS: dict[str, type[Manifest]] = {m.KIND: m for m in (ComposeManifest,)}
+KINDS: dict[str, type[Manifest]] = {
+    m.KIND: m for m in (ComposeManifest, ResultManifest, VerdictManifest, TrackerEventManifest)
+}
 #: The kind stored under each directory of a product.
 KIND_BY_DIRECTORY: dict[str, type[Manifest]] = {m.DIRECTORY: m for m in KINDS.values()}

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from securesystemslib.signer import Signer
+
 from pipeline.errors import ConflictError, StoreError, VerificationError
 from pipeline.fsutil import atomic_create, atomic_write
 from pipeline.models import Manifest, RoleName, Trust
@@ -30,6 +32,7 @@ from pipeline.signing import (
     generate_key,
     load_trust,
     save_trust,
+    sign_manifest,
     verify_manifest,
 )
 
@@ -74,6 +77,15 @@ class PushConfig:
 
     remote: str = "origin"
     attempts: int = 5
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """How a mutating task writes: commit or not, push or not, or only show the plan."""
+
+    dry_run: bool = False
+    commit: bool = True
+    push: PushConfig | None = None
 
 
 @dataclass
@@ -324,6 +336,25 @@ class ManifestLog:
                 result.pushed = True
         return result
 
+    def record(
+        self,
+        manifests: Sequence[Manifest],
+        signers: Sequence[Signer],
+        trust: Trust,
+        message: str,
+        options: WriteOptions,
+    ) -> WriteResult:
+        """Sign ``manifests`` and write them in one commit (see :meth:`write`)."""
+        pending = [PendingManifest(m.relpath(), sign_manifest(m, signers), m) for m in manifests]
+        return self.write(
+            pending,
+            trust,
+            message=message,
+            commit=options.commit,
+            push=options.push,
+            dry_run=options.dry_run,
+        )
+
     def _existing_matches(self, item: PendingManifest, trust: Trust) -> bool:
         path = self.root / item.path
         if not path.exists():
@@ -449,6 +480,11 @@ def init_log(repo: Path, products: dict[str, bytes], trust_json: bytes) -> bool:
     written = [log.trust_path]
     log.root.mkdir(parents=True, exist_ok=True)
     atomic_create(log.trust_path, trust_json)
+    ignore = repo / ".gitignore"
+    if not ignore.exists():
+        # The default log store lives beside the manifests but never in git.
+        atomic_create(ignore, b"/logs/\n")
+        written.append(ignore)
     for name, toml in products.items():
         path = log.product_dir(name) / "product.toml"
         if not path.exists():

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +22,18 @@ import pytest
 from productmd.composeinfo import get_date_type_respin
 from securesystemslib.signer import CryptoSigner
 
-from pipeline.models import ROLES, ComposeManifest, RoleName
+from pipeline.config import ProductConfig, load_product
+from pipeline.models import (
+    ROLES,
+    CaseResult,
+    ComposeManifest,
+    Image,
+    ImageRef,
+    ResultManifest,
+    RoleName,
+    suite_verdict,
+)
+from pipeline.samples import write_image
 from pipeline.signing import add_key_to_trust, empty_trust, save_trust
 from pipeline.store import ManifestLog, dump_json, init_log
 
@@ -125,13 +136,13 @@ class ComposeTree:
 
 @pytest.fixture
 def make_compose_tree(tmp_path: Path) -> Callable[..., ComposeTree]:
-    """Factory: the real F28 metadata, re-pointed at small generated files for the
-    AtomicHost images, so checksums can really be checked.
+    """Factory: the real F28 metadata, re-pointed at small, well-formed generated image
+    files (pipeline.samples) for the AtomicHost images, so checksums and checks really run.
 
     ``compose_id`` renames the compose (both metadata files agree).
     """
 
-    def make(compose_id: str = "Fedora-28-20180425.0", size: int = 200_000) -> ComposeTree:
+    def make(compose_id: str = "Fedora-28-20180425.0") -> ComposeTree:
         info = load_json(F28_INFO)
         images = load_json(F28_IMAGES)
         date, compose_type, respin = get_date_type_respin(compose_id)
@@ -146,13 +157,11 @@ def make_compose_tree(tmp_path: Path) -> Callable[..., ComposeTree]:
         images["payload"]["images"] = {
             "AtomicHost": copy.deepcopy(images["payload"]["images"]["AtomicHost"])
         }
-        for n, img in enumerate(
-            i for arch in images["payload"]["images"]["AtomicHost"].values() for i in arch
-        ):
-            data = (f"{compose_id}:{img['path']}:".encode() * (size // 40 + 1))[: size + n]
+        for img in (i for arch in images["payload"]["images"]["AtomicHost"].values() for i in arch):
             path = compose_dir / img["path"]
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            write_image(path, img["type"])  # small but well-formed: checks pass on them
+            data = path.read_bytes()
             img["size"] = len(data)
             img["checksums"] = {"sha256": hashlib.sha256(data).hexdigest()}
         tree = ComposeTree(root=root, images=images, info=info)
@@ -258,3 +267,68 @@ def serve_dir() -> Any:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+def product_config() -> ProductConfig:
+    """The shipped Fedora Atomic Host product.toml."""
+    return load_product(ROOT / "manifests", "atomic-host")
+
+
+def make_result(
+    compose: ComposeManifest,
+    *,
+    fail: Sequence[str] = (),
+    suite: str = "images",
+    started: datetime = NOW,
+    run: str | None = None,
+    images: Sequence[Image] | None = None,
+) -> ResultManifest:
+    """A run of the default battery's suite on ``compose``; tests named in ``fail`` fail."""
+    battery = product_config().battery.suites["images"].tests
+    images = list(compose.images if images is None else images)
+    cases = [
+        CaseResult(
+            name=t.name,
+            blocking=t.blocking,
+            outcome="FAILED" if t.name in fail else "PASSED",
+            reason="exit code 1" if t.name in fail else None,
+            duration_ms=10,
+            image=ImageRef.of(img),
+        )
+        for img in images
+        for t in battery
+    ]
+    return ResultManifest(
+        product=compose.product,
+        created=started,
+        compose_id=compose.compose_id,
+        suite=suite,
+        run=run or f"{started:%Y%m%dT%H%M%SZ}-000000",
+        origin="battery",
+        runner="test",
+        started=started,
+        finished=started,
+        arches=[],
+        artifacts=[ImageRef.of(img) for img in images],
+        tests=cases,
+        result=suite_verdict(cases),
+    )
+
+
+def compose_on(day: int, **overrides: Any) -> ComposeManifest:
+    """A one-image compose of September 2015, day ``day`` (or no image, via overrides)."""
+    cid = f"Fedora-Atomic-22-201509{day:02d}.0"
+    base: dict[str, Any] = {
+        "compose_id": cid,
+        "date": f"201509{day:02d}",
+        "created": NOW.replace(day=day),
+    }
+    base.update(overrides)
+    return make_compose(**base)
+
+
+def doomed_on(day: int) -> ComposeManifest:
+    """A compose that produced no image, on September ``day`` 2015."""
+    return compose_on(
+        day, outcome="no-image", images=[], release=None, reason="DOOMED", checksums_verified=False
+    )

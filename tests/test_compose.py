@@ -9,7 +9,6 @@ import pytest
 
 from pipeline.compose import (
     RecordOutcome,
-    WriteOptions,
     failed_compose_manifest,
     record_compose,
     record_failed_compose,
@@ -18,6 +17,7 @@ from pipeline.config import load_product
 from pipeline.errors import ChecksumMismatchError, InputError
 from pipeline.ingest import http_session, load_compose
 from pipeline.signing import load_signer
+from pipeline.store import WriteOptions
 from tests.conftest import NOW, ComposeTree, Log, StaticServer
 
 
@@ -94,7 +94,7 @@ def test_record_from_url_with_checksums(
     server = serve_dir(tree.root.parent)
     outcome = _record(log, server.url + "Fedora-28-20180425.0/")
     manifest = outcome.manifest
-    assert manifest.source == server.url + "Fedora-28-20180425.0/"
+    assert manifest.source == server.url + "Fedora-28-20180425.0/compose/"
     image_requests = [r for r in server.requests if "/images/" in r]
     assert len(image_requests) == len(manifest.images)
 

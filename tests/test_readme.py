@@ -14,7 +14,7 @@ def code_blocks(text: str) -> list[str]:
 def test_readme_opens_with_demo_and_test_commands() -> None:
     blocks = code_blocks((ROOT / "README.md").read_text())
     assert blocks[0].endswith("invoke demo")
-    assert blocks[1].endswith("invoke test")
+    assert blocks[1].endswith("invoke ci")
     assert "pip install" in blocks[0] and "'.[test]'" in blocks[1]
 
 
