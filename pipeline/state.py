@@ -183,7 +183,8 @@ def derive(manifests: Iterable[Manifest], product: ProductConfig, now: datetime)
         for c in sorted(composes, key=compose_order)
     ]
     bugs: dict[str, BugView] = {}
-    for e in sorted(events, key=lambda e: (e.created, e.event_id)):
+    rank = {"opened": 0, "commented": 1, "closed": 2}
+    for e in sorted(events, key=lambda e: (e.created, rank[e.action], e.event_id)):
         view = bugs.setdefault(e.bug, BugView(e.bug, e.backend, e.bug_id, e.url))
         view.events.append(e)
     return State(product=product, now=now, composes=views, bugs=bugs)

@@ -13,6 +13,7 @@ import fcntl
 import json
 import random
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -207,6 +208,8 @@ class ManifestLog:
         self.repo = repo
         self.root = repo / MANIFESTS
         self.git = Git(repo)
+        self._thread_lock = threading.RLock()
+        self._lock_depth = 0
 
     @property
     def trust_path(self) -> Path:
@@ -268,14 +271,27 @@ class ManifestLog:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the checkout's exclusive lock (blocking) for a read-modify-commit."""
-        lock_path = self.git.git_dir() / "fortnight.lock"
-        with open(lock_path, "a+b") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        """Hold the checkout's exclusive lock (blocking) for a read-modify-commit.
+
+        Re-entrant within one ``ManifestLog``: a caller may hold it around several writes.
+        """
+        with self._thread_lock:
+            if self._lock_depth:
+                self._lock_depth += 1
+                try:
+                    yield
+                finally:
+                    self._lock_depth -= 1
+                return
+            lock_path = self.git.git_dir() / "fortnight.lock"
+            with open(lock_path, "a+b") as f:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+                self._lock_depth = 1
+                try:
+                    yield
+                finally:
+                    self._lock_depth = 0
+                    fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     def require_repo(self) -> None:
         """Check the log is a git work tree with a trust file.

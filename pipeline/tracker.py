@@ -67,10 +67,13 @@ def sync(state: State, backend: TrackerBackend, record: Recorder, now: datetime)
     ) -> None:
         ref = bug_ref(backend.name, bug.id)
         view = known.get(bug.id)
+        reported = ("opened", "commented")
         if view is not None and any(
-            e.action == action and e.compose_id == compose.compose_id for e in view.events
+            e.compose_id == compose.compose_id
+            and (e.action == action or (action in reported and e.action in reported))
+            for e in view.events
         ):
-            return  # already recorded
+            return  # already recorded (a compose is reported once per bug, in one way)
         event = TrackerEventManifest(
             product=product.name,
             created=now,

@@ -312,18 +312,15 @@ def sync_tracker(
     Raises:
         TrackerError: the tracker failed; what was done and recorded stands.
     """
-    state, trust = load_state(log, product, now)
-    backend = backend_for(state)
-    if options.dry_run:
-        backend = DryRunTracker(backend)
+    log.require_repo()
+    with log.lock():  # one sync at a time per checkout: two would both file a bug
+        state, trust = load_state(log, product, now)
+        backend = backend_for(state)
+        if options.dry_run:
+            backend = DryRunTracker(backend)
 
-    def record(event: TrackerEventManifest) -> None:
-        log.record(
-            [event],
-            signers,
-            trust,
-            f"tracker: {event.action} {event.bug} for {event.compose_id}",
-            options,
-        )
+        def record(event: TrackerEventManifest) -> None:
+            message = f"tracker: {event.action} {event.bug} for {event.compose_id}"
+            log.record([event], signers, trust, message, options)
 
-    return sync(state, backend, record, now)
+        return sync(state, backend, record, now)

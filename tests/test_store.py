@@ -169,7 +169,13 @@ def test_two_processes_recording_into_one_checkout_both_land(make_log: Callable[
         f"compose: record {cid} (no image)" for cid in ids
     )
     assert log.git("status", "--porcelain") == ""
-    assert len(log.log.load_verified(log.log.load_trust())) == len(ids)
+    verified = [v.path for v in log.log.load_verified(log.log.load_trust())]
+    assert len([p for p in verified if p.parts[1] == "composes"]) == len(ids)
+    # Each process also synced the tracker, one at a time: one bug, every compose once.
+    events = sorted(p.name for p in verified if p.parts[1] == "trackers")
+    assert len(events) == len(ids)
+    assert len([e for e in events if "-opened-" in e]) == 1
+    assert {e.split("-", 2)[0] for e in events} == {"local1"}
 
 
 @pytest.fixture
@@ -262,7 +268,10 @@ def test_configured_remote_makes_push_the_default(
     a.git("config", "fortnight.remote", "origin")
     proc = _record_failed(a.repo, a.env, "Fedora-Atomic-22-20151201.0")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.rstrip().endswith(", pushed")
-    assert remote_subjects(bare)[0] == "compose: record Fedora-Atomic-22-20151201.0 (no image)"
+    assert proc.stdout.splitlines()[0].endswith(", pushed")
+    assert remote_subjects(bare)[:2] == [
+        "tracker: opened local1 for Fedora-Atomic-22-20151201.0",  # the sync pushes too
+        "compose: record Fedora-Atomic-22-20151201.0 (no image)",
+    ]
     local_only = _record_failed(a.repo, a.env, "Fedora-Atomic-22-20151202.0", "--no-commit")
     assert local_only.returncode == 0 and "pushed" not in local_only.stdout
