@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import ParamSpec, TypeVar
@@ -93,6 +94,40 @@ def _write_options(
     do_push = (push or bool(remote) or bool(configured)) and not no_commit
     target = PushConfig(remote=remote or configured or "origin") if do_push else None
     return WriteOptions(dry_run=dry_run, commit=not no_commit, push=target)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a mutating task needs, loaded and checked before any work."""
+
+    log: ManifestLog
+    config: ProductConfig
+    trust: Trust
+    signer: Signer
+    release: Signer | None  # for the tracker sync afterwards; None with --no-tracker
+    options: WriteOptions
+
+
+def _setup(
+    repo: str | None,
+    product: str,
+    role: RoleName,
+    *,
+    sync: bool,
+    dry_run: bool,
+    no_commit: bool,
+    push: bool,
+    remote: str | None,
+) -> Setup:
+    """Open the log, load product and trust, and every key the task will sign with."""
+    log = ManifestLog(_repo(repo))
+    log.require_repo()
+    config = load_product(log.root, product)
+    trust = log.load_trust()
+    signer = load_signer(role, os.environ, trust)
+    release = load_signer("release", os.environ, trust) if sync else None
+    options = _write_options(dry_run, no_commit, push, remote, log)
+    return Setup(log, config, trust, signer, release, options)
 
 
 def _role(role: str) -> RoleName:
@@ -203,21 +238,25 @@ def record(
     no_tracker: bool = False,
 ) -> None:
     """Record a compose (or, with --failed, a compose with no image) in the log."""
-    log = ManifestLog(_repo(repo))
-    log.require_repo()
-    config = load_product(log.root, product)
-    trust = log.load_trust()
-    signer = load_signer("compose", os.environ, trust)  # before any work
-    options = _write_options(dry_run, no_commit, push, remote, log)
+    s = _setup(
+        repo,
+        product,
+        "compose",
+        sync=failed and not no_tracker,
+        dry_run=dry_run,
+        no_commit=no_commit,
+        push=push,
+        remote=remote,
+    )
+    log, config, signer, options = s.log, s.config, s.signer, s.options
     if failed:
         if not compose_id or reason is None:
             raise ConfigError("--failed needs --compose-id and --reason")
-        release = None if no_tracker else load_signer("release", os.environ, trust)
         manifest = failed_compose_manifest(config, compose_id, reason, log_url, _now())
         outcome = record_failed_compose(log, manifest, [signer], options)
         _report_write(outcome.write, [outcome.manifest.relpath()])
-        if release is not None:
-            _sync(log, config, release, options)
+        if s.release is not None:
+            _sync(log, config, s.release, options)
         return
     else:
         if not source:
@@ -282,10 +321,6 @@ def _sync(log: ManifestLog, config: ProductConfig, release: Signer, options: Wri
         console.out.print("tracker: no open bug, nothing to do")
 
 
-def _release_signer(no_tracker: bool, trust: Trust) -> Signer | None:
-    return None if no_tracker else load_signer("release", os.environ, trust)
-
-
 def _logs(logs: str | None, log: ManifestLog) -> LogStore:
     root = logs or os.environ.get("FORTNIGHT_LOGS") or str(log.repo / "logs")
     return LogStore(Path(root).resolve())
@@ -335,13 +370,17 @@ def run_task(
     remote: str | None = None,
 ) -> None:
     """Run the test battery on every matching image of a compose; record the results."""
-    log = ManifestLog(_repo(repo))
-    log.require_repo()
-    config = load_product(log.root, product)
-    trust = log.load_trust()
-    signer = load_signer("test", os.environ, trust)
-    release = _release_signer(no_tracker, trust)
-    options = _write_options(dry_run, no_commit, push, remote, log)
+    s = _setup(
+        repo,
+        product,
+        "test",
+        sync=not no_tracker,
+        dry_run=dry_run,
+        no_commit=no_commit,
+        push=push,
+        remote=remote,
+    )
+    log, config = s.log, s.config
     cores = len(os.sched_getaffinity(0))
     with (
         tempfile.TemporaryDirectory(prefix="fortnight-test-") as scratch,
@@ -355,8 +394,8 @@ def run_task(
             arches=arch or [],
             logs=_logs(logs, log),
             scratch=Path(scratch),
-            signers=[signer],
-            options=options,
+            signers=[s.signer],
+            options=s.options,
             base_env=os.environ,
             clock=_now,
             runner=runner or socket.gethostname(),
@@ -369,8 +408,8 @@ def run_task(
     for m in outcome.manifests:
         console.out.print(f"{m.suite}: {m.result}")
     _report_write(outcome.write, [m.relpath() for m in outcome.manifests])
-    if release is not None:
-        _sync(log, config, release, options)
+    if s.release is not None:
+        _sync(log, config, s.release, s.options)
 
 
 @task(
@@ -407,31 +446,34 @@ def import_task(
     remote: str | None = None,
 ) -> None:
     """Record a JUnit XML report as the results of a test suite."""
-    log = ManifestLog(_repo(repo))
-    log.require_repo()
-    config = load_product(log.root, product)
-    trust = log.load_trust()
-    signer = load_signer("test", os.environ, trust)
-    release = _release_signer(no_tracker, trust)
-    options = _write_options(dry_run, no_commit, push, remote, log)
+    s = _setup(
+        repo,
+        product,
+        "test",
+        sync=not no_tracker,
+        dry_run=dry_run,
+        no_commit=no_commit,
+        push=push,
+        remote=remote,
+    )
     outcome = import_results(
-        log,
-        config,
+        s.log,
+        s.config,
         compose_id,
         suite,
         Path(junit),
         advisory=advisory or [],
         arches=arch or [],
-        logs=_logs(logs, log),
-        signers=[signer],
-        options=options,
+        logs=_logs(logs, s.log),
+        signers=[s.signer],
+        options=s.options,
         clock=_now,
         runner=runner or socket.gethostname(),
     )
     console.out.print(console.results_table(outcome.manifests))
     _report_write(outcome.write, [m.relpath() for m in outcome.manifests])
-    if release is not None:
-        _sync(log, config, release, options)
+    if s.release is not None:
+        _sync(s.log, s.config, s.release, s.options)
 
 
 def _operator(operator: str | None, log: ManifestLog) -> str:
@@ -541,12 +583,17 @@ def _verdict(
     push: bool,
     remote: str | None,
 ) -> None:
-    log = ManifestLog(_repo(repo))
-    log.require_repo()
-    config = load_product(log.root, product)
-    trust = log.load_trust()
-    signer = load_signer("release", os.environ, trust)
-    options = _write_options(dry_run, no_commit, push, remote, log)
+    s = _setup(
+        repo,
+        product,
+        "release",
+        sync=False,
+        dry_run=dry_run,
+        no_commit=no_commit,
+        push=push,
+        remote=remote,
+    )
+    log, config, signer, options = s.log, s.config, s.signer, s.options
     verdict, write = record_verdict(
         log,
         config,
@@ -581,11 +628,17 @@ def tracker_sync(
     remote: str | None = None,
 ) -> None:
     """File, comment on or close the product's failure bug to match the log (release key)."""
-    log = ManifestLog(_repo(repo))
-    log.require_repo()
-    config = load_product(log.root, product)
-    signer = load_signer("release", os.environ, log.load_trust())
-    _sync(log, config, signer, _write_options(dry_run, no_commit, push, remote, log))
+    s = _setup(
+        repo,
+        product,
+        "release",
+        sync=False,
+        dry_run=dry_run,
+        no_commit=no_commit,
+        push=push,
+        remote=remote,
+    )
+    _sync(s.log, s.config, s.signer, s.options)
 
 
 @task(
