@@ -13,7 +13,7 @@ from pipeline.errors import ConflictError, StoreError, VerificationError
 from pipeline.models import ComposeManifest
 from pipeline.signing import sign_manifest
 from pipeline.store import ManifestLog, PendingManifest, PushConfig, WriteResult
-from tests.conftest import NOW, Log, make_compose, run_invoke
+from tests.conftest import NOW, ComposeTree, Log, make_compose, run_invoke
 
 
 def pending(log: Log, manifest: ComposeManifest) -> PendingManifest:
@@ -275,3 +275,50 @@ def test_configured_remote_makes_push_the_default(
     ]
     local_only = _record_failed(a.repo, a.env, "Fedora-Atomic-22-20151202.0", "--no-commit")
     assert local_only.returncode == 0 and "pushed" not in local_only.stdout
+
+
+def test_ci_matrix_runners_testing_slices_all_land(
+    remote_and_clones: tuple[Path, Log, Log],
+    make_compose_tree: Callable[..., ComposeTree],
+) -> None:
+    bare, a, b = remote_and_clones
+    tree = make_compose_tree()
+    recorded = run_invoke(
+        "compose.record", "--source", str(tree.root), "--repo", str(a.repo), "--push", env=a.env
+    )
+    assert recorded.returncode == 0, recorded.stderr
+    b.git("pull", "--quiet", "origin", "main")
+    slices = [(a, "x86_64"), (b, "aarch64"), (b, "ppc64le")]
+
+    def test_slice(job: tuple[Log, str]) -> subprocess.CompletedProcess[str]:
+        clone, arch = job
+        return run_invoke(
+            "test.run",
+            "--compose-id",
+            "Fedora-28-20180425.0",
+            "--arch",
+            arch,
+            "--push",
+            "--no-tracker",
+            "--runner",
+            f"ci-{arch}",
+            "--repo",
+            str(clone.repo),
+            env=clone.env,
+        )
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(test_slice, slices))
+    assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
+    files = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", "main"],
+        cwd=bare,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    runs = [f for f in files if f.startswith("manifests/atomic-host/tests/Fedora-28-20180425.0/")]
+    assert len(runs) == 3
+    a.git("pull", "--quiet", "origin", "main")
+    status = run_invoke("status", "--repo", str(a.repo))
+    assert "Fedora-28-20180425.0 │ passed" in status.stdout, status.stdout
