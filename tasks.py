@@ -7,6 +7,7 @@ as one line with a documented exit code; set ``FORTNIGHT_DEBUG=1`` for the trace
 from __future__ import annotations
 
 import functools
+import json as jsonlib
 import os
 import socket
 import subprocess
@@ -37,6 +38,7 @@ from pipeline.ingest import http_session, is_url, load_compose
 from pipeline.models import ROLES, RoleName, Trust
 from pipeline.schema import write_schemas
 from pipeline.signing import empty_trust, load_signer
+from pipeline.state import derive, summary
 from pipeline.store import (
     ManifestLog,
     PushConfig,
@@ -47,10 +49,12 @@ from pipeline.store import (
 )
 from pipeline.testing import LogStore
 from pipeline.workflow import (
+    cut_release,
     import_results,
     load_state,
     make_tracker,
     record_verdict,
+    revoke_release,
     run_battery,
     sync_tracker,
 )
@@ -641,28 +645,160 @@ def tracker_sync(
     _sync(s.log, s.config, s.signer, s.options)
 
 
+def _at(at: str | None) -> datetime:
+    """``--at``: a date (midnight UTC) or an ISO datetime; default now."""
+    if not at:
+        return _now()
+    try:
+        value = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"--at {at}: not a date or datetime", hint="use e.g. 2018-05-15 or 2018-05-15T06:00:00Z"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(microsecond=0)
+
+
 @task(
     help={
-        "product": f"product name (default {DEFAULT_PRODUCT})",
+        "product": "only this product (default: every product in the log)",
         "repo": "the manifest log (default: $FORTNIGHT_REPO or .)",
         "limit": "how many composes to show (newest first)",
+        "at": "the state at this date or datetime (default: now)",
+        "json": "print the documented JSON shape instead of tables",
     }
 )
 @boundary
 def status(
-    c: Context, product: str = DEFAULT_PRODUCT, repo: str | None = None, limit: int = 20
+    c: Context,
+    product: str | None = None,
+    repo: str | None = None,
+    limit: int = 10,
+    at: str | None = None,
+    json: bool = False,
 ) -> None:
-    """Show each compose's derived status and why, and the open failure bug."""
+    """Show the current release, freshness, open bug, withdrawals and composes."""
     log = ManifestLog(_repo(repo))
-    config = load_product(log.root, product)
-    state, _ = load_state(log, config, _now())
-    console.out.print(console.status_table(state, limit))
-    bugs = state.open_bugs
-    if bugs:
-        for bug in bugs:
-            console.out.print(f"open bug: {bug.bug} {bug.url} ({bug.summary})")
-    else:
-        console.out.print("open bug: none")
+    names = [product] if product else log.product_names()
+    when = _at(at)
+    trust = log.load_trust()
+    manifests = [v.manifest for v in log.load_verified(trust)]
+    states = [derive(manifests, load_product(log.root, name), when) for name in names]
+    if json:
+        doc = {"products": {s.product.name: summary(s) for s in states}}
+        print(jsonlib.dumps(doc, indent=2, sort_keys=True))
+        return
+    for state in states:
+        console.out.print(console.release_panel(state))
+        console.out.print(console.status_table(state, limit))
+
+
+# --- releases ------------------------------------------------------------------------
+
+
+@task(name="cut", help={"at": "decide as of this date or datetime (default: now)", **WRITE_HELP})
+@boundary
+def release_cut(
+    c: Context,
+    product: str = DEFAULT_PRODUCT,
+    at: str | None = None,
+    repo: str | None = None,
+    dry_run: bool = False,
+    no_commit: bool = False,
+    push: bool = False,
+    remote: str | None = None,
+) -> None:
+    """Decide the current cycle's release if it needs a decision; safe to run any time."""
+    s = _setup(
+        repo,
+        product,
+        "release",
+        sync=False,
+        dry_run=dry_run,
+        no_commit=no_commit,
+        push=push,
+        remote=remote,
+    )
+    when = _at(at)
+    manifest, write, state = cut_release(
+        s.log, s.config, when, signers=[s.signer], options=s.options
+    )
+    if manifest is None or write is None:
+        cycle = state.cycle
+        if cycle is None:
+            console.out.print(f"nothing to do: the first release day is {s.config.release.anchor}")
+        else:
+            console.out.print(
+                f"nothing to do: the cycle of {cycle} is decided; next release "
+                f"day {state.next_release_day}"
+            )
+        return
+    console.out.print(console.decision_table(manifest))
+    console.out.print(manifest.explanation)
+    _report_write(write, [manifest.relpath()])
+
+
+@task(
+    name="revoke",
+    help={
+        "release_id": "the release to withdraw (e.g. 2018-05-15)",
+        "reason": "why (shown on the page)",
+        "reason_url": "a link with more",
+        "operator": "who decides (default: git config user.name)",
+        **WRITE_HELP,
+    },
+)
+@boundary
+def release_revoke(
+    c: Context,
+    release_id: str,
+    reason: str,
+    reason_url: str | None = None,
+    operator: str | None = None,
+    product: str = DEFAULT_PRODUCT,
+    repo: str | None = None,
+    dry_run: bool = False,
+    no_commit: bool = False,
+    push: bool = False,
+    remote: str | None = None,
+) -> None:
+    """Withdraw a release: the page falls back to the previous good one and warns."""
+    s = _setup(
+        repo,
+        product,
+        "release",
+        sync=False,
+        dry_run=dry_run,
+        no_commit=no_commit,
+        push=push,
+        remote=remote,
+    )
+    manifest, write = revoke_release(
+        s.log,
+        s.config,
+        release_id,
+        reason=reason,
+        reason_url=reason_url,
+        operator=_operator(operator, s.log),
+        signers=[s.signer],
+        options=s.options,
+        now=_now(),
+    )
+    if manifest is None or write is None:
+        console.out.print(f"release {release_id} is already withdrawn (no change)")
+        return
+    _report_write(write, [manifest.relpath()])
+    state, _ = load_state(s.log, s.config, _now())
+    current = state.current
+    console.out.print(
+        "current release now: "
+        + (
+            f"{current.release_id} ({current.manifest.compose_id})"
+            if current
+            else "none: no image available"
+        )
+    )
 
 
 # --- the main job --------------------------------------------------------------------
@@ -719,5 +855,8 @@ testing.add_task(import_task)
 testing.add_task(waive_task)
 tracker = Collection("tracker")
 tracker.add_task(tracker_sync)
-ns = Collection(init, verify, status, schema, demo, keys, compose, testing, tracker)
+release = Collection("release")
+release.add_task(release_cut)
+release.add_task(release_revoke)
+ns = Collection(init, verify, status, schema, demo, keys, compose, testing, tracker, release)
 ns.add_task(run_tests)

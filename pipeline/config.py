@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
@@ -16,11 +17,34 @@ PRODUCT_FILE = "product.toml"
 
 
 class BaseRelease(StrictModel):
-    """The distribution release the product is based on (e.g. Fedora 22)."""
+    """The distribution release the product is based on (e.g. Fedora 22, or 23 Beta).
+
+    Switched by a reviewed commit, independently of the distribution's own dates.
+    """
 
     name: str = "Fedora"
-    version: str
+    version: NonEmpty
+    #: A prerelease label such as ``Beta``: the page then shows a disclaimer.
     prerelease: str | None = None
+    #: Compose base versions that may be released; empty means just ``version``.
+    eligible: list[str] = Field(default_factory=list)
+
+    def eligible_versions(self) -> list[str]:
+        """The compose base versions that may be released."""
+        return self.eligible or [self.version]
+
+
+class ReleasePolicy(StrictModel):
+    """The two-week cadence and what to do when a cycle has no candidate."""
+
+    #: The first release day (UTC); release days are anchor + k x cadence_days.
+    anchor: date
+    cadence_days: Annotated[int, Field(ge=1)] = 14
+    #: How long past a missed release day before the page calls the product stale.
+    grace_days: Annotated[int, Field(ge=0)] = 2
+    #: No candidate on release day: ``retry`` releases the first passing compose
+    #: later in the cycle; ``skip`` waits for the next cycle.
+    policy: Literal["retry", "skip"] = "retry"
 
 
 class ImageSelection(StrictModel):
@@ -133,6 +157,7 @@ class ProductConfig(StrictModel):
     images: ImageSelection
     battery: Battery = Field(default_factory=Battery)
     tracker: TrackerConfig
+    release: ReleasePolicy
 
 
 def load_product(manifests_root: Path, product: str) -> ProductConfig:

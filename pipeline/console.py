@@ -6,6 +6,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 
 from rich.console import Console
 from rich.progress import (
@@ -20,7 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from pipeline.models import ComposeManifest, ResultManifest
+from pipeline.models import ComposeManifest, ReleaseManifest, ResultManifest
 from pipeline.state import State
 
 out = Console(highlight=False, soft_wrap=True)
@@ -143,3 +144,56 @@ def count_progress(label: str) -> Iterator[tuple[Callable[[int], None], Callable
     with progress:
         task = progress.add_task(label, total=None)
         yield (lambda total: progress.update(task, total=total), lambda: progress.advance(task))
+
+
+def _age(state: State, when: datetime) -> str:
+    days = (state.now - when).days
+    return "today" if days <= 0 else f"{days} day{'s' if days != 1 else ''} ago"
+
+
+def release_panel(state: State) -> Table:
+    """The product at a glance: current release, freshness, bug, withdrawals, next release."""
+    table = Table(title=f"{state.product.display_name}", title_justify="left", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    current = state.current
+    if current is None:
+        table.add_row("current release", "none: no image available")
+    else:
+        m = current.manifest
+        table.add_row(
+            "current release",
+            f"{m.release_id}: {m.compose_id}, based on "
+            f"{m.base.label()}, released {m.created:%Y-%m-%d} "
+            f"({_age(state, m.created)})",
+        )
+    fresh = state.freshness
+    table.add_row(
+        "freshness", f"[red]stale[/red]: {fresh.reason}" if fresh.stale else "[green]fresh[/green]"
+    )
+    bugs = state.open_bugs
+    table.add_row("open bug", ", ".join(f"{b.bug} {b.url}" for b in bugs) or "none")
+    for r in state.withdrawn:
+        table.add_row("withdrawn", f"{r.release_id} ({r.manifest.compose_id}): {r.fallen}")
+    latest = state.composes[-1] if state.composes else None
+    table.add_row("latest compose", f"{latest.compose_id}: {latest.status}" if latest else "none")
+    pending = [c.compose_id for c in state.composes if c.status == "pending"]
+    if pending:
+        table.add_row("pending", ", ".join(pending))
+    table.add_row("next release day", state.next_release_day.isoformat())
+    return table
+
+
+def decision_table(manifest: ReleaseManifest) -> Table:
+    """What a release decision considered, newest first, and why."""
+    title = (
+        f"release {manifest.release_id}: {manifest.compose_id}"
+        if manifest.decision == "release"
+        else f"release {manifest.release_id}: stale"
+    )
+    table = Table(title=title, title_justify="left")
+    for col in ("compose", "status", "verdict", "why"):
+        table.add_column(col)
+    for c in manifest.considered:
+        table.add_row(c.compose_id, c.status, c.verdict, c.reason)
+    return table

@@ -432,9 +432,107 @@ class TrackerEventManifest(Manifest):
         return self
 
 
+# --- releases ---------------------------------------------------------------------------
+
+ReleaseId = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}(\.[2-9]|\.[1-9][0-9]+)?$")]
+CycleDate = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+
+
+class BaseRef(StrictModel):
+    """The base release a decision was made for (e.g. Fedora 23 Beta)."""
+
+    name: NonEmpty
+    version: NonEmpty
+    prerelease: str | None = None
+
+    def label(self) -> str:
+        """``Fedora 23 Beta``."""
+        return " ".join(p for p in (self.name, self.version, self.prerelease) if p)
+
+
+class BugLink(StrictModel):
+    """A failure bug, as the tracker events recorded it."""
+
+    bug: NonEmpty
+    url: NonEmpty
+
+
+class Considered(StrictModel):
+    """One compose a release decision looked at, and what it made of it."""
+
+    compose_id: ComposeId
+    status: str
+    verdict: Literal["chosen", "rejected", "older"]
+    reason: str
+
+
+class ReleaseManifest(Manifest):
+    """The decision of one release cycle: an image, or a stale cycle.
+
+    The first decision of a cycle is ``<cycle>``; a later one in the same cycle
+    (a late release under policy ``retry``) is ``<cycle>.2``, ``<cycle>.3``…
+    """
+
+    KIND: ClassVar[str] = "release"
+    ROLE: ClassVar[RoleName] = "release"
+    DIRECTORY: ClassVar[str] = "releases"
+
+    type_: Literal["release"] = Field(default="release", alias="_type")
+    release_id: ReleaseId
+    cycle: CycleDate
+    sequence: Annotated[int, Field(ge=1)]
+    decision: Literal["release", "stale"]
+    compose_id: ComposeId | None
+    #: The release that was current when this decision was made (kept, for a stale cycle).
+    previous: ReleaseId | None
+    base: BaseRef
+    policy: Literal["retry", "skip"]
+    open_bug: BugLink | None = None
+    considered: list[Considered]
+    explanation: NonEmpty
+
+    def identity(self) -> str:
+        return self.release_id
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReleaseManifest:
+        expected = self.cycle if self.sequence == 1 else f"{self.cycle}.{self.sequence}"
+        if self.release_id != expected:
+            raise ValueError(f"release_id must be {expected}")
+        if (self.decision == "release") != (self.compose_id is not None):
+            raise ValueError("a release names its compose; a stale decision does not")
+        return self
+
+
+class RevocationManifest(Manifest):
+    """A withdrawn release: it is never current again, and its compose never released again."""
+
+    KIND: ClassVar[str] = "revocation"
+    ROLE: ClassVar[RoleName] = "release"
+    DIRECTORY: ClassVar[str] = "revocations"
+
+    type_: Literal["revocation"] = Field(default="revocation", alias="_type")
+    release_id: ReleaseId
+    compose_id: ComposeId
+    reason: NonEmpty
+    reason_url: str | None = None
+    operator: NonEmpty
+
+    def identity(self) -> str:
+        return self.release_id
+
+
 #: Every manifest kind, by its ``_type``. Later stages add theirs here.
 KINDS: dict[str, type[Manifest]] = {
-    m.KIND: m for m in (ComposeManifest, ResultManifest, VerdictManifest, TrackerEventManifest)
+    m.KIND: m
+    for m in (
+        ComposeManifest,
+        ResultManifest,
+        VerdictManifest,
+        TrackerEventManifest,
+        ReleaseManifest,
+        RevocationManifest,
+    )
 }
 #: The kind stored under each directory of a product.
 KIND_BY_DIRECTORY: dict[str, type[Manifest]] = {m.DIRECTORY: m for m in KINDS.values()}

@@ -10,19 +10,22 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal, TypeVar
 
-from pipeline.config import ProductConfig
+from pipeline.config import ProductConfig, ReleasePolicy
 from pipeline.models import (
     CaseResult,
     ComposeManifest,
     Manifest,
+    ReleaseManifest,
     ResultManifest,
+    RevocationManifest,
     TrackerEventManifest,
     VerdictManifest,
 )
 
+M = TypeVar("M", bound=Manifest)
 Status = Literal["pending", "passed", "failed", "no-image", "failed-manual"]
 FAILING: frozenset[str] = frozenset({"failed", "no-image", "failed-manual"})
 
@@ -128,6 +131,61 @@ class BugView:
 
 
 @dataclass(frozen=True)
+class ReleaseView:
+    """A release decision, and whether it still stands."""
+
+    manifest: ReleaseManifest
+    revocation: RevocationManifest | None
+    #: Why a release that stood no longer does: withdrawn, or its compose failed since.
+    fallen: str | None
+
+    @property
+    def release_id(self) -> str:
+        """The release id (the cycle date, ``.N`` for a later decision in the cycle)."""
+        return self.manifest.release_id
+
+    @property
+    def is_release(self) -> bool:
+        """An image was released (not a stale decision)."""
+        return self.manifest.decision == "release"
+
+    @property
+    def stands(self) -> bool:
+        """A release that is neither withdrawn nor failed since."""
+        return self.is_release and self.fallen is None
+
+    @property
+    def released(self) -> datetime:
+        """When it was decided."""
+        return self.manifest.created
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """Whether the page shows a fresh image, and if not, why."""
+
+    stale: bool
+    reason: str | None
+
+
+def cycle_day(policy: ReleasePolicy, at: datetime) -> date | None:
+    """The release day of the cycle ``at`` falls in (None before the first release day)."""
+    day = at.astimezone(UTC).date()
+    if day < policy.anchor:
+        return None
+    k = (day - policy.anchor).days // policy.cadence_days
+    return policy.anchor + timedelta(days=k * policy.cadence_days)
+
+
+def next_release_day(policy: ReleasePolicy, at: datetime) -> date:
+    """The first release day after ``at``'s date."""
+    current = cycle_day(policy, at)
+    if current is None:
+        return policy.anchor
+    return current + timedelta(days=policy.cadence_days)
+
+
+@dataclass(frozen=True)
 class State:
     """Everything derived from the log for one product at one moment."""
 
@@ -135,6 +193,67 @@ class State:
     now: datetime
     composes: list[ComposeView]  # oldest first
     bugs: dict[str, BugView]
+    releases: list[ReleaseView] = field(default_factory=list)  # oldest first
+
+    @property
+    def current(self) -> ReleaseView | None:
+        """The newest release that still stands: what the page offers."""
+        return next((r for r in reversed(self.releases) if r.stands), None)
+
+    @property
+    def withdrawn(self) -> list[ReleaseView]:
+        """Releases that no longer stand (withdrawn, or their compose failed since)."""
+        return [r for r in self.releases if r.is_release and r.fallen is not None]
+
+    @property
+    def latest_decision(self) -> ReleaseView | None:
+        """The newest release decision of any kind."""
+        return self.releases[-1] if self.releases else None
+
+    def release(self, release_id: str) -> ReleaseView | None:
+        """One release decision by id."""
+        return next((r for r in self.releases if r.release_id == release_id), None)
+
+    @property
+    def cycle(self) -> date | None:
+        """The release day of the current cycle."""
+        return cycle_day(self.product.release, self.now)
+
+    @property
+    def next_release_day(self) -> date:
+        """The next release day after now."""
+        return next_release_day(self.product.release, self.now)
+
+    @property
+    def freshness(self) -> Freshness:
+        """Fresh, or stale and why (see README, "Freshness")."""
+        policy = self.product.release
+        latest = self.latest_decision
+        cycle = self.cycle
+        if cycle is None:
+            return Freshness(False, None)  # before the first release day: nothing promised
+        last_day = date.fromisoformat(latest.manifest.cycle) if latest else policy.anchor
+        overdue = self.now.astimezone(UTC).date() - last_day
+        if overdue.days > policy.cadence_days + policy.grace_days:
+            since = f"since the cycle of {last_day}" if latest else "yet"
+            return Freshness(True, f"no release decision {since}: is the pipeline running?")
+        current = self.current
+        latest_in_cycle = [
+            r for r in self.releases if latest and r.manifest.cycle == latest.manifest.cycle
+        ]
+        if latest and not any(r.is_release for r in latest_in_cycle):
+            return Freshness(
+                True,
+                f"the cycle of {latest.manifest.cycle} produced no image that passed its tests",
+            )
+        if current is None:
+            return Freshness(True, "no image has been released yet")
+        previous_cycle = cycle - timedelta(days=policy.cadence_days)
+        if date.fromisoformat(current.manifest.cycle) < previous_cycle:
+            return Freshness(
+                True, f"the newest good image is from the cycle of {current.manifest.cycle}"
+            )
+        return Freshness(False, None)
 
     def compose(self, compose_id: str) -> ComposeView | None:
         """One compose's view, if it is recorded."""
@@ -157,22 +276,25 @@ def compose_order(c: ComposeManifest) -> tuple[str, int, datetime, str]:
 
 
 def derive(manifests: Iterable[Manifest], product: ProductConfig, now: datetime) -> State:
-    """Derive the product's state from verified manifests (of any product) at ``now``."""
-    composes: list[ComposeManifest] = []
-    results: dict[str, list[ResultManifest]] = defaultdict(list)
-    verdicts: dict[str, list[VerdictManifest]] = defaultdict(list)
-    events: list[TrackerEventManifest] = []
+    """Derive the product's state from verified manifests (of any product) at ``now``.
+
+    Manifests of other products, and manifests created after ``now``, are ignored;
+    the order of ``manifests`` does not matter.
+    """
+    by_kind: dict[type[Manifest], list[Manifest]] = defaultdict(list)
     for m in manifests:
-        if m.product != product.name or m.created > now:
-            continue
-        if isinstance(m, ComposeManifest):
-            composes.append(m)
-        elif isinstance(m, ResultManifest):
-            results[m.compose_id].append(m)
-        elif isinstance(m, VerdictManifest):
-            verdicts[m.compose_id].append(m)
-        elif isinstance(m, TrackerEventManifest):
-            events.append(m)
+        if m.product == product.name and m.created <= now:
+            by_kind[type(m)].append(m)
+
+    def of(kind: type[M]) -> list[M]:
+        return by_kind.get(kind, [])  # type: ignore[return-value]
+
+    results: dict[str, list[ResultManifest]] = defaultdict(list)
+    for r in of(ResultManifest):
+        results[r.compose_id].append(r)
+    verdicts: dict[str, list[VerdictManifest]] = defaultdict(list)
+    for v in of(VerdictManifest):
+        verdicts[v.compose_id].append(v)
     views = [
         _compose_view(
             c,
@@ -180,14 +302,45 @@ def derive(manifests: Iterable[Manifest], product: ProductConfig, now: datetime)
             sorted(verdicts.get(c.compose_id, []), key=lambda v: v.number),
             product,
         )
-        for c in sorted(composes, key=compose_order)
+        for c in sorted(of(ComposeManifest), key=compose_order)
     ]
+    return State(
+        product=product,
+        now=now,
+        composes=views,
+        bugs=_bugs(of(TrackerEventManifest)),
+        releases=_releases(of(ReleaseManifest), of(RevocationManifest), views),
+    )
+
+
+def _bugs(events: list[TrackerEventManifest]) -> dict[str, BugView]:
     bugs: dict[str, BugView] = {}
     rank = {"opened": 0, "commented": 1, "closed": 2}
     for e in sorted(events, key=lambda e: (e.created, rank[e.action], e.event_id)):
         view = bugs.setdefault(e.bug, BugView(e.bug, e.backend, e.bug_id, e.url))
         view.events.append(e)
-    return State(product=product, now=now, composes=views, bugs=bugs)
+    return bugs
+
+
+def _releases(
+    releases: list[ReleaseManifest], revocations: list[RevocationManifest], views: list[ComposeView]
+) -> list[ReleaseView]:
+    by_id = {v.compose_id: v for v in views}
+    revoked = {r.release_id: r for r in revocations}
+    out = []
+    for r in sorted(releases, key=lambda r: (r.cycle, r.sequence)):
+        revocation = revoked.get(r.release_id)
+        fallen = None
+        if r.decision == "release":
+            compose = by_id.get(r.compose_id or "")
+            if revocation is not None:
+                fallen = f"withdrawn by {revocation.operator}: {revocation.reason}"
+            elif compose is None:
+                fallen = f"compose {r.compose_id} is not in the log"
+            elif compose.failing:
+                fallen = f"compose {compose.compose_id} is {compose.status} since"
+        out.append(ReleaseView(r, revocation, fallen))
+    return out
 
 
 def _compose_view(
@@ -288,3 +441,34 @@ def _missing(
             if any(t.applies_to(img.type, img.arch) for t in spec.tests)
         ]
     return [f"{img.arch} {img.type}" for img in applies if img.key() not in covered]
+
+
+def summary(state: State) -> dict[str, object]:
+    """The stable, documented JSON shape of ``invoke status --json`` for one product."""
+    current = state.current
+    fresh = state.freshness
+    open_bug = state.open_bugs[-1] if state.open_bugs else None
+    latest = state.composes[-1] if state.composes else None
+    return {
+        "display_name": state.product.display_name,
+        "current": None
+        if current is None
+        else {
+            "release_id": current.release_id,
+            "compose_id": current.manifest.compose_id,
+            "released": current.manifest.created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "base": current.manifest.base.label(),
+        },
+        "stale": fresh.stale,
+        "stale_reason": fresh.reason,
+        "open_bug": None if open_bug is None else {"bug": open_bug.bug, "url": open_bug.url},
+        "withdrawn": [
+            {"release_id": r.release_id, "compose_id": r.manifest.compose_id, "reason": r.fallen}
+            for r in state.withdrawn
+        ],
+        "latest_compose": None
+        if latest is None
+        else {"id": latest.compose_id, "status": latest.status},
+        "pending": [c.compose_id for c in state.composes if c.status == "pending"],
+        "next_release_day": state.next_release_day.isoformat(),
+    }

@@ -220,6 +220,12 @@ class ManifestLog:
         """Read ``trust.json`` (see :func:`pipeline.signing.load_trust`)."""
         return load_trust(self.trust_path)
 
+    def product_names(self) -> list[str]:
+        """Every product of the log: the folders under ``manifests/`` with a product.toml."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.parent.name for p in self.root.glob("*/product.toml"))
+
     def product_dir(self, product: str) -> Path:
         """The folder of one product's configuration and manifests."""
         return self.root / product

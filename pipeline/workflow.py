@@ -17,7 +17,16 @@ from securesystemslib.signer import Signer
 from pipeline.battery import plan_suites
 from pipeline.config import ProductConfig
 from pipeline.errors import ConfigError, InputError, TestRunError
-from pipeline.models import Image, ResultManifest, TrackerEventManifest, Trust, VerdictManifest
+from pipeline.models import (
+    Image,
+    ReleaseManifest,
+    ResultManifest,
+    RevocationManifest,
+    TrackerEventManifest,
+    Trust,
+    VerdictManifest,
+)
+from pipeline.release import decide, revocation
 from pipeline.state import ComposeView, State, derive
 from pipeline.store import ManifestLog, WriteOptions, WriteResult
 from pipeline.testing import (
@@ -324,3 +333,77 @@ def sync_tracker(
             log.record([event], signers, trust, message, options)
 
         return sync(state, backend, record, now)
+
+
+# --- releases --------------------------------------------------------------------------
+
+
+def cut_release(
+    log: ManifestLog,
+    product: ProductConfig,
+    at: datetime,
+    *,
+    signers: Sequence[Signer],
+    options: WriteOptions,
+) -> tuple[ReleaseManifest | None, WriteResult | None, State]:
+    """Record the decision of the cycle ``at`` falls in, if it needs one (see release.decide).
+
+    Holds the checkout lock from reading the log to committing, so two runs
+    at once decide once.
+    """
+    log.require_repo()
+    with log.lock():
+        state, trust = load_state(log, product, at)
+        manifest = decide(state, at)
+        if manifest is None:
+            return None, None, state
+        what = (
+            f"release {manifest.compose_id}"
+            if manifest.decision == "release"
+            else "stale, no image"
+        )
+        write = log.record(
+            [manifest], signers, trust, f"release: {manifest.release_id}: {what}", options
+        )
+        return manifest, write, state
+
+
+def revoke_release(
+    log: ManifestLog,
+    product: ProductConfig,
+    release_id: str,
+    *,
+    reason: str,
+    reason_url: str | None,
+    operator: str,
+    signers: Sequence[Signer],
+    options: WriteOptions,
+    now: datetime,
+) -> tuple[RevocationManifest | None, WriteResult | None]:
+    """Withdraw a release; withdrawing it again is a no-op.
+
+    Raises:
+        InputError: no such release, a stale decision, or an empty reason.
+    """
+    log.require_repo()
+    with log.lock():
+        state, trust = load_state(log, product, now)
+        try:
+            manifest = revocation(state, release_id, reason, reason_url, operator, now)
+        except LookupError as e:
+            raise InputError(
+                f"--release-id {release_id}: {e.args[0]}",
+                hint="see 'invoke status' for release ids",
+            ) from e
+        except ValueError as e:
+            raise InputError(f"--release-id {release_id}: {e}") from e
+        if manifest is None:
+            return None, None
+        write = log.record(
+            [manifest],
+            signers,
+            trust,
+            f"release: withdraw {release_id} ({manifest.compose_id})",
+            options,
+        )
+        return manifest, write
