@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import random
 import subprocess
 import threading
@@ -36,6 +37,7 @@ from pipeline.signing import (
     sign_manifest,
     verify_manifest,
 )
+from pipeline.verifycache import VerifyCache, gc_paused, verify_files
 
 MANIFESTS = "manifests"
 TRUST_FILE = "trust.json"
@@ -204,10 +206,12 @@ class Git:
 class ManifestLog:
     """The signed manifest log in a git work tree."""
 
-    def __init__(self, repo: Path) -> None:
+    def __init__(self, repo: Path, *, cache: bool = True) -> None:
         self.repo = repo
         self.root = repo / MANIFESTS
         self.git = Git(repo)
+        #: Reuse earlier verification results (``pipeline.verifycache``, outside git).
+        self.cache = cache
         self._thread_lock = threading.RLock()
         self._lock_depth = 0
 
@@ -245,16 +249,62 @@ class ManifestLog:
         return sorted(found)
 
     def verify_all(self, trust: Trust) -> LogReport:
-        """Verify every manifest; collect failures instead of stopping at the first."""
-        report = LogReport()
-        for rel in self.manifest_files():
-            try:
-                manifest = self.read(rel, trust)
-            except ManifestRejected as e:
-                report.failures.append((f"{MANIFESTS}/{rel}", e.reason))
+        """Verify every manifest; collect failures instead of stopping at the first.
+
+        With the cache on (the default), a tracked file that git reports unchanged and
+        whose bytes verified before under the same trust is not checked again (see
+        :mod:`pipeline.verifycache`); every other file is read and verified. The report
+        is the same either way.
+        """
+        with gc_paused():
+            return self._verify_all(trust)
+
+    def _verify_all(self, trust: Trust) -> LogReport:
+        names = self._manifest_names()
+        cache = VerifyCache.open(self.repo, MANIFESTS, trust) if self.cache else None
+        verified: dict[str, Manifest] = {}
+        misses: list[str] = []
+        for name in names:
+            hit = cache.get(name) if cache is not None else None
+            if hit is None:
+                misses.append(name)
             else:
-                report.verified.append(Verified(rel, manifest))
+                verified[name] = hit
+        fresh, rejected = verify_files(self.root, misses, trust, cache)
+        verified.update(fresh)
+        report = LogReport()
+        for name in names:
+            manifest = verified.get(name)
+            if manifest is None:
+                report.failures.append((f"{MANIFESTS}/{name}", rejected[name]))
+            else:
+                report.verified.append(Verified(PurePosixPath(name), manifest))
+        if cache is not None:
+            cache.save(set(names))
         return report
+
+    def _manifest_names(self) -> list[str]:
+        """:meth:`manifest_files` as strings, in the same order; a faster walk for large logs."""
+        found: list[str] = []
+        stack: list[tuple[str, str]] = [("", str(self.root))]
+        while stack:
+            prefix, folder = stack.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):
+                    continue
+                rel = f"{prefix}{name}"
+                if entry.is_dir(follow_symlinks=False):
+                    if prefix or name not in NON_MANIFEST_DIRS:
+                        stack.append((f"{rel}/", entry.path))
+                elif prefix and name.endswith(".json"):
+                    found.append(rel)
+        found.sort(key=lambda r: r.split("/"))
+        return found
 
     def load_verified(self, trust: Trust) -> list[Verified]:
         """Every manifest, verified; fail closed.
