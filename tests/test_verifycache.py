@@ -1,0 +1,349 @@
+"""The verification cache: a warm load equals a cold one, and never trusts what changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import subprocess
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+from securesystemslib.signer import CryptoSigner
+
+from pipeline import verifycache
+from pipeline.errors import VerificationError
+from pipeline.models import Manifest, Trust
+from pipeline.signing import add_key_to_trust, save_trust, sign_manifest, verify_manifest
+from pipeline.store import LogReport, ManifestLog, WriteOptions
+from tests.conftest import Log, compose_on, make_result
+
+Checks = list[str]
+
+
+@pytest.fixture
+def checks(monkeypatch: pytest.MonkeyPatch) -> Checks:
+    """Every file the cache layer had to verify the slow way, in order."""
+    seen: Checks = []
+
+    def counting(raw: bytes, relpath: PurePosixPath, trust: Trust) -> Manifest:
+        seen.append(str(relpath))
+        return verify_manifest(raw, relpath, trust)
+
+    monkeypatch.setattr(verifycache, "verify_manifest", counting)
+    return seen
+
+
+def record(log: Log, manifest: Manifest, *, commit: bool = True) -> None:
+    """Sign a manifest with its role's key and write it (committed, or not)."""
+    log.log.record(
+        [manifest],
+        [log.signers[manifest.ROLE]],
+        log.log.load_trust(),
+        "test: record",
+        WriteOptions(commit=commit),
+    )
+
+
+def write_signed(log: Log, manifest: Manifest) -> Path:
+    """Write a signed manifest file directly, untracked."""
+    path = log.log.root / manifest.relpath()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(sign_manifest(manifest, [log.signers[manifest.ROLE]]))
+    return path
+
+
+def populated(make_log: Callable[..., Log]) -> Log:
+    """A log with three composes and a test result, committed."""
+    log = make_log()
+    composes = [compose_on(d) for d in (14, 15, 16)]
+    for c in composes:
+        record(log, c)
+    record(log, make_result(composes[0], started=composes[0].created))
+    return log
+
+
+def load(log: Log, *, cache: bool = True) -> LogReport:
+    ml = ManifestLog(log.repo, cache=cache)
+    return ml.verify_all(ml.load_trust())
+
+
+def cache_dir(log: Log) -> Path:
+    return log.repo / ".git" / verifycache.CACHE_DIR
+
+
+def segments(log: Log) -> list[Path]:
+    return sorted(cache_dir(log).glob("*/seg-*.pickle"))
+
+
+def test_warm_load_equals_cold_and_checks_nothing(
+    make_log: Callable[..., Log], checks: Checks
+) -> None:
+    log = populated(make_log)
+    cold = load(log, cache=False)
+    assert len(cold.verified) == 4 and not cold.failures
+    first = load(log)
+    assert first == cold
+    assert len(checks) == 8  # four files, verified without and with the cache
+    checks.clear()
+    warm = load(log)
+    assert warm == cold
+    assert [v.manifest.model_dump() for v in warm.verified] == [
+        v.manifest.model_dump() for v in cold.verified
+    ]
+    assert checks == []  # every file came from the cache
+    assert ManifestLog(log.repo).load_verified(log.log.load_trust()) == cold.verified
+    # The cache is outside the work tree: nothing to commit, nothing ignored by hand.
+    assert segments(log)
+    assert log.git("status", "--porcelain", "--ignored") == ""
+
+
+def test_cache_off_writes_nothing(make_log: Callable[..., Log]) -> None:
+    log = populated(make_log)
+    load(log, cache=False)
+    assert not cache_dir(log).exists()
+
+
+@pytest.mark.parametrize("how", ["edited", "edited-keeping-mtime", "edited-and-staged"])
+def test_a_tampered_tracked_file_is_rejected_on_a_warm_load(
+    make_log: Callable[..., Log], checks: Checks, how: str
+) -> None:
+    log = populated(make_log)
+    load(log)
+    path = log.log.root / compose_on(15).relpath()
+    before = path.stat()
+    text = path.read_text()
+    assert '"respin": 0' in text
+    path.write_text(text.replace('"respin": 0', '"respin": 7'))  # same size
+    if how == "edited-keeping-mtime":
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    if how == "edited-and-staged":
+        log.git("add", str(path))
+    checks.clear()
+    warm = load(log)
+    cold = load(log, cache=False)
+    assert warm == cold
+    assert warm.failures == [
+        (f"manifests/{compose_on(15).relpath()}", cold.failures[0][1]),
+    ]
+    assert cold.failures[0][1].startswith("bad signature from key")
+    assert str(compose_on(15).relpath()) in checks
+    with pytest.raises(VerificationError, match="bad signature"):
+        log.log.load_verified(log.log.load_trust())
+
+
+def test_a_file_replayed_under_another_name_is_rejected_warm(
+    make_log: Callable[..., Log],
+) -> None:
+    log = populated(make_log)
+    load(log)
+    src = log.log.root / compose_on(14).relpath()
+    dst = src.with_name("Fedora-Atomic-22-20150917.0.json")
+    dst.write_bytes(src.read_bytes())
+    log.git("add", str(dst))
+    log.git("commit", "-q", "-m", "replay")
+    load(log)  # once more, so a cache entry would exist if paths were not part of the key
+    warm = load(log)
+    assert warm.failures == [
+        (
+            "manifests/atomic-host/composes/Fedora-Atomic-22-20150917.0.json",
+            f"path does not match identity: its payload belongs at {compose_on(14).relpath()}",
+        )
+    ]
+    assert warm == load(log, cache=False)
+
+
+def test_a_changed_trust_invalidates_the_cache(
+    make_log: Callable[..., Log], checks: Checks
+) -> None:
+    log = populated(make_log)
+    load(log)
+    # Another key in trust.json: results would not change, but nothing is reused.
+    trust = add_key_to_trust(
+        log.log.load_trust(), "release", CryptoSigner.generate_ed25519().public_key
+    )
+    save_trust(log.log.trust_path, trust)
+    checks.clear()
+    assert load(log) == load(log, cache=False)
+    assert len(checks) == 8
+    # The compose key withdrawn: composes fail exactly as without the cache.
+    compose_key = log.signers["compose"].public_key.keyid
+    data = json.loads(log.log.trust_path.read_text())
+    data["roles"]["compose"]["keyids"] = []
+    del data["keys"][compose_key]
+    log.log.trust_path.write_text(json.dumps(data))
+    warm, cold = load(log), load(log, cache=False)
+    assert warm == cold
+    assert [p for p, _ in warm.failures] == [
+        f"manifests/{compose_on(d).relpath()}" for d in (14, 15, 16)
+    ]
+    assert all(r.startswith("unknown key") for _, r in warm.failures)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda b: b[: len(b) // 2], id="truncated"),
+        pytest.param(lambda b: b[:-40] + bytes(40), id="body-changed"),
+        pytest.param(lambda b: b"garbage", id="garbage"),
+        pytest.param(lambda b: b"", id="empty"),
+        pytest.param(lambda b: b.replace(b'"format": 1', b'"format": 99', 1), id="other-format"),
+    ],
+)
+def test_a_corrupt_cache_file_is_ignored_and_rebuilt(
+    make_log: Callable[..., Log], checks: Checks, damage: Callable[[bytes], bytes]
+) -> None:
+    log = populated(make_log)
+    cold = load(log, cache=False)
+    load(log)
+    [seg] = segments(log)
+    seg.write_bytes(damage(seg.read_bytes()))
+    checks.clear()
+    assert load(log) == cold
+    assert len(checks) == 4
+    checks.clear()
+    assert load(log) == cold  # rebuilt
+    assert checks == []
+
+
+def test_a_cache_file_cannot_run_code(
+    make_log: Callable[..., Log], checks: Checks, tmp_path: Path
+) -> None:
+    log = populated(make_log)
+    cold = load(log, cache=False)
+    load(log)
+    [seg] = segments(log)
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (os.system, (f"touch {marker}",))
+
+    body = pickle.dumps({"atomic-host/x.json": ("0" * 40, Evil())})
+    header_end = seg.read_bytes().index(b"\n", len(verifycache.MAGIC))
+    header = json.loads(seg.read_bytes()[len(verifycache.MAGIC) : header_end])
+    header.update(length=len(body), sha256=hashlib.sha256(body).hexdigest())
+    seg.write_bytes(verifycache.MAGIC + json.dumps(header).encode() + b"\n" + body)
+    checks.clear()
+    assert load(log) == cold
+    assert not marker.exists()
+    assert len(checks) == 4
+
+
+def test_an_untracked_manifest_is_verified(make_log: Callable[..., Log], checks: Checks) -> None:
+    log = populated(make_log)
+    load(log)
+    good = write_signed(log, compose_on(20))
+    forged = write_signed(log, compose_on(21))
+    forged.write_text(forged.read_text().replace('"respin": 0', '"respin": 1'))
+    checks.clear()
+    warm = load(log)
+    assert sorted(checks) == sorted(str(compose_on(d).relpath()) for d in (20, 21))
+    assert warm == load(log, cache=False)
+    assert compose_on(20).relpath() in [v.path for v in warm.verified]
+    assert [p for p, _ in warm.failures] == [f"manifests/{compose_on(21).relpath()}"]
+    # Untracked files are verified every time: git cannot vouch for their content.
+    checks.clear()
+    load(log)
+    assert len(checks) == 2
+    # Once committed, the good one comes from the cache too.
+    forged.unlink()
+    log.git("add", str(good))
+    log.git("commit", "-q", "-m", "add")
+    load(log)
+    checks.clear()
+    warm = load(log)
+    assert checks == []
+    assert warm == load(log, cache=False)
+
+
+def test_deleting_the_cache_is_harmless(make_log: Callable[..., Log], checks: Checks) -> None:
+    log = populated(make_log)
+    cold = load(log, cache=False)
+    load(log)
+    verifycache.remove(log.repo / ".git")
+    assert not cache_dir(log).exists()
+    checks.clear()
+    assert load(log) == cold
+    assert len(checks) == 4
+    assert segments(log)
+
+
+def test_a_cache_that_cannot_be_written_does_not_fail_the_load(
+    make_log: Callable[..., Log],
+) -> None:
+    log = populated(make_log)
+    cache_dir(log).write_text("not a folder")
+    assert load(log) == load(log, cache=False)
+
+
+def test_new_results_append_segments_and_compaction_keeps_results(
+    make_log: Callable[..., Log], checks: Checks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verifycache, "MAX_SEGMENTS", 3)
+    log = populated(make_log)
+    load(log)
+    for day in (20, 21, 22, 23):
+        record(log, compose_on(day))
+        load(log)
+        assert len(segments(log)) <= 3
+    # A manifest removed from the work tree drops out of the compacted segment too.
+    (log.log.root / compose_on(20).relpath()).unlink()
+    record(log, compose_on(24))
+    load(log)
+    checks.clear()
+    warm = load(log)
+    assert checks == []
+    assert warm == load(log, cache=False)
+
+
+def test_the_walk_lists_what_manifest_files_lists(make_log: Callable[..., Log]) -> None:
+    log = populated(make_log)
+    root = log.log.root
+    (root / "schema").mkdir()
+    (root / "schema" / "compose.schema.json").write_text("{}")
+    (root / "atomic-host" / "composes" / ".tmp.json").write_text("x")
+    (root / ".hidden").mkdir()
+    (root / ".hidden" / "a.json").write_text("{}")
+    (root / "atomic-host" / "composes" / "stray.json").write_text("{}")
+    (root / "atomic-host" / "composes" / "notes.txt").write_text("x")
+    (root / "atomic-host-2" / "a-b").mkdir(parents=True)
+    (root / "atomic-host-2" / "a-b" / "c.json").write_text("{}")
+    (root / "atomic-host-2" / "a" / "b").mkdir(parents=True)
+    (root / "atomic-host-2" / "a" / "b" / "c.json").write_text("{}")
+    (root / "top.json").write_text("{}")
+    ml = log.log
+    assert ml._manifest_names() == [str(p) for p in ml.manifest_files()]
+    assert ManifestLog(log.repo / "missing")._manifest_names() == []
+
+
+def test_a_log_outside_git_verifies_without_a_cache(
+    make_log: Callable[..., Log], tmp_path: Path
+) -> None:
+    log = populated(make_log)
+    plain = tmp_path / "plain"
+    subprocess.run(["cp", "-r", str(log.repo), str(plain)], check=True)
+    subprocess.run(["rm", "-rf", str(plain / ".git")], check=True)
+    ml = ManifestLog(plain)
+    assert ml.verify_all(ml.load_trust()) == load(log, cache=False)
+
+
+def test_worker_processes_give_the_same_report(
+    make_log: Callable[..., Log], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verifycache, "PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(verifycache, "cpu_count", lambda: 3)
+    log = populated(make_log)
+    forged = write_signed(log, compose_on(21))
+    forged.write_text(forged.read_text().replace('"respin": 0', '"respin": 1'))
+    cold = load(log, cache=False)
+    assert len(cold.failures) == 1
+    assert load(log) == cold  # workers verified two thirds of the files and fed the cache
+    assert len(segments(log)) == 3
+    # Workers that fail have their share verified here.
+    verifycache.remove(log.repo / ".git")
+    monkeypatch.setattr(verifycache, "_WORKER_CODE", "import sys; sys.exit(3)")
+    assert load(log) == cold
