@@ -87,6 +87,12 @@ def _repo(repo: str | None) -> Path:
     return Path(repo or os.environ.get("FORTNIGHT_REPO") or ".").resolve()
 
 
+def _log(repo: str | None, *, cache: bool = True) -> ManifestLog:
+    """The manifest log; FORTNIGHT_NO_CACHE=1 turns the verification cache off."""
+    use_cache = cache and not os.environ.get("FORTNIGHT_NO_CACHE")
+    return ManifestLog(_repo(repo), cache=use_cache)
+
+
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
@@ -124,7 +130,7 @@ def _setup(
     remote: str | None,
 ) -> Setup:
     """Open the log, load product and trust, and every key the task will sign with."""
-    log = ManifestLog(_repo(repo))
+    log = _log(repo)
     log.require_repo()
     config = load_product(log.root, product)
     trust = log.load_trust()
@@ -172,18 +178,23 @@ def generate(
     c: Context, role: str, out: str, repo: str | None = None, no_commit: bool = False
 ) -> None:
     """Create an Ed25519 key pair for ROLE and trust its public key."""
-    log = ManifestLog(_repo(repo))
+    log = _log(repo)
     role_name = _role(role)
     key = log.add_trusted_key(role_name, Path(out), commit=not no_commit)
     console.err.print(f"private key written to {key.private_path} (mode 0600); keep it secret")
     console.out.print(key.env_line(role_name))
 
 
-@task(help={"repo": "the manifest log (default: .)"})
+@task(
+    help={
+        "repo": "the manifest log (default: .)",
+        "cached": "trust the verification cache for files git reports unchanged (faster)",
+    }
+)
 @boundary
-def verify(c: Context, repo: str | None = None) -> None:
-    """Verify every manifest; name each bad file and why; exit 4 on any failure."""
-    log = ManifestLog(_repo(repo))
+def verify(c: Context, repo: str | None = None, cached: bool = False) -> None:
+    """Verify every manifest's signatures; name each bad file and why; exit 4 on any failure."""
+    log = _log(repo, cache=cached)  # an audit re-checks every signature by default
     report = log.verify_all(log.load_trust())
     console.out.print(console.counts_table(report.counts(), len(report.failures)))
     for path, reason in report.failures:
@@ -679,7 +690,7 @@ def status(
     json: bool = False,
 ) -> None:
     """Show the current release, freshness, open bug, withdrawals and composes."""
-    log = ManifestLog(_repo(repo))
+    log = _log(repo)
     names = [product] if product else log.product_names()
     when = _at(at)
     trust = log.load_trust()
