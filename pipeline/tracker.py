@@ -27,9 +27,9 @@ from pipeline.trackers import Bug, TrackerBackend
 Recorder = Callable[[TrackerEventManifest], None]
 
 
-def marker(product: str, compose_id: str) -> str:
-    """The text that marks a comment as Fortnight's report of one compose."""
-    return f"[fortnight:{product}:{compose_id}]"
+def marker(product: str, compose_id: str, *, closing: bool = False) -> str:
+    """The text that marks a comment as Fortnight's report of one compose (or its closing)."""
+    return f"[fortnight:{product}:{compose_id}{':closed' if closing else ''}]"
 
 
 def bug_ref(backend: str, bug_id: str) -> str:
@@ -111,10 +111,9 @@ def sync(state: State, backend: TrackerBackend, record: Recorder, now: datetime)
         if bug is not None:
             text = (
                 f"Compose {newest.compose_id} passed its tests; closing.\n"
-                f"{marker(product.name, newest.compose_id)}"
+                f"{marker(product.name, newest.compose_id, closing=True)}"
             )
-            if not any(marker(product.name, newest.compose_id) in c for c in bug.comments):
-                backend.close(bug.id, text)
+            backend.close(bug.id, text)  # one request: a lost answer leaves it closed
             emit(bug, "closed", newest, text)
         return report
 

@@ -194,6 +194,30 @@ def test_lifecycle_open_comment_close_reopen() -> None:
     sim.check_settled()
 
 
+def test_a_waived_failure_closes_the_bug_it_was_reported_on() -> None:
+    sim = Simulation()
+    failed = sim.compose("fail")
+    assert sim.sync()
+    sim.log.append(
+        VerdictManifest(
+            product="atomic-host",
+            created=sim.now,
+            compose_id=failed.compose_id,
+            number=1,
+            action="waive",
+            test="format",
+            reason="false negative",
+            operator="op",
+        )
+    )
+    sim.day += 1
+    assert sim.sync()
+    [bug] = sim.tracker.bugs.values()
+    assert not bug.is_open
+    assert [e.action for e in sim.events()] == ["opened", "closed"]
+    sim.check_settled()
+
+
 def test_pending_compose_is_not_judged() -> None:
     sim = Simulation()
     sim.compose("fail")
@@ -267,6 +291,7 @@ def test_local_tracker_events_are_the_bugs() -> None:
 
 STEP = st.one_of(
     st.just(("close-by-hand", None)),
+    st.just(("waive-newest", None)),
     st.tuples(
         st.just("compose"), st.sampled_from(["pass", "fail", "no-image", "manual", "pending"])
     ),
@@ -284,6 +309,27 @@ def test_property_one_open_bug_and_no_duplicate_comment(steps: list[tuple[str, o
     for kind, arg in steps:
         if kind == "compose":
             sim.compose(str(arg))
+        elif kind == "waive-newest":  # an operator waives the newest compose's failure
+            newest = [m for m in sim.log if isinstance(m, ComposeManifest)]
+            if newest:
+                sim.log.append(
+                    VerdictManifest(
+                        product="atomic-host",
+                        created=sim.now,
+                        compose_id=newest[-1].compose_id,
+                        number=1
+                        + sum(
+                            1
+                            for m in sim.log
+                            if isinstance(m, VerdictManifest)
+                            and m.compose_id == newest[-1].compose_id
+                        ),
+                        action="waive",
+                        test="format",
+                        reason="false negative",
+                        operator="op",
+                    )
+                )
         elif kind == "close-by-hand":  # a human closes the open bug on the tracker
             for b in list(sim.tracker.bugs.values()):
                 sim.tracker.bugs[b.id] = Bug(b.id, b.url, False, b.summary, b.comments)
