@@ -65,7 +65,8 @@ import pytest
 
 VERSION = "5.0.6"
 DOCUMENTATION = "https://bugzilla.readthedocs.org/en/5.0/api/index.html"
-DEFAULT_API_KEY = "xQ3vT9bLk2Rn8WzD4pHs6JmC1aYe5UfG7oKiNt0r"  # 40 characters, like Bugzilla's
+# 40 characters, like Bugzilla's; a fake key for the emulator only.
+DEFAULT_API_KEY = "fortnight-test-api-key-not-a-real-secret"
 DEFAULT_LOGIN = "fortnight@example.com"
 OPEN_STATUSES = ("NEW", "ASSIGNED", "POST", "MODIFIED", "ON_QA", "VERIFIED", "RELEASE_PENDING")
 CLOSED_STATUSES = ("CLOSED",)
