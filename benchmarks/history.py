@@ -16,15 +16,20 @@ and the whole history lands in one commit.
 It then times, on a warm page cache:
 
 - the floor: read, ``json.loads`` and signature-check every manifest in a tight loop;
-- cold: ``ManifestLog.load_verified`` with the verification cache deleted, then
-  ``derive`` for every product;
-- warm: the same with the cache in place;
-- one decision: warm ``load_verified`` + ``derive`` + ``pipeline.release.decide`` for
-  one product (the first one, ``atomic-host``), as ``release.cut`` does.
+- cold: ``ManifestLog.load_verified`` of the whole log with the verification cache
+  deleted, then ``derive`` for every product;
+- warm, one product: ``pipeline.workflow.load_state`` (load that product's manifests,
+  then ``derive``) with the cache in place, as every task that works on one product
+  does; the slowest product is shown;
+- warm, whole log: ``load_verified`` of every product, then ``derive`` for each, as
+  ``invoke status`` does;
+- one decision: warm ``load_state`` + ``pipeline.release.decide`` for one product (the
+  first one, ``atomic-host``), as ``release.cut`` does.
 
-Targets (10 years x 4 products): cold <= 1.5x the floor, warm <= 1 s, one decision
-<= 1 s, cost linear in history size. Targets are informational: the exit status is 0
-whatever the figures, and non-zero only on an error.
+Targets (10 years x 4 products): cold <= 1.5x the floor, warm for one product <= 1 s,
+one decision <= 1 s, cost linear in history size. The whole-log warm figure has no
+target (only ``invoke verify`` and ``invoke status`` load everything). Targets are
+informational: the exit status is 0 whatever the figures, and non-zero only on an error.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ from securesystemslib.signer import CryptoSigner, SSlibKey  # noqa: E402
 from securesystemslib.signer import Signature as SslibSignature  # noqa: E402
 
 from pipeline import verifycache  # noqa: E402
-from pipeline.config import load_product  # noqa: E402
+from pipeline.config import ProductConfig, load_product  # noqa: E402
 from pipeline.models import (  # noqa: E402
     ROLES,
     BaseRef,
@@ -79,6 +84,7 @@ from pipeline.models import (  # noqa: E402
     RevocationManifest,
     RoleName,
     TrackerEventManifest,
+    Trust,
     VerdictManifest,
     suite_verdict,
 )
@@ -89,8 +95,9 @@ from pipeline.signing import (  # noqa: E402
     sign_manifest,
     signed_bytes,
 )
-from pipeline.state import State, derive, next_release_day  # noqa: E402
+from pipeline.state import ComposeView, State, derive, next_release_day  # noqa: E402
 from pipeline.store import MANIFESTS, ManifestLog, dump_json, init_log  # noqa: E402
+from pipeline.workflow import load_state  # noqa: E402
 
 #: Bump when the generated history changes shape: cached histories are then regenerated.
 GENERATOR_VERSION = 1
@@ -782,17 +789,20 @@ def timed(fn: Callable[[], object], repeats: int = 1) -> tuple[float, object]:
 
 @dataclass(frozen=True)
 class Figures:
-    """What one history size measured."""
+    """What one history size measured (seconds, best of runs)."""
 
     years: int
     files: int
     floor: float
     cold: float
     cold_load: float
-    warm: float
-    warm_load: float
-    decision: float
-    decision_only: float
+    product: float  # warm load_state of the slowest product
+    product_load: float  # its load_verified alone
+    product_name: str
+    whole: float  # warm load of every product + derive of each
+    whole_load: float
+    decision: float  # warm load_state + decide
+    decide_only: float
     decision_what: str
 
 
@@ -834,28 +844,80 @@ def measure(repo: Path, years: int, repeats: int) -> Figures:
         elapsed = time.perf_counter() - start
         if elapsed < cold_s:
             cold_s, cold_load_s = elapsed, loaded
-    warm_s, warm_load_s = float("inf"), 0.0
-    warm_states: list[State] = []
+    whole_s, whole_load_s = float("inf"), 0.0
+    whole_states: list[State] = []
     for _ in range(WARM_REPEATS):
         start = time.perf_counter()
-        loaded, warm_states = derive_all()
+        loaded, whole_states = derive_all()
         elapsed = time.perf_counter() - start
-        if elapsed < warm_s:
-            warm_s, warm_load_s = elapsed, loaded
-    if [s.composes for s in warm_states] != [s.composes for s in cold_states]:
+        if elapsed < whole_s:
+            whole_s, whole_load_s = elapsed, loaded
+    if [s.composes for s in whole_states] != [s.composes for s in cold_states]:
         raise SystemExit("error: the warm state differs from the cold one")
+    expected = {s.product.name: s.composes for s in whole_states}
+    del cold_states, whole_states
 
+    product_s, product_load_s, product_name = _measure_products(log, trust, configs, now, expected)
+    decision_s, decide_s, what = _measure_decision(log, configs[0], now)
+    return Figures(
+        years=years,
+        files=files,
+        floor=floor_s,
+        cold=cold_s,
+        cold_load=cold_load_s,
+        product=product_s,
+        product_load=product_load_s,
+        product_name=product_name,
+        whole=whole_s,
+        whole_load=whole_load_s,
+        decision=decision_s,
+        decide_only=decide_s,
+        decision_what=what,
+    )
+
+
+def _measure_products(
+    log: ManifestLog,
+    trust: Trust,
+    configs: Sequence[ProductConfig],
+    now: datetime,
+    expected: dict[str, list[ComposeView]],
+) -> tuple[float, float, str]:
+    """Warm ``load_state`` of each product, as every task that works on one product loads
+    it: the slowest product's best time, its ``load_verified`` alone, and its name."""
+    product_s, product_load_s, product_name = 0.0, 0.0, ""
+    for config in configs:
+
+        def one(config: ProductConfig = config) -> tuple[State, Trust]:
+            return load_state(log, config, now)
+
+        def load(config: ProductConfig = config) -> object:
+            return log.load_verified(trust, [config.name])
+
+        best, state = timed(one, WARM_REPEATS)
+        assert isinstance(state, tuple)
+        if state[0].composes != expected[config.name]:
+            raise SystemExit(f"error: the one-product state of {config.name} differs")
+        del state
+        load_s, _ = timed(load, WARM_REPEATS)
+        if best > product_s:
+            product_s, product_load_s, product_name = best, load_s, config.name
+    return product_s, product_load_s, product_name
+
+
+def _measure_decision(
+    log: ManifestLog, config: ProductConfig, now: datetime
+) -> tuple[float, float, str]:
+    """Warm ``load_state`` + ``decide`` for one product: best time, decide alone, what."""
     decide = _decide_function()
-    config = configs[0]
     # The next release day after the history, at noon: a cycle with no decision yet, so
     # ``decide`` really chooses (the history's own last cycle is already decided).
     at = at_time(next_release_day(config.release, now), 12)
     outcome: list[str] = []
 
     def one_decision() -> float:
-        manifests = [v.manifest for v in log.load_verified(trust)]
+        state, _ = load_state(log, config, at)
         loaded = time.perf_counter()
-        state = derive(manifests, config, at)
         if decide is not None:
             made = decide(state, at)
             outcome[:] = [
@@ -863,18 +925,16 @@ def measure(repo: Path, years: int, repeats: int) -> Figures:
                 if made is not None
                 else "nothing to do"
             ]
-        return time.perf_counter() - loaded  # derive + decide, without the load
+        return time.perf_counter() - loaded  # decide alone
 
     decision_s, only = timed(one_decision, WARM_REPEATS)
     assert isinstance(only, float)
     what = (
-        f"load_verified + derive + decide for {config.name} (decide: {outcome[0]})"
+        f"load_state + decide for {config.name} (decide: {outcome[0]})"
         if decide is not None
-        else f"load_verified + derive for {config.name}; pipeline.release.decide is missing"
+        else f"load_state for {config.name}; pipeline.release.decide is missing"
     )
-    return Figures(
-        years, files, floor_s, cold_s, cold_load_s, warm_s, warm_load_s, decision_s, only, what
-    )
+    return decision_s, only, what
 
 
 def _decide_function() -> Callable[[State, datetime], Any] | None:
@@ -896,39 +956,52 @@ def _met(ok: bool) -> str:
 def report(figures: Sequence[Figures], nproducts: int) -> None:
     """Print the table, the per-1,000-file costs and the targets."""
     print()
-    print(f"{nproducts} products; cold and warm derive every product; best of runs shown")
+    print(
+        f"{nproducts} products; cold and whole derive every product, 1 product = "
+        "load_state of the slowest product; best of runs shown"
+    )
     header = (
         f"{'years':>5} {'files':>7} {'floor s':>8} {'cold s':>8} {'x floor':>8} "
-        f"{'(load s)':>9} {'warm s':>7} {'(load s)':>9} {'decision s':>10} {'(derive+decide)':>16}"
+        f"{'(load s)':>9} {'1 product s':>12} {'(load s)':>9} {'whole s':>8} {'(load s)':>9} "
+        f"{'decision s':>11} {'(decide s)':>11}"
     )
     print(header)
     print("-" * len(header))
     for f in figures:
         print(
             f"{f.years:>5} {f.files:>7,} {f.floor:>8.2f} {f.cold:>8.2f} {f.cold / f.floor:>8.2f} "
-            f"{f.cold_load:>9.2f} {f.warm:>7.2f} {f.warm_load:>9.2f} {f.decision:>10.2f} "
-            f"{f.decision_only:>16.3f}"
+            f"{f.cold_load:>9.2f} {f.product:>12.2f} {f.product_load:>9.2f} {f.whole:>8.2f} "
+            f"{f.whole_load:>9.2f} {f.decision:>11.2f} {f.decide_only:>11.3f}"
         )
     print()
-    print("seconds per 1,000 files (flat across sizes = linear):")
+    print("seconds per 1,000 files of the log (flat across sizes = linear):")
     print(
-        f"{'years':>5} {'floor':>8} {'cold':>8} {'warm':>8} {'warm load':>10} "
-        f"{'warm derive':>12} {'decision':>9}"
+        f"{'years':>5} {'floor':>8} {'cold':>8} {'1 product':>10} {'whole':>8} "
+        f"{'whole load':>11} {'whole derive':>13} {'decision':>9}"
     )
     for f in figures:
         k = f.files / 1000
         print(
-            f"{f.years:>5} {f.floor / k:>8.3f} {f.cold / k:>8.3f} {f.warm / k:>8.3f} "
-            f"{f.warm_load / k:>10.3f} {(f.warm - f.warm_load) / k:>12.3f} {f.decision / k:>9.3f}"
+            f"{f.years:>5} {f.floor / k:>8.3f} {f.cold / k:>8.3f} {f.product / k:>10.3f} "
+            f"{f.whole / k:>8.3f} {f.whole_load / k:>11.3f} {(f.whole - f.whole_load) / k:>13.3f} "
+            f"{f.decision / k:>9.3f}"
         )
     if len(figures) > 1:
         first, last = figures[0], figures[-1]
-        growth = (last.warm / last.files) / (first.warm / first.files)
-        cold_growth = (last.cold / last.files) / (first.cold / first.files)
+
+        def growth(cost: Callable[[Figures], float]) -> float:
+            return (cost(last) / last.files) / (cost(first) / first.files)
+
+        growths = {
+            "cold": growth(lambda f: f.cold),
+            "1 product": growth(lambda f: f.product),
+            "whole": growth(lambda f: f.whole),
+            "decision": growth(lambda f: f.decision),
+        }
         print(
-            f"per-file cost, {last.years} vs {first.years} years: cold x{cold_growth:.2f}, "
-            f"warm x{growth:.2f} ({'linear' if max(growth, cold_growth) < 1.3 else 'NOT linear'}"
-            " within 30%)"
+            f"per-file cost, {last.years} vs {first.years} years: "
+            + ", ".join(f"{name} x{g:.2f}" for name, g in growths.items())
+            + f" ({'linear' if max(growths.values()) < 1.3 else 'NOT linear'} within 30%)"
         )
     big = figures[-1]
     print()
@@ -938,11 +1011,15 @@ def report(figures: Sequence[Figures], nproducts: int) -> None:
         f"  cold <= {COLD_TARGET}x floor: {big.cold / big.floor:.2f}x "
         f"{_met(big.cold <= COLD_TARGET * big.floor)}"
     )
-    print(f"  warm <= {WARM_TARGET_S} s: {big.warm:.2f} s {_met(big.warm <= WARM_TARGET_S)}")
+    print(
+        f"  warm, one product <= {WARM_TARGET_S} s: {big.product:.2f} s ({big.product_name}) "
+        f"{_met(big.product <= WARM_TARGET_S)}"
+    )
     print(
         f"  one decision <= {DECISION_TARGET_S} s: {big.decision:.2f} s "
         f"{_met(big.decision <= DECISION_TARGET_S)}"
     )
+    print(f"  (warm, whole log, all {nproducts} products derived: {big.whole:.2f} s; no target)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import json
 import os
 import random
@@ -17,7 +18,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -248,20 +249,43 @@ class ManifestLog:
             found.append(rel)
         return sorted(found)
 
-    def verify_all(self, trust: Trust) -> LogReport:
+    def verify_all(self, trust: Trust, products: Collection[str] | None = None) -> LogReport:
         """Verify every manifest; collect failures instead of stopping at the first.
+
+        ``products`` limits the load to the manifest files under ``manifests/<product>/``
+        of those products: only they are walked, looked up in the cache, verified and
+        reported, so a failure elsewhere in the log does not show (``invoke verify``
+        checks the whole log). None (the default) verifies the whole log.
 
         With the cache on (the default), a tracked file that git reports unchanged and
         whose bytes verified before under the same trust is not checked again (see
         :mod:`pipeline.verifycache`); every other file is read and verified. The report
         is the same either way.
-        """
-        with gc_paused():
-            return self._verify_all(trust)
 
-    def _verify_all(self, trust: Trust) -> LogReport:
-        names = self._manifest_names()
-        cache = VerifyCache.open(self.repo, MANIFESTS, trust) if self.cache else None
+        Raises:
+            ValueError: a name in ``products`` is not a product folder name.
+        """
+        scope = _product_scope(products)
+        with gc_paused():
+            report = self._verify_all(trust, scope)
+            # The loaded manifests are long-lived (a task keeps them until it exits): move
+            # them, and everything else alive now, out of the cycle collector's generations
+            # so later collections (``derive`` allocates a lot) do not rescan them again and
+            # again. Freezing only exempts objects from cyclic-GC scans: refcounting still
+            # frees them when the last reference goes (models hold no reference cycles).
+            # Garbage cycles that earlier code left uncollected are frozen too and stay
+            # until ``gc.unfreeze()``; a load makes none. Freeze before the collector is
+            # back on: its first pass would otherwise scan everything just loaded.
+            gc.freeze()
+        return report
+
+    def _verify_all(self, trust: Trust, products: frozenset[str] | None) -> LogReport:
+        names = self._manifest_names(products)
+        cache = (
+            VerifyCache.open(self.repo, MANIFESTS, trust, products)
+            if self.cache and names
+            else None
+        )
         verified: dict[str, Manifest] = {}
         misses: list[str] = []
         for name in names:
@@ -283,10 +307,20 @@ class ManifestLog:
             cache.save(set(names))
         return report
 
-    def _manifest_names(self) -> list[str]:
-        """:meth:`manifest_files` as strings, in the same order; a faster walk for large logs."""
+    def _manifest_names(self, products: Collection[str] | None = None) -> list[str]:
+        """:meth:`manifest_files` as strings, in the same order; a faster walk for large logs.
+
+        With ``products``, only the files under ``manifests/<product>/`` of those products
+        (the same names, in the same order, as filtering the whole walk).
+        """
         found: list[str] = []
-        stack: list[tuple[str, str]] = [("", str(self.root))]
+        if products is None:
+            stack: list[tuple[str, str]] = [("", str(self.root))]
+        else:
+            stack = [
+                (f"{name}/", os.path.join(self.root, name))
+                for name in _product_scope(products) or ()
+            ]
         while stack:
             prefix, folder = stack.pop()
             try:
@@ -306,13 +340,19 @@ class ManifestLog:
         found.sort(key=lambda r: r.split("/"))
         return found
 
-    def load_verified(self, trust: Trust) -> list[Verified]:
-        """Every manifest, verified; fail closed.
+    def load_verified(
+        self, trust: Trust, products: Collection[str] | None = None
+    ) -> list[Verified]:
+        """Every manifest (of ``products``, if given), verified; fail closed.
+
+        Fail closed covers what is loaded: with ``products``, a bad manifest of another
+        product does not fail this load (``invoke verify`` checks the whole log).
 
         Raises:
-            VerificationError: any manifest failed verification.
+            VerificationError: any manifest loaded failed verification.
+            ValueError: a name in ``products`` is not a product folder name.
         """
-        report = self.verify_all(trust)
+        report = self.verify_all(trust, products)
         if report.failures:
             raise VerificationError(report.failures)
         return report.verified
@@ -518,6 +558,32 @@ class ManifestLog:
                 key.private_path.unlink(missing_ok=True)
                 raise
         return key
+
+
+def _product_scope(products: Collection[str] | None) -> frozenset[str] | None:
+    """``products`` as a set of product folder names, checked (None stays None).
+
+    Raises:
+        ValueError: a name is not one folder directly under ``manifests/`` that can hold
+            manifests (empty, hidden, with a slash, or ``schema``), or ``products`` is a
+            single string.
+    """
+    if products is None:
+        return None
+    if isinstance(products, str):
+        raise ValueError(f"products must be a collection of names, not the string {products!r}")
+    scope = frozenset(products)
+    for name in scope:
+        if (
+            not isinstance(name, str)
+            or not name
+            or name.startswith(".")
+            or "/" in name
+            or "\0" in name
+            or name in NON_MANIFEST_DIRS
+        ):
+            raise ValueError(f"not a product name: {name!r}")
+    return scope
 
 
 def _content(manifest: Manifest) -> dict[str, Any]:

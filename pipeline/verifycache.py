@@ -17,23 +17,29 @@ finds an empty cache and verifies afresh.
 Content identity without reading every file: ``git status`` (run without optional locks,
 so it never takes ``index.lock`` from a concurrent writer) names the tracked files whose
 working copy differs from the index, then ``git ls-files -s`` gives the blob id of every
-index entry. Only a tracked regular file that git reports unchanged can hit; every other
-file (modified, untracked, ignored, a symlink, a merge conflict) is read and verified as
-without the cache. git decides "unchanged" by its stat data (size, mtime, ctime, inode)
-and re-hashes racily clean files; a cache hit can only ever return a manifest that
-verified under this trust at this path, never bytes that did not verify.
+index entry; both are limited to the product folders being loaded. Only a tracked
+regular file that git reports unchanged can hit; every other file (modified, untracked,
+ignored, a symlink, a merge conflict) is read and verified as without the cache. git
+decides "unchanged" by its stat data (size, mtime, ctime, inode) and re-hashes racily
+clean files; a cache hit can only ever return a manifest that verified under this trust
+at this path, never bytes that did not verify.
 
-Storage: segment files ``seg-*.pickle``, each a magic line, a JSON header (format, the
-fingerprint, the body's length and sha256) and a pickle of ``{path: (blob id, model)}``.
-A load merges every segment (newer wins); a load that verified new files appends one
-small segment, and many segments are compacted into one. Segments are written to a temp
-file and renamed. Anything unexpected (a truncated or corrupt segment, another format,
-a digest mismatch, a class outside ``pipeline.models``) makes that segment count as
-absent; failing to write is ignored. The unpickler only resolves model classes of
-:mod:`pipeline.models`, :class:`datetime.datetime` and this module's rebuild function,
-so a corrupt file cannot run code through pickle. The cache is trusted like the rest of
-``.git`` (whoever can write there can already run code through git hooks): do not
-restore it from an untrusted source, e.g. a CI cache shared with forks.
+Storage: per product folder (a *partition*: ``<fingerprint>/<product>/``), segment files
+``seg-*.pickle``, each a magic line, a JSON header (format, the fingerprint, the body's
+length and sha256) and a pickle of ``{path: (blob id, model)}`` for paths of that product.
+A partition is read the first time one of its files is looked up, so a load of one
+product unpickles only that product's results; reading a partition merges its segments
+(newer wins); a load that verified new files appends one small segment to each partition
+it touched, and a partition with many segments is compacted into fewer. A hit still
+needs the path *and* the blob id to match, whatever segment the entry was read from.
+Segments are written to a temp file and renamed. Anything unexpected (a truncated or
+corrupt segment, another format, a digest mismatch, a class outside ``pipeline.models``)
+makes that segment count as absent; failing to write is ignored. The unpickler only
+resolves model classes of :mod:`pipeline.models`, :class:`datetime.datetime` and this
+module's rebuild function, so a corrupt file cannot run code through pickle. The cache
+is trusted like the rest of ``.git`` (whoever can write there can already run code
+through git hooks): do not restore it from an untrusted source, e.g. a CI cache shared
+with forks.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -67,7 +73,7 @@ from pipeline.signing import ManifestRejected, verify_manifest
 
 CACHE_DIR = "fortnight-cache"
 #: Bump when the layout or the pickled form changes.
-FORMAT = 1
+FORMAT = 2
 MAGIC = b"fortnight-verify-cache\n"
 #: Compact when a load finds more segments than this.
 MAX_SEGMENTS = 8
@@ -116,10 +122,14 @@ def _git(worktree: Path, *args: str) -> bytes | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
-def clean_blob_ids(worktree: Path, folder: str) -> tuple[Path, dict[str, str]] | None:
+def clean_blob_ids(
+    worktree: Path, folder: str, subfolders: Collection[str] | None = None
+) -> tuple[Path, dict[str, str]] | None:
     """The git dir, and the blob id of every tracked regular file under ``folder`` whose
     working copy equals its index entry, keyed by path relative to ``folder``.
 
+    ``subfolders`` (names of folders directly under ``folder``, e.g. products) limits
+    both git commands, and the answer, to those folders; None means all of ``folder``.
     None when ``worktree`` is not a git work tree or git fails.
     """
     out = _git(worktree, "rev-parse", "--absolute-git-dir", "--show-prefix")
@@ -129,11 +139,19 @@ def clean_blob_ids(worktree: Path, folder: str) -> tuple[Path, dict[str, str]] |
     if len(lines) < 2:
         return None
     git_dir, prefix = Path(lines[0]), lines[1]
+    top = folder.strip("/")
+    wanted = None if subfolders is None else frozenset(subfolders)
+    if wanted is not None and not wanted:
+        return git_dir, {}
+    # Literal pathspecs: a folder name is never a glob. "manifests/a" matches the folder
+    # manifests/a and what is under it, never manifests/ab.
+    specs = [top] if wanted is None else sorted(f"{top}/{name}" for name in wanted)
     # First what differs from the index, then the index: a file changed in between can
     # only look unchanged if it was also staged, and then the index names its new bytes.
     status = _git(
         worktree,
         "--no-optional-locks",
+        "--literal-pathspecs",
         "status",
         "--porcelain=v1",
         "-z",
@@ -141,23 +159,42 @@ def clean_blob_ids(worktree: Path, folder: str) -> tuple[Path, dict[str, str]] |
         "--no-renames",
         "--ignore-submodules=all",
         "--",
-        folder,
+        *specs,
     )
     # -v tags each entry: "H" is a plain tracked file; lowercase (assume-unchanged) and "S"
     # (skip-worktree) mean git does not look at the working copy, so neither do we.
-    listing = _git(worktree, "ls-files", "--stage", "-v", "-z", "--full-name", "--", folder)
+    listing = _git(
+        worktree,
+        "--literal-pathspecs",
+        "ls-files",
+        "--stage",
+        "-v",
+        "-z",
+        "--full-name",
+        "--",
+        *specs,
+    )
     if status is None or listing is None:
         return None
+    return git_dir, _clean_ids(status, listing, f"{prefix}{top}/", wanted)
+
+
+def _clean_ids(
+    status: bytes, listing: bytes, base: str, wanted: frozenset[str] | None
+) -> dict[str, str]:
+    """Parse ``git status -z`` and ``git ls-files -s -v -z``: the clean blob ids under
+    ``base`` (in the ``wanted`` first-level folders only, unless None)."""
     dirty: set[str] = set()
     for record in status.decode("utf-8", "surrogateescape").split("\0"):
         if len(record) > 3 and (record[1] != " " or record[0] == "U"):
             dirty.add(record[3:])
-    base = f"{prefix}{folder.strip('/')}/"
     ids: dict[str, str] = {}
     conflicted: set[str] = set()
     for record in listing.decode("utf-8", "surrogateescape").split("\0"):
         meta, tab, path = record.partition("\t")
         if not tab or not path.startswith(base):
+            continue
+        if wanted is not None and path[len(base) :].partition("/")[0] not in wanted:
             continue
         fields = meta.split(" ")
         if len(fields) != 4:
@@ -169,7 +206,7 @@ def clean_blob_ids(worktree: Path, folder: str) -> tuple[Path, dict[str, str]] |
             ids[path[len(base) :]] = oid
     for path in conflicted:
         ids.pop(path[len(base) :], None)
-    return git_dir, ids
+    return ids
 
 
 # --- segments ----------------------------------------------------------------------------------
@@ -322,51 +359,86 @@ def gc_paused() -> Iterator[None]:
 # --- the cache ---------------------------------------------------------------------------------
 
 
+def partition_of(path: str) -> str | None:
+    """The partition of a manifest path (relative to ``manifests/``): its product folder.
+
+    None for a path that has no product folder, or one that cannot name a folder of
+    the cache (such a file is simply never cached).
+    """
+    head, sep, _ = path.partition("/")
+    if not sep or not head or head.startswith(".") or "\0" in head:
+        return None
+    return head
+
+
+@dataclass
+class _Partition:
+    """The cached results of one product folder: what its segments hold, and what is new."""
+
+    directory: Path
+    entries: Entries
+    #: The segments read: file, size, entries.
+    segments: list[tuple[Path, int, Entries]]
+    #: Verified in this process, to be written as one new segment.
+    added: Entries
+    #: Segments made by worker processes, to be written as they are.
+    adopted: list[tuple[bytes, Entries]]
+
+
 class VerifyCache:
     """The verification results of one log under one trust, and the files git says are clean.
+
+    Results are partitioned by product folder (``manifests/<product>/``): each partition
+    has its own segments, read the first time a file of that product is looked up, so a
+    load of one product unpickles only that product's results.
 
     Use :meth:`open`, then :meth:`get` for each file, :func:`verify_files` (which calls
     :meth:`put` and :meth:`adopt`) for the others, and :meth:`save` once at the end.
     """
 
     def __init__(self, directory: Path, fingerprint: str, blob_ids: Mapping[str, str]) -> None:
+        #: The folder of this fingerprint; one sub-folder per partition.
         self.directory = directory
         self.fingerprint = fingerprint
         self.blob_ids = blob_ids
-        self.entries: Entries = {}
-        #: The segments read: file, size, entries.
-        self.segments: list[tuple[Path, int, Entries]] = []
+        self.partitions: dict[str, _Partition] = {}
         self.hits = 0
-        #: Verified in this process, to be written as one new segment.
-        self.added: Entries = {}
-        #: Segments made by worker processes, to be written as they are.
-        self.adopted: list[tuple[bytes, Entries]] = []
 
     @classmethod
-    def open(cls, worktree: Path, folder: str, trust: Trust) -> VerifyCache | None:
+    def open(
+        cls, worktree: Path, folder: str, trust: Trust, products: Collection[str] | None = None
+    ) -> VerifyCache | None:
         """The cache of the log in ``worktree`` (manifests under ``folder``) for ``trust``.
 
+        ``products`` limits it (and the git commands it runs) to the files under
+        ``folder/<product>/`` for those products; None means every file under ``folder``.
         None when git cannot tell content identities (not a git work tree, git missing):
         then verify without a cache.
         """
-        found = clean_blob_ids(worktree, folder)
+        found = clean_blob_ids(worktree, folder, products)
         if found is None:
             return None
         git_dir, blob_ids = found
         fingerprint = hashlib.sha256(
             f"{code_fingerprint()}|{trust_fingerprint(trust)}".encode()
         ).hexdigest()
-        cache = cls(git_dir / CACHE_DIR / fingerprint[:32], fingerprint, blob_ids)
-        cache._load()
-        return cache
+        return cls(git_dir / CACHE_DIR / fingerprint[:32], fingerprint, blob_ids)
 
-    def _load(self) -> None:
+    def _partition(self, name: str) -> _Partition:
+        part = self.partitions.get(name)
+        if part is None:
+            part = self._load(self.directory / name)
+            self.partitions[name] = part
+        return part
+
+    def _load(self, directory: Path) -> _Partition:
+        part = _Partition(directory, {}, [], {}, [])
         try:
-            names = sorted(p for p in os.listdir(self.directory) if p.endswith(".pickle"))
+            names = sorted(p for p in os.listdir(directory) if p.endswith(".pickle"))
         except OSError:
-            return
+            return part
         for name in names:
-            path = self.directory / name
+            path = directory / name
             try:
                 data = path.read_bytes()
             except OSError:
@@ -376,14 +448,20 @@ class VerifyCache:
                 with contextlib.suppress(OSError):
                     path.unlink()  # unusable: rebuilt from the files it covered
                 continue
-            self.entries.update(entries)
-            self.segments.append((path, len(data), entries))
+            part.entries.update(entries)
+            part.segments.append((path, len(data), entries))
+        return part
 
     def get(self, path: str) -> Manifest | None:
         """The verified model of the manifest at ``path`` if its current bytes verified before."""
-        entry = self.entries.get(path)
         oid = self.blob_ids.get(path)
-        if oid is None or type(entry) is not tuple or len(entry) != 2 or entry[0] != oid:
+        if oid is None:
+            return None  # not a clean tracked file: never from the cache
+        name = partition_of(path)
+        if name is None:
+            return None
+        entry = self._partition(name).entries.get(path)
+        if type(entry) is not tuple or len(entry) != 2 or entry[0] != oid:
             return None
         manifest = entry[1]
         if not isinstance(manifest, Manifest):
@@ -398,60 +476,68 @@ class VerifyCache:
         load can find them without reading the file.
         """
         oid = self.blob_ids.get(path)
-        if oid is not None and git_blob_id(data) == oid:
-            self.added[path] = (oid, manifest)
+        name = partition_of(path)
+        if oid is not None and name is not None and git_blob_id(data) == oid:
+            self._partition(name).added[path] = (oid, manifest)
 
-    def adopt(self, raw: bytes, entries: Entries) -> None:
-        """Keep a segment a worker wrote (``raw``, already decoded as ``entries``)."""
-        self.adopted.append((raw, entries))
+    def adopt(self, partition: str, raw: bytes, entries: Entries) -> None:
+        """Keep a segment a worker wrote for ``partition`` (``raw``, decoded as ``entries``)."""
+        self._partition(partition).adopted.append((raw, entries))
 
     def save(self, present: set[str] | None = None) -> None:
-        """Write what this load verified: new segments, or compact the small ones into one.
+        """Write what this load verified, per partition: new segments, or compact the small
+        ones into one.
 
-        ``present`` (every manifest path of the log) lets compaction drop entries of
-        files that are gone. Never raises: a cache that cannot be written is a cache miss
-        next time.
+        ``present`` (every manifest path of the partitions loaded) lets compaction drop
+        entries of files that are gone. Never raises: a cache that cannot be written is a
+        cache miss next time.
         """
-        new = len(self.adopted) + (1 if self.added else 0)
-        if not new:
-            return
-        try:
-            if len(self.segments) + new <= MAX_SEGMENTS:
-                for raw, _ in self.adopted:
-                    self._write(raw)
-                if self.added:
-                    self._write(encode_segment(self.fingerprint, self.added))
-            else:
-                self._compact(present)
-            self._prune_other_fingerprints()
-        except Exception:
-            pass  # a cache that cannot be written is only slower next time
+        wrote = False
+        for part in self.partitions.values():
+            new = len(part.adopted) + (1 if part.added else 0)
+            if not new:
+                continue
+            wrote = True
+            try:
+                if len(part.segments) + new <= MAX_SEGMENTS:
+                    for raw, _ in part.adopted:
+                        self._write(part, raw)
+                    if part.added:
+                        self._write(part, encode_segment(self.fingerprint, part.added))
+                else:
+                    self._compact(part, present)
+            except Exception:
+                pass  # a cache that cannot be written is only slower next time
+        if wrote:
+            with contextlib.suppress(Exception):
+                os.utime(self.directory)  # its age tells pruning which fingerprints are in use
+                self._prune_other_fingerprints()
 
-    def _compact(self, present: set[str] | None) -> None:
-        # Merge everything but the largest segment (the bulk of the log, rarely worth
+    def _compact(self, part: _Partition, present: set[str] | None) -> None:
+        # Merge everything but the largest segment (the bulk of the partition, rarely worth
         # rewriting) and what is new into one segment, keeping only live entries.
-        keep = max(self.segments, key=lambda s: s[1], default=None)
+        keep = max(part.segments, key=lambda s: s[1], default=None)
         merged: Entries = {}
-        for seg in self.segments:
+        for seg in part.segments:
             if seg is not keep:
                 merged.update(seg[2])
-        for _, entries in self.adopted:
+        for _, entries in part.adopted:
             merged.update(entries)
-        merged.update(self.added)
+        merged.update(part.added)
         live = {
             p: e
             for p, e in merged.items()
             if (present is None or p in present) and self.blob_ids.get(p) == e[0]
         }
-        self._write(encode_segment(self.fingerprint, live))
-        for seg in self.segments:
+        self._write(part, encode_segment(self.fingerprint, live))
+        for seg in part.segments:
             if seg is not keep:
                 with contextlib.suppress(OSError):
                     seg[0].unlink()
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, part: _Partition, data: bytes) -> None:
         stamp = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
-        atomic_write(self.directory / f"seg-{stamp}.pickle", data)
+        atomic_write(part.directory / f"seg-{stamp}.pickle", data)
 
     def _prune_other_fingerprints(self) -> None:
         others = [p for p in self.directory.parent.iterdir() if p != self.directory and p.is_dir()]
@@ -511,11 +597,13 @@ def verify_files(
             if result is None:
                 _verify_here(root, share, trust, cache, verified, rejected)
                 continue
-            raw, entries, reasons = result
-            verified.update((name, entry[1]) for name, entry in entries.items())
+            segments, reasons = result
+            for _, _, entries in segments:
+                verified.update((name, entry[1]) for name, entry in entries.items())
             rejected.update(reasons)
             if cache is not None:
-                cache.adopt(raw, entries)
+                for partition, raw, entries in segments:
+                    cache.adopt(partition, raw, entries)
     return verified, rejected
 
 
@@ -582,7 +670,8 @@ def _start_worker(
 
 def _finish_worker(
     worker: _Worker, names: list[str], fingerprint: str
-) -> tuple[bytes, Entries, dict[str, str]] | None:
+) -> tuple[list[tuple[str, bytes, Entries]], dict[str, str]] | None:
+    """A worker's segments (partition, raw bytes, entries) and rejections, if sound."""
     if worker.process is None or worker.process.wait() != 0:
         return None
     try:
@@ -591,36 +680,72 @@ def _finish_worker(
         return None
     end = data.find(b"\n")
     try:
-        reasons = json.loads(data[:end]) if end >= 0 else None
+        header = json.loads(data[:end]) if end >= 0 else None
     except ValueError:
         return None
-    raw = data[end + 1 :]
-    entries = decode_segment(fingerprint, raw)
+    if not isinstance(header, dict):
+        return None
+    reasons, layout = header.get("reasons"), header.get("segments")
     if (
         not isinstance(reasons, dict)
-        or entries is None
         or not all(isinstance(r, str) for r in reasons.values())
-        or len(entries) + len(reasons) != len(names)
-        or not all(n in entries or n in reasons for n in names)
-        or not all(
-            type(e) is tuple and len(e) == 2 and isinstance(e[1], Manifest)
-            for e in entries.values()
-        )
+        or not isinstance(layout, list)
     ):
         return None
-    return raw, entries, reasons
+    segments: list[tuple[str, bytes, Entries]] = []
+    seen: set[str] = set()
+    offset = end + 1
+    for item in layout:
+        if (
+            not isinstance(item, list)
+            or len(item) != 2
+            or not isinstance(item[0], str)
+            or type(item[1]) is not int
+            or item[1] < 0
+        ):
+            return None
+        partition, length = item
+        raw = data[offset : offset + length]
+        offset += length
+        entries = decode_segment(fingerprint, raw)
+        if (
+            entries is None
+            or len(raw) != length
+            or not all(
+                partition_of(n) == partition
+                and n not in seen
+                and type(e) is tuple
+                and len(e) == 2
+                and isinstance(e[1], Manifest)
+                for n, e in entries.items()
+            )
+        ):
+            return None
+        seen.update(entries)
+        segments.append((partition, raw, entries))
+    if (
+        offset != len(data)
+        or len(seen) + len(reasons) != len(names)
+        or not all(n in seen or n in reasons for n in names)
+    ):
+        return None
+    return segments, reasons
 
 
 _WORKER_CODE = "import pipeline.verifycache as v; v.worker_main()"
 
 
 def worker_main(argv: Sequence[str] | None = None) -> None:
-    """A worker process: verify the files a request names; write models and reasons."""
+    """A worker process: verify the files a request names; write models and reasons.
+
+    Its output is a JSON header line (the rejection reasons, and the partition and
+    length of each segment), then one segment per partition.
+    """
     request_path, output_path = (sys.argv[1:] if argv is None else argv)[:2]
     request = json.loads(Path(request_path).read_text())
     root = Path(request["root"])
     trust = Trust.model_validate_json(request["trust"], strict=True)
-    entries: Entries = {}
+    by_partition: dict[str, Entries] = {}
     reasons: dict[str, str] = {}
     with gc_paused():
         for name in request["names"]:
@@ -631,9 +756,19 @@ def worker_main(argv: Sequence[str] | None = None) -> None:
             except ManifestRejected as e:
                 reasons[name] = e.reason
                 continue
-            entries[name] = (git_blob_id(data), manifest)
-        body = encode_segment(request["fingerprint"], entries)
-    Path(output_path).write_bytes(json.dumps(reasons).encode() + b"\n" + body)
+            partition = partition_of(name)
+            if partition is None:  # never from a walk of the log; the caller verifies the share
+                raise SystemExit(3)
+            by_partition.setdefault(partition, {})[name] = (git_blob_id(data), manifest)
+        bodies = [
+            (partition, encode_segment(request["fingerprint"], entries))
+            for partition, entries in sorted(by_partition.items())
+        ]
+    header = {"reasons": reasons, "segments": [[p, len(body)] for p, body in bodies]}
+    with open(output_path, "wb") as out:
+        out.write(json.dumps(header).encode() + b"\n")
+        for _, body in bodies:
+            out.write(body)
 
 
 def remove(git_dir: Path) -> None:
@@ -652,6 +787,7 @@ __all__ = [
     "encode_segment",
     "gc_paused",
     "git_blob_id",
+    "partition_of",
     "remove",
     "trust_fingerprint",
     "verify_files",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -76,7 +77,7 @@ def cache_dir(log: Log) -> Path:
 
 
 def segments(log: Log) -> list[Path]:
-    return sorted(cache_dir(log).glob("*/seg-*.pickle"))
+    return sorted(cache_dir(log).glob("*/*/seg-*.pickle"))
 
 
 def test_warm_load_equals_cold_and_checks_nothing(
@@ -190,7 +191,10 @@ def test_a_changed_trust_invalidates_the_cache(
         pytest.param(lambda b: b[:-40] + bytes(40), id="body-changed"),
         pytest.param(lambda b: b"garbage", id="garbage"),
         pytest.param(lambda b: b"", id="empty"),
-        pytest.param(lambda b: b.replace(b'"format": 1', b'"format": 99', 1), id="other-format"),
+        pytest.param(
+            lambda b: b.replace(b'"format": %d' % verifycache.FORMAT, b'"format": 99', 1),
+            id="other-format",
+        ),
     ],
 )
 def test_a_corrupt_cache_file_is_ignored_and_rebuilt(
@@ -347,3 +351,215 @@ def test_worker_processes_give_the_same_report(
     verifycache.remove(log.repo / ".git")
     monkeypatch.setattr(verifycache, "_WORKER_CODE", "import sys; sys.exit(3)")
     assert load(log) == cold
+
+
+# --- per-product loads -------------------------------------------------------------------------
+
+OTHER = "cloud-base"
+
+
+def two_products(make_log: Callable[..., Log]) -> Log:
+    """:func:`populated`, plus a second product with two composes and a result, committed."""
+    log = populated(make_log)
+    toml = (log.log.product_dir("atomic-host") / "product.toml").read_text()
+    other = log.log.product_dir(OTHER) / "product.toml"
+    other.parent.mkdir()
+    other.write_text(toml.replace('name = "atomic-host"', f'name = "{OTHER}"', 1))
+    log.log.commit_file(other, "test: second product")
+    composes = [compose_on(d, product=OTHER) for d in (14, 17)]
+    for c in composes:
+        record(log, c)
+    record(log, make_result(composes[1], started=composes[1].created))
+    return log
+
+
+def load_products(log: Log, products: list[str], *, cache: bool = True) -> LogReport:
+    ml = ManifestLog(log.repo, cache=cache)
+    return ml.verify_all(ml.load_trust(), products)
+
+
+def only(report: LogReport, product: str) -> LogReport:
+    """The part of a whole-log report that concerns one product's folder."""
+    return LogReport(
+        verified=[v for v in report.verified if v.path.parts[0] == product],
+        failures=[f for f in report.failures if f[0].split("/")[1] == product],
+    )
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_a_product_load_is_the_full_load_filtered(
+    make_log: Callable[..., Log], checks: Checks, cache: bool
+) -> None:
+    log = two_products(make_log)
+    full = load(log, cache=cache)
+    assert not full.failures and len(full.verified) == 7
+    for product, count in (("atomic-host", 4), (OTHER, 3)):
+        checks.clear()
+        report = load_products(log, [product], cache=cache)
+        assert report == only(full, product)
+        assert len(report.verified) == count
+        assert {v.manifest.product for v in report.verified} == {product}
+        assert {v.path.parts[0] for v in report.verified} == {product}
+        # Only this product's files were looked at (the full load above warmed the cache).
+        assert checks == ([] if cache else [str(v.path) for v in report.verified])
+    both = load_products(log, ["atomic-host", OTHER], cache=cache)
+    assert both == full
+    assert load_products(log, [], cache=cache) == LogReport()
+    assert load_products(log, ["no-such-product"], cache=cache) == LogReport()
+    ml = ManifestLog(log.repo, cache=cache)
+    assert ml.load_verified(ml.load_trust(), products=[OTHER]) == only(full, OTHER).verified
+
+
+def test_a_bad_manifest_fails_loads_of_its_product_and_of_the_log_only(
+    make_log: Callable[..., Log],
+) -> None:
+    """Fail closed covers what is loaded.
+
+    A tampered manifest of atomic-host fails a load of atomic-host and a load of the
+    whole log, cache or not; a load of another product does not read atomic-host's
+    folder, so it does not see it and succeeds. ``invoke verify`` (and ``invoke status``)
+    load the whole log, so they still report it.
+    """
+    log = two_products(make_log)
+    load(log)  # warm: the tampered file must not come from the cache
+    path = log.log.root / compose_on(15).relpath()
+    path.write_text(path.read_text().replace('"respin": 0', '"respin": 7'))
+    bad = f"manifests/{compose_on(15).relpath()}"
+    trust = log.log.load_trust()
+    for cache in (True, False):
+        ml = ManifestLog(log.repo, cache=cache)
+        for products in (["atomic-host"], None, ["atomic-host", OTHER]):
+            with pytest.raises(VerificationError, match="bad signature") as raised:
+                ml.load_verified(trust, products)
+            assert [p for p, _ in raised.value.failures] == [bad]
+        other = ml.load_verified(trust, [OTHER])
+        assert [v.manifest.product for v in other] == [OTHER] * 3
+    # An untracked forgery in the other product fails that product's load, and only it.
+    forged = write_signed(log, compose_on(21, product=OTHER))
+    forged.write_text(forged.read_text().replace('"respin": 0', '"respin": 1'))
+    with pytest.raises(VerificationError) as raised:
+        log.log.load_verified(trust, [OTHER])
+    assert [p for p, _ in raised.value.failures] == [
+        f"manifests/{forged.relative_to(log.log.root)}"
+    ]
+    path.write_text(path.read_text().replace('"respin": 7', '"respin": 0'))
+    assert len(log.log.load_verified(trust, ["atomic-host"])) == 4
+
+
+def test_the_cache_is_partitioned_per_product_and_warm_equals_cold(
+    make_log: Callable[..., Log], checks: Checks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = two_products(make_log)
+    cold = {p: load_products(log, [p], cache=False) for p in ("atomic-host", OTHER)}
+    cold_full = load(log, cache=False)
+    # A cold product load caches only that product, in its own folder.
+    checks.clear()
+    assert load_products(log, ["atomic-host"]) == cold["atomic-host"]
+    assert len(checks) == 4
+    assert {p.parent.name for p in segments(log)} == {"atomic-host"}
+    read: list[str] = []
+    real_load = verifycache.VerifyCache._load
+
+    def spy(self: verifycache.VerifyCache, directory: Path) -> Any:
+        read.append(directory.name)
+        return real_load(self, directory)
+
+    monkeypatch.setattr(verifycache.VerifyCache, "_load", spy)
+    checks.clear()
+    assert load_products(log, ["atomic-host"]) == cold["atomic-host"]
+    assert checks == []
+    assert read == ["atomic-host"]  # the other product's results are not even read
+    # The whole log: the other product is verified once, then comes from its partition.
+    checks.clear()
+    assert load(log) == cold_full
+    assert sorted(checks) == sorted(str(v.path) for v in cold[OTHER].verified)
+    assert {p.parent.name for p in segments(log)} == {"atomic-host", OTHER}
+    for products in (["atomic-host"], [OTHER], None):
+        read.clear()
+        checks.clear()
+        warm = load(log) if products is None else load_products(log, products)
+        assert warm == (cold_full if products is None else cold[products[0]])
+        assert checks == []
+        assert sorted(read) == sorted(products or ["atomic-host", OTHER])
+    # A product's results never serve another path: a wrong-folder copy is verified.
+    src = log.log.root / compose_on(14).relpath()
+    dst = log.log.root / compose_on(20, product=OTHER).relpath()
+    dst.write_bytes(src.read_bytes())
+    log.git("add", str(dst))
+    log.git("commit", "-q", "-m", "replay")
+    for _ in range(2):
+        replay = load_products(log, [OTHER])
+        assert [p for p, _ in replay.failures] == [f"manifests/{dst.relative_to(log.log.root)}"]
+        assert replay == load_products(log, [OTHER], cache=False)
+
+
+def test_a_product_load_asks_git_about_that_product_only(
+    make_log: Callable[..., Log], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = two_products(make_log)
+    calls: list[tuple[str, ...]] = []
+    real_git = verifycache._git
+
+    def spy(worktree: Path, *args: str) -> bytes | None:
+        calls.append(args)
+        return real_git(worktree, *args)
+
+    monkeypatch.setattr(verifycache, "_git", spy)
+    load_products(log, [OTHER])
+    scoped = [args for args in calls if "status" in args or "ls-files" in args]
+    assert len(scoped) == 2
+    for args in scoped:
+        assert "--literal-pathspecs" in args
+        assert args[args.index("--") + 1 :] == (f"manifests/{OTHER}",)
+    calls.clear()
+    load(log)
+    for args in (a for a in calls if "status" in a or "ls-files" in a):
+        assert args[args.index("--") + 1 :] == ("manifests",)
+
+
+@pytest.mark.parametrize("bad", ["", ".git", "schema", "a/b", "..", "atomic-host\0"])
+def test_a_product_load_refuses_what_is_not_a_product_name(
+    make_log: Callable[..., Log], bad: str
+) -> None:
+    log = populated(make_log)
+    with pytest.raises(ValueError, match="not a product name"):
+        load_products(log, ["atomic-host", bad])
+    with pytest.raises(ValueError, match="not the string"):
+        log.log.verify_all(log.log.load_trust(), "atomic-host")
+
+
+def test_loads_freeze_what_they_loaded(make_log: Callable[..., Log]) -> None:
+    log = populated(make_log)
+    gc.unfreeze()
+    before = gc.get_freeze_count()
+    report = load(log)
+    assert gc.get_freeze_count() > before
+    # Frozen is not immortal: refcounting frees the models when the report goes.
+    frozen = gc.get_freeze_count()
+    del report
+    assert gc.get_freeze_count() < frozen
+    gc.unfreeze()
+
+
+def test_worker_segments_are_partitioned_too(
+    make_log: Callable[..., Log], checks: Checks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verifycache, "PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(verifycache, "cpu_count", lambda: 3)
+    log = two_products(make_log)
+    cold = load(log, cache=False)
+    checks.clear()
+    assert load(log) == cold
+    assert len(checks) < 7  # workers verified some of the files
+    by_partition = {p.parent.name for p in segments(log)}
+    assert by_partition == {"atomic-host", OTHER}
+    trust = verifycache.trust_fingerprint(log.log.load_trust())
+    fingerprint = hashlib.sha256(f"{verifycache.code_fingerprint()}|{trust}".encode()).hexdigest()
+    for seg in segments(log):
+        entries = verifycache.decode_segment(fingerprint, seg.read_bytes())
+        assert entries, seg
+        assert {path.split("/")[0] for path in entries} == {seg.parent.name}
+    for product in ("atomic-host", OTHER):
+        checks.clear()
+        assert load_products(log, [product]) == only(cold, product)
+        assert checks == []
