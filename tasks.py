@@ -631,7 +631,7 @@ def _verdict(
         _sync(log, config, signer, options)
 
 
-@task(name="sync", help={k: v for k, v in WRITE_HELP.items()})
+@task(name="sync", help=WRITE_HELP)
 @boundary
 def tracker_sync(
     c: Context,

@@ -142,9 +142,10 @@ def _locate_url(src: str, session: requests.Session) -> tuple[ComposeLocation, F
         if status == 200:
             break
         last_error = error
-        if status is None:  # unreachable: no use trying the other layout
+        if status is None or status >= 500:  # the other layout would fail the same way
+            what = "unreachable" if status is None else "server error after retries"
             raise FetchError(
-                f"{url}: unreachable ({error})", hint="check the URL and the network, then re-run"
+                f"{url}: {what} ({error})", hint="check the URL and the network, then re-run"
             )
     else:
         raise InputError(

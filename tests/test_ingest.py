@@ -262,6 +262,20 @@ def test_url_retries_server_errors(
     assert server.requests.count("/Fedora-28-20180425.0/compose/metadata/composeinfo.json") == 3
 
 
+def test_url_server_keeps_failing(
+    make_compose_tree: Callable[..., ComposeTree],
+    serve_dir: Callable[[Path], StaticServer],
+) -> None:
+    tree = make_compose_tree()
+    server = serve_dir(tree.root.parent)
+    server.fail_next.extend([503] * 10)
+    with pytest.raises(
+        FetchError, match=r"composeinfo.json: server error after retries \(HTTP 503\)"
+    ):
+        load_compose(server.url + "Fedora-28-20180425.0", http_session(retries=2, backoff=0))
+    assert len(server.requests) == 3  # one try and two retries, on the first layout only
+
+
 def test_url_not_a_compose(serve_dir: Callable[[Path], StaticServer], tmp_path: Path) -> None:
     server = serve_dir(tmp_path)
     with pytest.raises(InputError, match=r"no metadata/composeinfo.json under it \(HTTP 404\)"):
