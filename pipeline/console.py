@@ -168,9 +168,13 @@ def release_panel(state: State) -> Table:
             f"({_age(state, m.created)})",
         )
     fresh = state.freshness
-    table.add_row(
-        "freshness", f"[red]stale[/red]: {fresh.reason}" if fresh.stale else "[green]fresh[/green]"
-    )
+    if fresh.stale:
+        freshness = f"[red]stale[/red]: {fresh.reason}"
+    elif fresh.reason:
+        freshness = f"not yet due: {fresh.reason}"
+    else:
+        freshness = "[green]fresh[/green]"
+    table.add_row("freshness", freshness)
     bugs = state.open_bugs
     table.add_row("open bug", ", ".join(f"{b.bug} {b.url}" for b in bugs) or "none")
     for r in state.withdrawn:

@@ -231,7 +231,8 @@ class State:
         latest = self.latest_decision
         cycle = self.cycle
         if cycle is None:
-            return Freshness(False, None)  # before the first release day: nothing promised
+            # Before the first release day nothing is promised yet.
+            return Freshness(False, f"the first release day is {policy.anchor}")
         last_day = date.fromisoformat(latest.manifest.cycle) if latest else policy.anchor
         overdue = self.now.astimezone(UTC).date() - last_day
         if overdue.days > policy.cadence_days + policy.grace_days:
@@ -460,7 +461,7 @@ def summary(state: State) -> dict[str, object]:
             "base": current.manifest.base.label(),
         },
         "stale": fresh.stale,
-        "stale_reason": fresh.reason,
+        "stale_reason": fresh.reason if fresh.stale else None,
         "open_bug": None if open_bug is None else {"bug": open_bug.bug, "url": open_bug.url},
         "withdrawn": [
             {"release_id": r.release_id, "compose_id": r.manifest.compose_id, "reason": r.fallen}

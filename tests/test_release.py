@@ -312,6 +312,15 @@ def test_stale_by_time_alone() -> None:
     )
 
 
+def test_before_the_first_release_day_nothing_is_due() -> None:
+    h = History()
+    h.compose(3)
+    state = h.state(h.at(5))
+    assert not state.freshness.stale
+    assert state.freshness.reason == "the first release day is 2015-09-15"
+    assert summary(state)["stale_reason"] is None and summary(state)["current"] is None
+
+
 def test_summary_shape() -> None:
     h = History()
     h.compose(13)
