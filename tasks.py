@@ -26,6 +26,7 @@ from invoke.tasks import task
 from securesystemslib.signer import Signer
 
 from pipeline import console
+from pipeline.clouds import ClientFactory
 from pipeline.compose import (
     failed_compose_manifest,
     record_compose,
@@ -50,6 +51,7 @@ from pipeline.store import (
 from pipeline.testing import LogStore
 from pipeline.workflow import (
     cut_release,
+    discover_clouds,
     import_results,
     load_state,
     make_tracker,
@@ -812,6 +814,83 @@ def release_revoke(
     )
 
 
+# --- cloud images ----------------------------------------------------------------------
+
+
+def _ec2_factory(endpoint_url: str | None) -> ClientFactory:
+    """EC2 clients through boto3's standard credential chain (never logged here).
+
+    boto3's own retries are off: ``pipeline.clouds`` retries a region itself, so a
+    failing region is reported once, with its reason.
+    """
+    import boto3  # noqa: PLC0415 - only this task needs it; keeps other tasks fast
+    from botocore.config import Config  # noqa: PLC0415
+
+    config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=10)
+
+    def make(region: str) -> object:
+        return boto3.client("ec2", region_name=region, endpoint_url=endpoint_url, config=config)
+
+    return make
+
+
+@task(
+    name="discover",
+    help={
+        "compose_id": "the recorded compose whose AMIs to find",
+        "workers": "regions queried at once (default 4)",
+        "endpoint_url": "EC2 endpoint for every region (tests, private clouds; default: AWS)",
+        **WRITE_HELP,
+    },
+)
+@boundary
+def cloud_discover(
+    c: Context,
+    compose_id: str,
+    product: str = DEFAULT_PRODUCT,
+    workers: int = 4,
+    endpoint_url: str | None = None,
+    repo: str | None = None,
+    dry_run: bool = False,
+    no_commit: bool = False,
+    push: bool = False,
+    remote: str | None = None,
+) -> None:
+    """Find a compose's AMIs in every region of [clouds.aws] and record them (compose role)."""
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: must be at least 1")
+    s = _setup(
+        repo,
+        product,
+        "compose",
+        sync=False,
+        dry_run=dry_run,
+        no_commit=no_commit,
+        push=push,
+        remote=remote,
+    )
+    outcome = discover_clouds(
+        s.log,
+        s.config,
+        compose_id,
+        signers=[s.signer],
+        options=s.options,
+        now=_now(),
+        make_client=_ec2_factory(endpoint_url),
+        workers=workers,
+    )
+    console.out.print(console.clouds_table(outcome.manifest))
+    for m in outcome.manifest.missing:
+        console.out.print(f"missing: {m.region}: {m.reason}")
+    if outcome.write is None:
+        console.out.print(
+            f"unchanged since run {outcome.manifest.run}: "
+            f"manifests/{outcome.manifest.relpath()}; nothing recorded"
+        )
+        return
+    _report_write(outcome.write, [outcome.manifest.relpath()])
+
+
 # --- the main job --------------------------------------------------------------------
 
 
@@ -869,5 +948,7 @@ tracker.add_task(tracker_sync)
 release = Collection("release")
 release.add_task(release_cut)
 release.add_task(release_revoke)
-ns = Collection(init, verify, status, schema, demo, keys, compose, testing, tracker, release)
+cloud = Collection("cloud")
+cloud.add_task(cloud_discover)
+ns = Collection(init, verify, status, schema, demo, keys, compose, testing, tracker, release, cloud)
 ns.add_task(run_tests)

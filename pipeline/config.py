@@ -148,6 +148,35 @@ class TrackerConfig(StrictModel):
         return self
 
 
+class AwsClouds(StrictModel):
+    """``[clouds.aws]``: where ``invoke cloud.discover`` looks for the compose's AMIs.
+
+    Credentials are not configured here: boto3 finds them through its standard
+    chain (environment, shared files, instance role).
+    """
+
+    #: Region codes queried, in parallel.
+    regions: Annotated[
+        list[Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")]], Field(min_length=1)
+    ]
+    #: The account id that owns (uploaded) the images.
+    owner: Annotated[str, Field(pattern=r"^([0-9]{12}|self|amazon)$")]
+    #: How an image is matched to a compose: by its name, or by a tag.
+    match: Literal["name", "tag"] = "name"
+    #: With ``match = "name"``: an EC2 name filter (``*`` wildcards); ``{compose_id}`` is replaced.
+    name_pattern: NonEmpty = "*{compose_id}*"
+    #: With ``match = "tag"``: the tag whose value is the compose id.
+    tag_key: NonEmpty = "ComposeId"
+    #: Arches recorded (``x86_64``, ``aarch64``); empty means the product's image arches.
+    arches: list[str] = Field(default_factory=list)
+
+
+class Clouds(StrictModel):
+    """``[clouds]``: public cloud images of the product."""
+
+    aws: AwsClouds | None = None
+
+
 class ProductConfig(StrictModel):
     """``product.toml``: what the product is, which images it ships, how they are tested."""
 
@@ -158,6 +187,7 @@ class ProductConfig(StrictModel):
     battery: Battery = Field(default_factory=Battery)
     tracker: TrackerConfig
     release: ReleasePolicy
+    clouds: Clouds = Field(default_factory=Clouds)
 
 
 def load_product(manifests_root: Path, product: str) -> ProductConfig:

@@ -21,7 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from pipeline.models import ComposeManifest, ReleaseManifest, ResultManifest
+from pipeline.models import CloudImagesManifest, ComposeManifest, ReleaseManifest, ResultManifest
 from pipeline.state import State
 
 out = Console(highlight=False, soft_wrap=True)
@@ -200,4 +200,26 @@ def decision_table(manifest: ReleaseManifest) -> Table:
         table.add_column(col)
     for c in manifest.considered:
         table.add_row(c.compose_id, c.status, c.verdict, c.reason)
+    return table
+
+
+def clouds_table(manifest: CloudImagesManifest) -> Table:
+    """The AMIs of a cloud-images manifest, a row each, then the missing regions."""
+    table = Table(
+        title=f"{manifest.compose_id} on {manifest.provider} (run {manifest.run})",
+        title_justify="left",
+    )
+    for column in ("arch", "region", "AMI", "virtualization", "volume", "public"):
+        table.add_column(column)
+    for i in manifest.images:
+        table.add_row(
+            i.arch,
+            i.region,
+            i.ami_id,
+            i.virtualization_type,
+            i.volume_type,
+            "yes" if i.public else "no",
+        )
+    for m in manifest.missing:
+        table.add_row("-", m.region, "missing", m.reason, "", "")
     return table

@@ -522,6 +522,62 @@ class RevocationManifest(Manifest):
         return self.release_id
 
 
+# --- cloud images ----------------------------------------------------------------------
+
+AwsRegion = Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")]
+
+
+class CloudImage(StrictModel):
+    """One AMI of a compose: which arch, in which region, and how it boots."""
+
+    arch: NonEmpty
+    region: AwsRegion
+    ami_id: Annotated[str, Field(pattern=r"^ami-[0-9a-f]+$")]
+    name: str
+    virtualization_type: NonEmpty
+    volume_type: NonEmpty
+    public: bool
+
+
+class MissingRegion(StrictModel):
+    """A region where no image was found, or that could not be queried, and why."""
+
+    region: AwsRegion
+    reason: NonEmpty
+
+
+class CloudImagesManifest(Manifest):
+    """The AMIs of a compose, per arch and region, as one discovery run found them.
+
+    Runs are kept: a later run that finds more regions records ``<compose-id>-aws-<n+1>``,
+    and the newest run counts.
+    """
+
+    KIND: ClassVar[str] = "cloud-images"
+    ROLE: ClassVar[RoleName] = "compose"
+    DIRECTORY: ClassVar[str] = "clouds"
+
+    type_: Literal["cloud-images"] = Field(default="cloud-images", alias="_type")
+    compose_id: ComposeId
+    provider: Literal["aws"] = "aws"
+    run: Annotated[int, Field(ge=1)]
+    images: list[CloudImage]
+    missing: list[MissingRegion]
+
+    def identity(self) -> str:
+        return f"{self.compose_id}-{self.provider}-{self.run}"
+
+    @model_validator(mode="after")
+    def _regions_consistent(self) -> CloudImagesManifest:
+        keys = [(i.arch, i.region) for i in self.images]
+        if len(set(keys)) != len(keys):
+            raise ValueError("two images share (arch, region)")
+        missing = [m.region for m in self.missing]
+        if len(set(missing)) != len(missing):
+            raise ValueError("a region is listed twice in missing")
+        return self
+
+
 #: Every manifest kind, by its ``_type``. Later stages add theirs here.
 KINDS: dict[str, type[Manifest]] = {
     m.KIND: m
@@ -532,6 +588,7 @@ KINDS: dict[str, type[Manifest]] = {
         TrackerEventManifest,
         ReleaseManifest,
         RevocationManifest,
+        CloudImagesManifest,
     )
 }
 #: The kind stored under each directory of a product.

@@ -16,6 +16,7 @@ from typing import Literal, TypeVar
 from pipeline.config import ProductConfig, ReleasePolicy
 from pipeline.models import (
     CaseResult,
+    CloudImagesManifest,
     ComposeManifest,
     Manifest,
     ReleaseManifest,
@@ -194,6 +195,8 @@ class State:
     composes: list[ComposeView]  # oldest first
     bugs: dict[str, BugView]
     releases: list[ReleaseView] = field(default_factory=list)  # oldest first
+    #: The newest cloud-images run of each compose, by compose id.
+    clouds: dict[str, CloudImagesManifest] = field(default_factory=dict)
 
     @property
     def current(self) -> ReleaseView | None:
@@ -311,7 +314,15 @@ def derive(manifests: Iterable[Manifest], product: ProductConfig, now: datetime)
         composes=views,
         bugs=_bugs(of(TrackerEventManifest)),
         releases=_releases(of(ReleaseManifest), of(RevocationManifest), views),
+        clouds=_newest_clouds(of(CloudImagesManifest)),
     )
+
+
+def _newest_clouds(runs: list[CloudImagesManifest]) -> dict[str, CloudImagesManifest]:
+    newest: dict[str, CloudImagesManifest] = {}
+    for m in sorted(runs, key=lambda m: (m.compose_id, m.run)):
+        newest[m.compose_id] = m
+    return newest
 
 
 def _bugs(events: list[TrackerEventManifest]) -> dict[str, BugView]:
