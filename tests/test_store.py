@@ -199,6 +199,18 @@ def remote_subjects(bare: Path) -> list[str]:
     ).stdout.splitlines()
 
 
+def remote_files(bare: Path) -> list[str]:
+    """Every file on the remote's main branch."""
+    out = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", "main"],
+        cwd=bare,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return out.split()
+
+
 def test_push_rebases_and_retries_on_a_race(remote_and_clones: tuple[Path, Log, Log]) -> None:
     bare, a, b = remote_and_clones
     push = PushConfig(remote="origin")
@@ -209,13 +221,7 @@ def test_push_rebases_and_retries_on_a_race(remote_and_clones: tuple[Path, Log, 
     assert result.pushed
     subjects = remote_subjects(bare)
     assert subjects[:2] == ["compose: record test", "compose: record test"]
-    files = subprocess.run(
-        ["git", "ls-tree", "-r", "--name-only", "main"],
-        cwd=bare,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    files = remote_files(bare)
     for m in (make_compose(), other):
         assert f"manifests/{m.relpath()}" in files
 
@@ -310,13 +316,7 @@ def test_ci_matrix_runners_testing_slices_all_land(
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = list(pool.map(test_slice, slices))
     assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
-    files = subprocess.run(
-        ["git", "ls-tree", "-r", "--name-only", "main"],
-        cwd=bare,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    files = remote_files(bare)
     runs = [f for f in files if f.startswith("manifests/atomic-host/tests/Fedora-28-20180425.0/")]
     assert len(runs) == 3
     a.git("pull", "--quiet", "origin", "main")
