@@ -26,7 +26,7 @@ from invoke.tasks import task
 from securesystemslib.signer import Signer
 
 from pipeline import console
-from pipeline.clouds import ClientFactory
+from pipeline.clouds import ClientFactory, WithdrawAction
 from pipeline.compose import (
     failed_compose_manifest,
     record_compose,
@@ -34,7 +34,7 @@ from pipeline.compose import (
 )
 from pipeline.config import ProductConfig, load_product
 from pipeline.demo import run_demo
-from pipeline.errors import ConfigError, FortnightError
+from pipeline.errors import CloudError, ConfigError, FortnightError
 from pipeline.ingest import http_session, is_url, load_compose
 from pipeline.models import ROLES, RoleName, Trust
 from pipeline.schema import write_schemas
@@ -59,6 +59,7 @@ from pipeline.workflow import (
     revoke_release,
     run_battery,
     sync_tracker,
+    withdraw_clouds,
 )
 
 ROOT = Path(__file__).resolve().parent
@@ -759,6 +760,8 @@ def release_cut(
         "reason": "why (shown on the page)",
         "reason_url": "a link with more",
         "operator": "who decides (default: git config user.name)",
+        "cloud": "also withdraw the compose's AMIs (private + tagged; see cloud.withdraw)",
+        "endpoint_url": "EC2 endpoint for every region, with --cloud (default: AWS)",
         **WRITE_HELP,
     },
 )
@@ -775,6 +778,8 @@ def release_revoke(
     no_commit: bool = False,
     push: bool = False,
     remote: str | None = None,
+    cloud: bool = False,
+    endpoint_url: str | None = None,
 ) -> None:
     """Withdraw a release: the page falls back to the previous good one and warns."""
     s = _setup(
@@ -800,18 +805,33 @@ def release_revoke(
     )
     if manifest is None or write is None:
         console.out.print(f"release {release_id} is already withdrawn (no change)")
-        return
-    _report_write(write, [manifest.relpath()])
+    else:
+        _report_write(write, [manifest.relpath()])
     state, _ = load_state(s.log, s.config, _now())
-    current = state.current
-    console.out.print(
-        "current release now: "
-        + (
-            f"{current.release_id} ({current.manifest.compose_id})"
-            if current
-            else "none: no image available"
+    if manifest is not None and write is not None:
+        current = state.current
+        console.out.print(
+            "current release now: "
+            + (
+                f"{current.release_id} ({current.manifest.compose_id})"
+                if current
+                else "none: no image available"
+            )
         )
-    )
+    if cloud:
+        view = state.release(release_id)
+        compose_id = manifest.compose_id if manifest else view and view.manifest.compose_id
+        if not compose_id:  # unreachable: revoke_release checked the release
+            raise ConfigError(f"--release-id {release_id}: no compose to withdraw")
+        actions = withdraw_clouds(
+            s.log,
+            s.config,
+            compose_id,
+            make_client=_ec2_factory(endpoint_url),
+            now=_now(),
+            dry_run=dry_run,
+        )
+        _report_withdraw(compose_id, actions, dry_run)
 
 
 # --- cloud images ----------------------------------------------------------------------
@@ -891,6 +911,58 @@ def cloud_discover(
     _report_write(outcome.write, [outcome.manifest.relpath()])
 
 
+def _report_withdraw(compose_id: str, actions: list[WithdrawAction], dry_run: bool) -> None:
+    """Print the withdrawal table; exit 8 (``CloudError``) if an AMI failed."""
+    console.out.print(console.withdraw_table(compose_id, actions, dry_run))
+    failed = [a for a in actions if a.error is not None]
+    if failed:
+        regions = ", ".join(sorted({a.region for a in failed}))
+        raise CloudError(
+            f"{len(failed)} of {len(actions)} AMI(s) of {compose_id} not withdrawn ({regions})",
+            hint="re-run when the region answers: withdrawing is idempotent",
+        )
+    if dry_run:
+        console.out.print("dry run: nothing changed in EC2")
+
+
+@task(
+    name="withdraw",
+    help={
+        "compose_id": "the compose whose AMIs (newest cloud.discover run) to withdraw",
+        "endpoint_url": "EC2 endpoint for every region (tests, private clouds; default: AWS)",
+        "attempts": "tries per EC2 call on throttling or connection errors (default 4)",
+        "dry_run": "show the plan; change nothing",
+        "repo": "the manifest log (default: $FORTNIGHT_REPO or .)",
+    },
+)
+@boundary
+def cloud_withdraw(
+    c: Context,
+    compose_id: str,
+    product: str = DEFAULT_PRODUCT,
+    endpoint_url: str | None = None,
+    attempts: int = 4,
+    repo: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Make a compose's AMIs private and tag them with the date (restorable; records nothing)."""
+    if attempts < 1:
+        raise ConfigError(f"--attempts {attempts}: must be at least 1")
+    log = _log(repo)
+    log.require_repo()
+    config = load_product(log.root, product)
+    actions = withdraw_clouds(
+        log,
+        config,
+        compose_id,
+        make_client=_ec2_factory(endpoint_url),
+        now=_now(),
+        dry_run=dry_run,
+        attempts=attempts,
+    )
+    _report_withdraw(compose_id, actions, dry_run)
+
+
 # --- the main job --------------------------------------------------------------------
 
 
@@ -950,5 +1022,6 @@ release.add_task(release_cut)
 release.add_task(release_revoke)
 cloud = Collection("cloud")
 cloud.add_task(cloud_discover)
+cloud.add_task(cloud_withdraw)
 ns = Collection(init, verify, status, schema, demo, keys, compose, testing, tracker, release, cloud)
 ns.add_task(run_tests)

@@ -1,6 +1,8 @@
-"""Discover a compose's AMIs in EC2, per region, in parallel (``invoke cloud.discover``).
+"""Discover a compose's AMIs in EC2, per region, in parallel (``invoke cloud.discover``),
+and withdraw them (``invoke cloud.withdraw``, ``invoke release.revoke --cloud``).
 
-Only ``describe_images`` is called, through a client the caller makes (boto3's
+Discovery only calls ``describe_images``; withdrawal also calls
+``modify_image_attribute`` and ``create_tags``. Clients come from the caller (boto3's
 standard credential chain; an ``endpoint_url`` for tests or private clouds).
 A region that fails is retried, then recorded as missing with a one-line reason
 built from the error code and message, never from the client's configuration.
@@ -11,7 +13,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, TypeVar
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -51,6 +55,10 @@ RETRY_ERRORS = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)
 ARCHES = {"x86_64": "x86_64", "arm64": "aarch64", "i386": "i386"}
 #: How a region without a matching AMI is reported (as opposed to a region that failed).
 NO_MATCH = "no image matched"
+#: The tag a withdrawn AMI carries; its value is the date of the withdrawal.
+WITHDRAWN_TAG = "FortnightWithdrawn"
+
+T = TypeVar("T")
 
 
 class RegionFailed(Exception):
@@ -101,6 +109,37 @@ def _client_reason(e: ClientError) -> str:
     return _one_line(f"{code}: {message}" if message else str(code))
 
 
+def with_retry(
+    call: Callable[[], T],
+    *,
+    attempts: int,
+    backoff: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """``call()``, retried on throttling and transport errors with exponential backoff.
+
+    Raises:
+        RegionFailed: auth and other client errors at once; retryable errors after
+            ``attempts``. The reason is one line, from the error code and message.
+    """
+    reason = "not queried"
+    for attempt in range(max(attempts, 1)):
+        if attempt:
+            sleep(backoff * 2 ** (attempt - 1))
+        try:
+            return call()
+        except ClientError as e:
+            reason = _client_reason(e)
+            code = e.response.get("Error", {}).get("Code", "")
+            if code not in RETRY_CODES:
+                raise RegionFailed(reason) from None
+        except RETRY_ERRORS as e:
+            reason = _one_line(f"{type(e).__name__}: {e}")
+        except BotoCoreError as e:  # no credentials, bad configuration: not retried
+            raise RegionFailed(_one_line(f"{type(e).__name__}: {e}")) from None
+    raise RegionFailed(f"{reason} (after {max(attempts, 1)} attempts)")
+
+
 def query_region(
     make_client: ClientFactory,
     region: str,
@@ -116,31 +155,20 @@ def query_region(
     Raises:
         RegionFailed: auth errors at once; retryable errors after ``attempts``.
     """
-    reason = "not queried"
-    for attempt in range(max(attempts, 1)):
-        if attempt:
-            sleep(backoff * 2 ** (attempt - 1))
-        try:
-            client = make_client(region)
-            images: list[dict[str, Any]] = []
-            kwargs: dict[str, Any] = {"Owners": [owner], "Filters": filters}
-            while True:
-                page = client.describe_images(**kwargs)
-                images.extend(page.get("Images", []))
-                token = page.get("NextToken")
-                if not token:
-                    return images
-                kwargs["NextToken"] = token
-        except ClientError as e:
-            reason = _client_reason(e)
-            code = e.response.get("Error", {}).get("Code", "")
-            if code not in RETRY_CODES:
-                raise RegionFailed(reason) from None
-        except RETRY_ERRORS as e:
-            reason = _one_line(f"{type(e).__name__}: {e}")
-        except BotoCoreError as e:  # no credentials, bad configuration: not retried
-            raise RegionFailed(_one_line(f"{type(e).__name__}: {e}")) from None
-    raise RegionFailed(f"{reason} (after {max(attempts, 1)} attempts)")
+
+    def call() -> list[dict[str, Any]]:
+        client = make_client(region)
+        images: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"Owners": [owner], "Filters": filters}
+        while True:
+            page = client.describe_images(**kwargs)
+            images.extend(page.get("Images", []))
+            token = page.get("NextToken")
+            if not token:
+                return images
+            kwargs["NextToken"] = token
+
+    return with_retry(call, attempts=attempts, backoff=backoff, sleep=sleep)
 
 
 def _volume_type(image: dict[str, Any]) -> str:
@@ -224,3 +252,159 @@ def discover(
     images.sort(key=lambda i: (i.arch, i.region))
     missing.sort(key=lambda m: m.region)
     return images, missing
+
+
+# --- withdrawal --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WithdrawAction:
+    """What withdrawing one AMI did (or, in a dry run, would do).
+
+    ``was_public``: it had public launch permission; ``tagged``: the date tag was (or
+    would be) added; ``done``: the changes were made (False in a dry run, on an error,
+    or when there was nothing to do); ``error``: one line, when the AMI's calls failed.
+    """
+
+    region: str
+    ami_id: str
+    arch: str
+    was_public: bool
+    done: bool
+    error: str | None
+    tagged: bool = False
+
+    @property
+    def unchanged(self) -> bool:
+        """Already private and tagged: nothing to do."""
+        return self.error is None and not self.was_public and not self.tagged
+
+    def describe(self) -> str:
+        """The action, for a table: ``made private + tagged``, ``would tag``, ``unchanged``…"""
+        if self.error is not None:
+            return "failed"
+        if self.unchanged:
+            return "unchanged (already private and tagged)"
+        if self.done:
+            return "made private + tagged" if self.was_public else "tagged"
+        return "would make private + tag" if self.was_public else "would tag"
+
+
+def withdraw_one(
+    client: Ec2Client,
+    image: CloudImage,
+    *,
+    today: date,
+    dry_run: bool,
+    attempts: int,
+    backoff: float,
+    sleep: Callable[[float], None],
+) -> WithdrawAction:
+    """Withdraw one AMI: drop public launch permission, tag it with the date.
+
+    Reads the AMI's current state first, so a re-run on an AMI already private and
+    tagged changes nothing (it keeps the first date). In a dry run only
+    ``describe_images`` is called.
+    """
+
+    def retry(call: Callable[[], T]) -> T:
+        return with_retry(call, attempts=attempts, backoff=backoff, sleep=sleep)
+
+    def action(was_public: bool, done: bool, tagged: bool, error: str | None) -> WithdrawAction:
+        return WithdrawAction(
+            region=image.region,
+            ami_id=image.ami_id,
+            arch=image.arch,
+            was_public=was_public,
+            done=done,
+            error=error,
+            tagged=tagged,
+        )
+
+    try:
+        found = retry(lambda: client.describe_images(ImageIds=[image.ami_id]).get("Images", []))
+    except RegionFailed as e:
+        return action(image.public, False, False, e.reason)
+    if not found:
+        return action(image.public, False, False, f"{image.ami_id} not found")
+    current = found[0]
+    public = bool(current.get("Public", False))
+    tags = {t.get("Key"): t.get("Value") for t in current.get("Tags", [])}
+    tag = public or WITHDRAWN_TAG not in tags
+    if not tag:
+        return action(False, False, False, None)
+    if dry_run:
+        return action(public, False, True, None)
+    try:
+        if public:
+            retry(
+                lambda: client.modify_image_attribute(
+                    ImageId=image.ami_id, LaunchPermission={"Remove": [{"Group": "all"}]}
+                )
+            )
+        retry(
+            lambda: client.create_tags(
+                Resources=[image.ami_id],
+                Tags=[{"Key": WITHDRAWN_TAG, "Value": today.isoformat()}],
+            )
+        )
+    except RegionFailed as e:
+        return action(public, False, True, e.reason)
+    return action(public, True, True, None)
+
+
+def withdraw(
+    images: list[CloudImage],
+    make_client: ClientFactory,
+    *,
+    today: date,
+    dry_run: bool,
+    attempts: int = 4,
+    backoff: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+    workers: int = 4,
+) -> list[WithdrawAction]:
+    """Withdraw the AMIs (regions in parallel, at most ``workers`` at once).
+
+    Each AMI loses its public launch permission (``LaunchPermission`` ``Remove``
+    ``Group: all``) and is tagged ``FortnightWithdrawn=<today>``. Nothing is deleted:
+    to restore an AMI, add the launch permission back (``Add`` ``Group: all``) and
+    delete the tag. An AMI already private and tagged is left alone (``unchanged``).
+    A region that fails (after retries on throttling and transport errors) is
+    reported in its actions' ``error``; the other regions are unaffected. In a dry
+    run, only ``describe_images`` is called and the actions say what would happen.
+    Sorted (arch, region).
+    """
+    by_region: dict[str, list[CloudImage]] = {}
+    for image in images:
+        by_region.setdefault(image.region, []).append(image)
+
+    def one(region: str) -> list[WithdrawAction]:
+        try:
+            client = make_client(region)
+        except (ClientError, BotoCoreError) as e:
+            reason = _one_line(f"{type(e).__name__}: {e}")
+            return [
+                WithdrawAction(i.region, i.ami_id, i.arch, i.public, False, reason)
+                for i in by_region[region]
+            ]
+        return [
+            withdraw_one(
+                client,
+                image,
+                today=today,
+                dry_run=dry_run,
+                attempts=attempts,
+                backoff=backoff,
+                sleep=sleep,
+            )
+            for image in by_region[region]
+        ]
+
+    regions = sorted(by_region)
+    if not regions:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(regions)))) as pool:
+        actions = [a for result in pool.map(one, regions) for a in result]
+    actions.sort(key=lambda a: (a.arch, a.region, a.ami_id))
+    return actions

@@ -21,6 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from pipeline.clouds import WithdrawAction
 from pipeline.models import CloudImagesManifest, ComposeManifest, ReleaseManifest, ResultManifest
 from pipeline.state import State
 
@@ -222,4 +223,19 @@ def clouds_table(manifest: CloudImagesManifest) -> Table:
         )
     for m in manifest.missing:
         table.add_row("-", m.region, "missing", m.reason, "", "")
+    return table
+
+
+def withdraw_table(compose_id: str, actions: Sequence[WithdrawAction], dry_run: bool) -> Table:
+    """What withdrawing a compose's AMIs did (or would do), a row per AMI."""
+    table = Table(
+        title=f"{'plan: ' if dry_run else ''}withdraw the AMIs of {compose_id}",
+        title_justify="left",
+    )
+    for column in ("region", "AMI", "arch", "was public", "action", "error"):
+        table.add_column(column)
+    for a in actions:
+        table.add_row(
+            a.region, a.ami_id, a.arch, "yes" if a.was_public else "no", a.describe(), a.error or ""
+        )
     return table

@@ -87,6 +87,15 @@ class TrackerError(FortnightError):
     exit_code = 7
 
 
+class CloudError(FortnightError):
+    """A cloud provider (EC2) refused or failed a change, even after retries.
+
+    The other regions' changes stand; re-running is safe (withdrawal is idempotent).
+    """
+
+    exit_code = 8
+
+
 class TestRunError(FortnightError):
     """A test battery could not be run (nothing to test, a broken battery)."""
 

@@ -16,7 +16,7 @@ import requests
 from securesystemslib.signer import Signer
 
 from pipeline.battery import plan_suites
-from pipeline.clouds import NO_MATCH, ClientFactory, aws_config, discover
+from pipeline.clouds import NO_MATCH, ClientFactory, WithdrawAction, aws_config, discover, withdraw
 from pipeline.config import ProductConfig
 from pipeline.errors import ConfigError, InputError, TestRunError
 from pipeline.models import (
@@ -501,3 +501,40 @@ def discover_clouds(
         message = f"cloud: discover {compose_id} ({regions} regions, {len(missing)} missing)"
         write = log.record([manifest], signers, trust, message, options)
         return CloudOutcome(manifest, write)
+
+
+def withdraw_clouds(
+    log: ManifestLog,
+    product: ProductConfig,
+    compose_id: str,
+    *,
+    make_client: ClientFactory,
+    now: datetime,
+    dry_run: bool,
+    workers: int = 4,
+    attempts: int = 4,
+    backoff: float = 1.0,
+) -> list[WithdrawAction]:
+    """Withdraw the AMIs of the compose's newest cloud-images run (see :func:`withdraw`).
+
+    This changes EC2 only and records nothing in the log: the revocation manifest
+    (``release.revoke``) is the log's record of a withdrawal; the AMIs' date tag is
+    EC2's. Restorable: add the launch permission back and delete the tag.
+
+    Raises:
+        InputError: no cloud images are recorded for the compose.
+    """
+    log.require_repo()
+    state, _ = load_state(log, product, now)
+    manifest = state.clouds.get(compose_id)
+    if manifest is None or not manifest.images:
+        raise InputError(f"no cloud images recorded for {compose_id}", hint="run cloud.discover")
+    return withdraw(
+        list(manifest.images),
+        make_client,
+        today=now.date(),
+        dry_run=dry_run,
+        workers=workers,
+        attempts=attempts,
+        backoff=backoff,
+    )

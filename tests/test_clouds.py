@@ -17,12 +17,12 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
-from pipeline.clouds import ClientFactory, discover
+from pipeline.clouds import WITHDRAWN_TAG, ClientFactory, WithdrawAction, discover
 from pipeline.config import AwsClouds, load_product
-from pipeline.errors import ConfigError
-from pipeline.models import CloudImagesManifest, ComposeManifest
+from pipeline.errors import ConfigError, InputError
+from pipeline.models import BaseRef, CloudImagesManifest, ComposeManifest, ReleaseManifest
 from pipeline.store import WriteOptions
-from pipeline.workflow import discover_clouds, load_state
+from pipeline.workflow import discover_clouds, load_state, withdraw_clouds
 from tests.conftest import NOW, ROOT, Log, make_compose, run_invoke
 
 OWNER = "123456789012"  # moto's account
@@ -312,3 +312,182 @@ def test_cli_discover(ec2: Ec2, cloud_log: Log) -> None:
         env=env,
     )
     assert missing.returncode == 3 and "not recorded" in missing.stderr
+
+
+# --- withdrawal ------------------------------------------------------------------------
+
+
+def withdraw_run(log: Log, factory: ClientFactory, *, dry_run: bool = False) -> Any:
+    product = load_product(log.log.root, "atomic-host")
+    return withdraw_clouds(
+        log.log,
+        product,
+        CID,
+        make_client=factory,
+        now=NOW + timedelta(days=1),
+        dry_run=dry_run,
+        attempts=2,
+        backoff=0.01,
+    )
+
+
+def ami_state(ec2: Ec2, region: str, ami: str) -> tuple[bool, str | None]:
+    """(public, the withdrawal tag's value) as EC2 has them now."""
+    client = ec2.client(region)
+    image = client.describe_images(ImageIds=[ami])["Images"][0]
+    perms = client.describe_image_attribute(ImageId=ami, Attribute="launchPermission")
+    public = {"Group": "all"} in perms["LaunchPermissions"]
+    assert public == bool(image.get("Public"))
+    tags = {t["Key"]: t["Value"] for t in image.get("Tags", [])}
+    return public, tags.get(WITHDRAWN_TAG)
+
+
+def summary(actions: list[WithdrawAction]) -> list[tuple[str, str, bool, str]]:
+    return [(a.arch, a.region, a.was_public, a.describe()) for a in actions]
+
+
+def test_withdraw_makes_amis_private_and_tags_them(ec2: Ec2, cloud_log: Log) -> None:
+    images = run(cloud_log, ec2.factory()).manifest.images
+    before = len(cloud_log.commits())
+    day = (NOW + timedelta(days=1)).date().isoformat()
+
+    plan = withdraw_run(cloud_log, ec2.factory(), dry_run=True)
+    assert summary(plan) == [
+        ("aarch64", "us-east-1", True, "would make private + tag"),
+        ("x86_64", "eu-west-1", False, "would tag"),
+        ("x86_64", "us-east-1", True, "would make private + tag"),
+    ]
+    assert not any(a.done for a in plan)
+    assert [ami_state(ec2, i.region, i.ami_id) for i in images] == [
+        (i.public, None) for i in images
+    ]
+
+    done = withdraw_run(cloud_log, ec2.factory())
+    assert summary(done) == [
+        ("aarch64", "us-east-1", True, "made private + tagged"),
+        ("x86_64", "eu-west-1", False, "tagged"),
+        ("x86_64", "us-east-1", True, "made private + tagged"),
+    ]
+    assert all(a.done and a.error is None for a in done)
+    assert [ami_state(ec2, i.region, i.ami_id) for i in images] == [(False, day)] * 3
+
+    again = withdraw_run(cloud_log, ec2.factory())
+    assert [a.describe() for a in again] == ["unchanged (already private and tagged)"] * 3
+    assert len(cloud_log.commits()) == before  # EC2 only: nothing recorded
+
+    # Restorable: the launch permission back, the tag deleted.
+    ami = images[0]
+    client = ec2.client(ami.region)
+    client.modify_image_attribute(ImageId=ami.ami_id, LaunchPermission={"Add": [{"Group": "all"}]})
+    client.delete_tags(Resources=[ami.ami_id], Tags=[{"Key": WITHDRAWN_TAG}])
+    assert ami_state(ec2, ami.region, ami.ami_id) == (True, None)
+
+
+def test_withdraw_reports_a_dead_region_and_withdraws_the_others(ec2: Ec2, cloud_log: Log) -> None:
+    run(cloud_log, ec2.factory())
+    dead = f"http://127.0.0.1:{closed_port()}"
+
+    def factory(region: str) -> Any:
+        url = dead if region == "eu-west-1" else ec2.url
+        return boto3.client("ec2", region_name=region, endpoint_url=url, config=NO_RETRY)
+
+    actions = withdraw_run(cloud_log, factory)
+    by_region = {(a.arch, a.region): a for a in actions}
+    failed = by_region["x86_64", "eu-west-1"]
+    assert not failed.done and failed.describe() == "failed"
+    assert failed.error is not None and failed.error.startswith("EndpointConnectionError: ")
+    assert failed.error.endswith("(after 2 attempts)") and "testing-secret" not in failed.error
+    for key in [("x86_64", "us-east-1"), ("aarch64", "us-east-1")]:
+        a = by_region[key]
+        assert a.done and a.error is None
+        assert ami_state(ec2, a.region, a.ami_id)[0] is False
+
+
+def test_withdraw_without_discovery_is_an_input_error(cloud_log: Log) -> None:
+    with pytest.raises(InputError) as e:
+        withdraw_run(cloud_log, lambda region: None)
+    assert e.value.diagnostics() == f"no cloud images recorded for {CID}; run cloud.discover"
+
+
+def aws_env(log: Log) -> dict[str, str]:
+    return {
+        **log.env,
+        "AWS_ACCESS_KEY_ID": "testing-key-id",
+        "AWS_SECRET_ACCESS_KEY": "testing-secret-do-not-log",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
+def test_cli_withdraw(ec2: Ec2, cloud_log: Log) -> None:
+    images = run(cloud_log, ec2.factory()).manifest.images
+    env = aws_env(cloud_log)
+    args = ["cloud.withdraw", "--compose-id", CID, "--repo", str(cloud_log.repo)]
+    dead = f"http://127.0.0.1:{closed_port()}"
+    down = run_invoke(*args, "--endpoint-url", dead, "--attempts", "1", env=env)
+    assert down.returncode == 8, down.stdout + down.stderr
+    assert "error: 3 of 3 AMI(s)" in down.stderr and "EndpointConnectionError" in down.stdout
+    assert "testing-secret" not in down.stdout + down.stderr
+
+    dry = run_invoke(*args, "--endpoint-url", ec2.url, "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "would make private + tag" in dry.stdout and "dry run: nothing changed" in dry.stdout
+    assert all(ami_state(ec2, i.region, i.ami_id)[1] is None for i in images)
+
+    out = run_invoke(*args, "--endpoint-url", ec2.url, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("made private + tagged") == 2 and "tagged" in out.stdout
+    assert all(ami_state(ec2, i.region, i.ami_id)[0] is False for i in images)
+    again = run_invoke(*args, "--endpoint-url", ec2.url, env=env)
+    assert again.returncode == 0 and again.stdout.count("unchanged") == 3
+
+
+def test_cli_revoke_cloud_withdraws_the_released_compose(ec2: Ec2, cloud_log: Log) -> None:
+    images = run(cloud_log, ec2.factory()).manifest.images
+    release = ReleaseManifest(
+        product="atomic-host",
+        created=NOW + timedelta(hours=2),
+        release_id="2015-09-15",
+        cycle="2015-09-15",
+        sequence=1,
+        decision="release",
+        compose_id=CID,
+        previous=None,
+        base=BaseRef(name="Fedora", version="22"),
+        policy="retry",
+        considered=[],
+        explanation="test release",
+    )
+    log = cloud_log.log
+    log.record(
+        [release], [cloud_log.signers["release"]], log.load_trust(), "release", WriteOptions()
+    )
+    env = aws_env(cloud_log)
+    args = [
+        "release.revoke",
+        "--release-id",
+        "2015-09-15",
+        "--reason",
+        "bad AMIs",
+        "--operator",
+        "dusty",
+        "--cloud",
+        "--endpoint-url",
+        ec2.url,
+        "--repo",
+        str(cloud_log.repo),
+    ]
+    dry = run_invoke(*args, "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert dry.stdout.count("would make private + tag") == 2
+    assert all(ami_state(ec2, i.region, i.ami_id)[1] is None for i in images)
+
+    out = run_invoke(*args, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "recorded: manifests/atomic-host/revocations/" in out.stdout
+    assert out.stdout.count("made private + tagged") == 2
+    assert all(ami_state(ec2, i.region, i.ami_id)[0] is False for i in images)
+    assert all(ami_state(ec2, i.region, i.ami_id)[1] for i in images)
+    again = run_invoke(*args, env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "already withdrawn (no change)" in again.stdout
+    assert again.stdout.count("unchanged") == 3
