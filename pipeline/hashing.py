@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +87,25 @@ def hash_file(
     return total, digest.hexdigest()
 
 
+def stream_url(url: str, session: requests.Session, chunk: int = CHUNK) -> Iterator[bytes]:
+    """The body of ``url`` in blocks of ``chunk`` bytes, never held whole in memory.
+
+    Raises:
+        FetchError: the URL answered other than 200, or failed after the session's retries.
+    """
+    try:
+        with session.get(url, stream=True, timeout=60) as resp:
+            if resp.status_code != 200:
+                raise FetchError(
+                    f"{url}: HTTP {resp.status_code}", hint="is the compose complete? re-run later"
+                )
+            yield from resp.iter_content(chunk_size=chunk)
+    except requests.RequestException as e:
+        raise FetchError(
+            f"{url}: {type(e).__name__} while downloading", hint="check the network, then re-run"
+        ) from e
+
+
 def hash_url(
     url: str, session: requests.Session, progress: ProgressSink, task: TaskID, chunk: int = CHUNK
 ) -> tuple[int, str]:
@@ -97,20 +116,10 @@ def hash_url(
     """
     digest = hashlib.sha256()
     total = 0
-    try:
-        with session.get(url, stream=True, timeout=60) as resp:
-            if resp.status_code != 200:
-                raise FetchError(
-                    f"{url}: HTTP {resp.status_code}", hint="is the compose complete? re-run later"
-                )
-            for block in resp.iter_content(chunk_size=chunk):
-                digest.update(block)
-                total += len(block)
-                progress.advance(task, len(block))
-    except requests.RequestException as e:
-        raise FetchError(
-            f"{url}: {type(e).__name__} while downloading", hint="check the network, then re-run"
-        ) from e
+    for block in stream_url(url, session, chunk):
+        digest.update(block)
+        total += len(block)
+        progress.advance(task, len(block))
     return total, digest.hexdigest()
 
 

@@ -32,8 +32,8 @@ import requests
 import pipeline
 from pipeline.battery import PlannedSuite
 from pipeline.config import TestSpec
-from pipeline.errors import FetchError, InputError, TestRunError
-from pipeline.hashing import CHUNK
+from pipeline.errors import InputError, TestRunError
+from pipeline.hashing import CHUNK, stream_url
 from pipeline.ingest import ComposeLocation, check_image_path, is_url
 from pipeline.models import (
     CaseResult,
@@ -138,17 +138,12 @@ def _download(url: str, dest: Path, session: requests.Session) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".part")
     try:
-        with session.get(url, stream=True, timeout=60) as resp:
-            if resp.status_code != 200:
-                raise FetchError(f"{url}: HTTP {resp.status_code}", hint="re-run later")
-            with tmp.open("wb") as f:
-                for block in resp.iter_content(chunk_size=CHUNK):
-                    f.write(block)
-    except requests.RequestException as e:
+        with tmp.open("wb") as f:
+            for block in stream_url(url, session):
+                f.write(block)
+    except BaseException:
         tmp.unlink(missing_ok=True)
-        raise FetchError(
-            f"{url}: {type(e).__name__} while downloading", hint="check the network, then re-run"
-        ) from e
+        raise
     tmp.replace(dest)
 
 

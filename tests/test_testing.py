@@ -12,7 +12,7 @@ import pytest
 from pipeline.battery import parse_tunir, plan_suites
 from pipeline.compose import record_compose
 from pipeline.config import ProductConfig, SuiteSpec, TestSpec, load_product
-from pipeline.errors import ConfigError, InputError, TestRunError
+from pipeline.errors import ConfigError, FetchError, InputError, TestRunError
 from pipeline.ingest import http_session, load_compose
 from pipeline.models import ResultManifest
 from pipeline.signing import load_signer
@@ -20,7 +20,7 @@ from pipeline.state import derive
 from pipeline.store import WriteOptions
 from pipeline.testing import Executed, LogStore, execute, judge
 from pipeline.workflow import RunOutcome, import_results, run_battery
-from tests.conftest import NOW, ComposeTree, Log
+from tests.conftest import NOW, ComposeTree, Log, StaticServer
 
 TUNIR = """\
 curl -O https://example.invalid/tests.tar.gz
@@ -176,6 +176,36 @@ def test_default_battery_passes_well_formed_images(
         assert stored.stat().st_size == case.log.size
     state = derive([v.manifest for v in log.log.load_verified(log.log.load_trust())], product, NOW)
     assert state.composes[0].status == "passed"
+
+
+def test_a_compose_recorded_from_a_url_is_downloaded_then_tested(
+    make_log: Callable[..., Log],
+    make_compose_tree: Callable[..., ComposeTree],
+    serve_dir: Callable[[Path], StaticServer],
+    tmp_path: Path,
+) -> None:
+    log = make_log()
+    tree = make_compose_tree()
+    server = serve_dir(tree.root.parent)
+    ml = log.log
+    product = load_product(ml.root, "atomic-host")
+    record_compose(
+        ml,
+        product,
+        load_compose(server.url + "Fedora-28-20180425.0/"),
+        [load_signer("compose", log.env, ml.load_trust())],
+        NOW,
+        verify=False,
+        options=WriteOptions(),
+    )
+    [manifest] = run(log, product, "Fedora-28-20180425.0", tmp_path).manifests
+    assert manifest.result == "PASSED", [(t.name, t.reason) for t in manifest.tests]
+    downloads = [r for r in server.requests if "/images/" in r]
+    assert len(downloads) == 8  # each image fetched once, then every test runs on the copy
+    qcow = next(i for i in tree.atomic_x86_64() if i["type"] == "qcow2")
+    (tree.compose_dir / qcow["path"]).unlink()
+    with pytest.raises(FetchError, match=r"qcow2: HTTP 404"):
+        run(log, product, "Fedora-28-20180425.0", tmp_path / "again")
 
 
 def test_broken_image_fails_blocking_tests_with_log_tail(
