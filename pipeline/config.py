@@ -29,6 +29,10 @@ class BaseRelease(StrictModel):
     #: Compose base versions that may be released; empty means just ``version``.
     eligible: list[str] = Field(default_factory=list)
 
+    def label(self) -> str:
+        """``Fedora 23 Beta``."""
+        return " ".join(p for p in (self.name, self.version, self.prerelease) if p)
+
     def eligible_versions(self) -> list[str]:
         """The compose base versions that may be released."""
         return self.eligible or [self.version]

@@ -101,3 +101,13 @@ class TestRunError(FortnightError):
 
     __test__ = False  # not a pytest test class
     exit_code = 3
+
+
+class SiteError(FortnightError):
+    """The site could not be built or published (a template, Pelican, or the host failed).
+
+    Nothing half-built is published: the output folder keeps complete files only, and a
+    re-run finishes the job.
+    """
+
+    exit_code = 9
