@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ from pipeline.ingest import http_session, is_url, load_compose
 from pipeline.models import ROLES, RoleName, Trust
 from pipeline.schema import write_schemas
 from pipeline.signing import empty_trust, load_signer
+from pipeline.sitegen import build_site, serve_site
 from pipeline.state import derive, summary
 from pipeline.store import (
     ManifestLog,
@@ -982,6 +984,82 @@ def demo(c: Context, dir: str | None = None) -> None:
     console.out.print(f"try:          invoke verify --repo {result.repo}")
 
 
+# --- the site ------------------------------------------------------------------------
+
+
+def _output(output: str | None, log: ManifestLog) -> Path:
+    return Path(output or os.environ.get("FORTNIGHT_OUTPUT") or log.repo / "output").resolve()
+
+
+@task(
+    name="build",
+    help={
+        "repo": "the manifest log (default: $FORTNIGHT_REPO or .)",
+        "output": "output folder (default: $FORTNIGHT_OUTPUT, else <repo>/output)",
+        "at": "build the site as of this date or datetime (default: now)",
+        "production": "use publishconf.py (absolute site URL for feeds and the stream)",
+        "logs": "log store folder to copy test logs from (default: $FORTNIGHT_LOGS, else "
+        "<repo>/logs)",
+        "force": "rebuild every page, ignoring what the last build recorded",
+    },
+)
+@boundary
+def site_build(
+    c: Context,
+    repo: str | None = None,
+    output: str | None = None,
+    at: str | None = None,
+    production: bool = False,
+    logs: str | None = None,
+    force: bool = False,
+) -> None:
+    """Build the download site from the verified log (fails closed on any bad manifest)."""
+    log = _log(repo)
+    out = _output(output, log)
+    conf = ROOT / ("publishconf.py" if production else "pelicanconf.py")
+    started = time.monotonic()
+    report = build_site(
+        conf,
+        log.repo,
+        out,
+        at=_at(at) if at else None,
+        logs=_logs(logs, log).root,
+        force=force,
+        cache=log.cache,
+    )
+    console.out.print(
+        f"site: {out}: {report.pages} pages rendered, {report.written} files written, "
+        f"{report.unchanged} unchanged, {report.removed} removed "
+        f"(built: {', '.join(report.products_built) or 'none'}; "
+        f"unchanged products: {', '.join(report.products_skipped) or 'none'}) "
+        f"in {time.monotonic() - started:.1f} s"
+    )
+
+
+@task(
+    name="serve",
+    help={
+        "output": "the built site (default: $FORTNIGHT_OUTPUT, else <repo>/output)",
+        "repo": "the manifest log (default: $FORTNIGHT_REPO or .)",
+        "bind": "address to listen on (default: 127.0.0.1)",
+        "port": "port (default: 8000; 0 picks a free one)",
+    },
+)
+@boundary
+def site_serve(
+    c: Context,
+    output: str | None = None,
+    repo: str | None = None,
+    bind: str = "127.0.0.1",
+    port: int = 8000,
+) -> None:
+    """Preview the built site over HTTP until interrupted (Ctrl-C)."""
+    out = _output(output, _log(repo))
+    if not (out / "index.html").is_file():
+        raise ConfigError(f"{out}: no built site here", hint="run 'invoke site.build' first")
+    serve_site(out, bind, port)
+
+
 # --- development ---------------------------------------------------------------------
 
 
@@ -1020,8 +1098,13 @@ tracker.add_task(tracker_sync)
 release = Collection("release")
 release.add_task(release_cut)
 release.add_task(release_revoke)
+site = Collection("site")
+site.add_task(site_build)
+site.add_task(site_serve)
 cloud = Collection("cloud")
 cloud.add_task(cloud_discover)
 cloud.add_task(cloud_withdraw)
-ns = Collection(init, verify, status, schema, demo, keys, compose, testing, tracker, release, cloud)
+ns = Collection(
+    init, verify, status, schema, demo, keys, compose, testing, tracker, release, cloud, site
+)
 ns.add_task(run_tests)

@@ -135,6 +135,14 @@ class Urls:
         return f"manifests/{manifest.relpath()}"
 
 
+def http_url(url: str | None) -> str | None:
+    """``url`` if it is an absolute http(s) URL, else None: never a ``javascript:`` link."""
+    if not url:
+        return None
+    scheme = url.split(":", 1)[0].lower()
+    return url if scheme in ("http", "https") and "://" in url else None
+
+
 def safe_relpath(path: str) -> bool:
     """A relative path that stays inside its folder (no ``..``, not absolute, no NUL)."""
     p = PurePosixPath(path)
@@ -297,7 +305,7 @@ def arch_sections(
                 type=img.type,
                 label=TYPE_LABELS.get(img.type, img.type),
                 filename=img.filename,
-                url=img.url,
+                url=http_url(img.url) or "",
                 size=img.size,
                 size_h=human_size(img.size),
                 sha256=img.checksums.sha256,
@@ -381,8 +389,8 @@ def banners(state: State, urls: Urls) -> list[Banner]:
                 [
                     Link(f"Withdrawn release {r.release_id}", urls.release_anchor(r.release_id)),
                     *(
-                        [Link("Why", r.revocation.reason_url, True)]
-                        if r.revocation and r.revocation.reason_url
+                        [Link("Why", url, True)]
+                        if r.revocation and (url := http_url(r.revocation.reason_url))
                         else []
                     ),
                 ],
@@ -411,7 +419,7 @@ def _sentence(text: str) -> str:
 
 def bug_href(bug: BugView, urls: Urls) -> str:
     """A local bug's page in the site, or the external tracker's URL."""
-    return urls.bug(bug.bug) if bug.backend == "local" else bug.url
+    return urls.bug(bug.bug) if bug.backend == "local" else (http_url(bug.url) or "")
 
 
 # --- dashboard, compose and bug pages -------------------------------------------------------
@@ -594,7 +602,7 @@ def compose_page(
         bugs=bugs.get(view.compose_id, []),
         release=releases.get(view.compose_id),
         manifest=urls.manifest(c),
-        log_url=c.log_url,
+        log_url=http_url(c.log_url),
     )
 
 
@@ -721,7 +729,9 @@ def archive_rows(state: State, urls: Urls) -> list[ArchiveRow]:
                 compose_href=urls.compose(m.compose_id) if m.compose_id in known else None,
                 explanation=m.explanation,
                 fallen=r.fallen,
-                bug=Link(m.open_bug.bug, m.open_bug.url, True) if m.open_bug else None,
+                bug=Link(m.open_bug.bug, http_url(m.open_bug.url) or "", True)
+                if m.open_bug
+                else None,
                 checksum=urls.checksum(r.release_id) if has_files else None,
                 sha256sums=urls.sha256sums(r.release_id) if has_files else None,
                 manifest=urls.manifest(m),
@@ -805,10 +815,9 @@ def stream(state: State, site_url: str) -> dict[str, Any]:
         if clouds is not None:
             for ami in sorted(clouds.images, key=lambda a: (a.arch, a.region)):
                 if ami.public:
-                    regions = arches.setdefault(ami.arch, {"artifacts": {}})
-                    regions.setdefault("images", {"aws": {"regions": {}}})["images"]["aws"][
-                        "regions"
-                    ][ami.region] = {"release": rel, "image": ami.ami_id}
+                    arch = arches.setdefault(ami.arch, {"artifacts": {}})
+                    aws = arch.setdefault("images", {}).setdefault("aws", {"regions": {}})
+                    aws["regions"][ami.region] = {"release": rel, "image": ami.ami_id}
             last_modified = max(last_modified or clouds.created, clouds.created)
     return {
         "stream": state.product.name,

@@ -266,7 +266,8 @@ def product_key(
     on ``now`` only through its day (ages in days, the cycle, staleness), so the key
     holds the day; otherwise it holds the exact moment.
     """
-    when = now.date().isoformat() if newest and now.isoformat() >= newest else now.isoformat()
+    moment = iso_key(now)
+    when = now.astimezone(UTC).date().isoformat() if newest and moment >= newest else moment
     body = json.dumps([code, tree, trust, nav, when])
     return hashlib.sha256(body.encode()).hexdigest()
 
@@ -432,12 +433,51 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
     """Pelican generator for the pages and files made from the manifest log."""
 
     def generate_context(self) -> None:
-        self.site = SiteSettings.from_pelican(self.settings)
-        self.log = ManifestLog(self.site.repo, cache=self.site.cache)
+        """Load, verify and decide what to build, before Pelican writes anything."""
+        self.site = site = SiteSettings.from_pelican(self.settings)
+        self.log = ManifestLog(site.repo, cache=site.cache)
         self.products = self._products()
+        self.nav = [(p.name, p.display_name) for p in self.products]
         # Pelican's own pages (content/) share the navigation.
-        self.context["FORTNIGHT_NAV"] = [(p.name, p.display_name) for p in self.products]
-        self.context["FORTNIGHT_PAGES"] = content_pages(self.context)
+        self.context["FORTNIGHT_NAV"] = self.nav
+        self.context["FORTNIGHT_PAGES"] = self.content_pages = content_pages(self.context)
+        self.report = self.context.setdefault("FORTNIGHT_REPORT", BuildReport())
+        self.trust_bytes = (
+            self.log.trust_path.read_bytes() if self.log.trust_path.is_file() else b""
+        )
+        trust = self.log.load_trust()
+        self.code = code_key(
+            site,
+            {
+                "site_url": site.site_url,
+                "primary": site.primary,
+                "site_name": site.site_name,
+                "logs": str(site.logs),
+                "pages": self.content_pages,
+            },
+        )
+        self.previous = {} if site.force else load_record(site.output, self.code)
+        trees = product_trees(site.repo) if site.cache else {}
+        self.trust_digest = hashlib.sha256(self.trust_bytes).hexdigest()
+        self.now = site.now()
+        self.records: dict[str, ProductRecord] = {}
+        # Verify every product that needs building before anything is written (fail closed).
+        self.todo: list[tuple[ProductConfig, str, list[Manifest]]] = []
+        for product in self.products:
+            old = self.previous.get(product.name, ProductRecord())
+            tree = trees.get(product.name, "")
+            key = self._key(tree, old.newest)
+            if key and key == old.key and all((site.output / f).is_file() for f in old.files):
+                self.records[product.name] = old
+                self.report.products_skipped.append(product.name)
+                continue
+            verified = self.log.load_verified(trust, products=[product.name])
+            self.todo.append((product, tree, [v.manifest for v in verified]))
+
+    def _key(self, tree: str, newest: str) -> str:
+        if not tree:
+            return ""  # uncommitted changes, or not git: always build
+        return product_key(self.code, tree, self.trust_digest, self.nav, self.now, newest)
 
     def _products(self) -> list[ProductConfig]:
         names = self.log.product_names()
@@ -451,54 +491,27 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
         return sorted(configs, key=lambda c: (c.name != primary, c.name))
 
     def generate_output(self, writer: Any) -> None:
-        report = self.context.setdefault("FORTNIGHT_REPORT", BuildReport())
-        site = self.site
-        trust_bytes = self.log.trust_path.read_bytes() if self.log.trust_path.is_file() else b""
-        trust = self.log.load_trust()
-        nav = [(p.name, p.display_name) for p in self.products]
-        content_pages = self.context["FORTNIGHT_PAGES"]
-        code = code_key(
-            site,
-            {
-                "site_url": site.site_url,
-                "primary": site.primary,
-                "site_name": site.site_name,
-                "logs": str(site.logs),
-                "pages": content_pages,
-            },
-        )
-        previous = {} if site.force else load_record(site.output, code)
-        trees = product_trees(site.repo) if site.cache else {}
-        trust_digest = hashlib.sha256(trust_bytes).hexdigest()
-        now = site.now()
-        renderer = Renderer(self.env, site, nav, content_pages)
-        out = Output(site.output, report)
-        records: dict[str, ProductRecord] = {}
-        shared_old = previous.get("", ProductRecord()).files
+        """Write the changed products' pages and files, then the build record."""
+        site, now, records = self.site, self.now, self.records
+        renderer = Renderer(self.env, site, self.nav, self.content_pages)
+        out = Output(site.output, self.report)
+        shared_old = self.previous.get("", ProductRecord()).files
         shared_new: dict[str, str] = {}
-        out.write(f"{MANIFESTS}/{TRUST_FILE}", trust_bytes, shared_old, shared_new)
+        out.write(f"{MANIFESTS}/{TRUST_FILE}", self.trust_bytes, shared_old, shared_new)
         records[""] = ProductRecord(files=shared_new)
         out.remove_stale(shared_old, shared_new)
-        for product in self.products:
-            old = previous.get(product.name, ProductRecord())
-            tree = trees.get(product.name, "")
-            key = product_key(code, tree, trust_digest, nav, now, old.newest) if tree else ""
-            if key and key == old.key and all((site.output / f).is_file() for f in old.files):
-                records[product.name] = old
-                report.products_skipped.append(product.name)
-                continue
-            verified = self.log.load_verified(trust, products=[product.name])
-            manifests = [v.manifest for v in verified if v.manifest.created <= now]
+        for product, tree, everything in self.todo:
+            old = self.previous.get(product.name, ProductRecord())
+            manifests = [m for m in everything if m.created <= now]
             state = derive(manifests, product, now)
             files = build_product(state, manifests, self.log, renderer, out, old.files)
-            newest = max((iso_key(m.created) for m in manifests), default="")
-            key = product_key(code, tree, trust_digest, nav, now, newest) if tree else ""
+            newest = max((iso_key(m.created) for m in everything), default="")
             out.remove_stale(old.files, files)
-            records[product.name] = ProductRecord(key, tree, newest, files)
-            report.products_built.append(product.name)
-        for name in set(previous) - set(records):
-            out.remove_stale(previous[name].files, {})
-        save_record(site.output, code, records)
+            records[product.name] = ProductRecord(self._key(tree, newest), tree, newest, files)
+            self.report.products_built.append(product.name)
+        for name in set(self.previous) - set(records):
+            out.remove_stale(self.previous[name].files, {})
+        save_record(site.output, self.code, records)
 
 
 def content_pages(context: dict[str, Any]) -> list[tuple[str, str]]:
@@ -594,3 +607,27 @@ def build_site(
                 hint="fix it and re-run (set FORTNIGHT_DEBUG=1 for the traceback)",
             ) from e
     return report
+
+
+def serve_site(output: Path, bind: str, port: int) -> None:
+    """Serve ``output`` over HTTP until interrupted, printing the URL (``invoke site.serve``).
+
+    Raises:
+        SiteError: the address is in use or cannot be bound.
+    """
+    import functools  # noqa: PLC0415
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer  # noqa: PLC0415
+
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(output))
+    try:
+        server = ThreadingHTTPServer((bind, port), handler)
+    except OSError as e:
+        raise SiteError(
+            f"--bind {bind} --port {port}: cannot listen: {e.strerror}",
+            hint="pick another --port (0 picks a free one)",
+        ) from e
+    print(
+        f"serving {output} at http://{bind}:{server.server_address[1]}/  (Ctrl-C stops)", flush=True
+    )
+    with server, contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()

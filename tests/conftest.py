@@ -332,3 +332,23 @@ def doomed_on(day: int) -> ComposeManifest:
     return compose_on(
         day, outcome="no-image", images=[], release=None, reason="DOOMED", checksums_verified=False
     )
+
+
+@pytest.fixture
+def make_history(
+    make_log: Callable[..., Log], make_compose_tree: Callable[..., ComposeTree]
+) -> Callable[..., Any]:
+    """Factory: a :class:`tests.sitekit.History` on a fresh log whose product downloads from
+    ``download_url`` (``{compose_id}`` is replaced), optionally on a prerelease base."""
+    from tests.sitekit import History, product_toml  # noqa: PLC0415 - sitekit imports conftest
+
+    def make(
+        download_url: str = "https://dl.example.org/{compose_id}/compose/",
+        *,
+        prerelease: str | None = None,
+        name: str = "log",
+    ) -> History:
+        log = make_log(name, product_toml(download_url, prerelease=prerelease))
+        return History(log, make_compose_tree)
+
+    return make

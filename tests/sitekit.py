@@ -1,0 +1,196 @@
+"""A release history for site tests, recorded through the real pipeline functions.
+
+:class:`History` drives a real manifest log (signed, in git) the way the tasks do: composes
+ingested from Pungi-shaped metadata (the real Fedora 28 images.json, with small, well-formed
+image files), test results, the local tracker, release decisions, withdrawals and AMIs.
+Each ``scenario_*`` function leaves the log in one of the states the download page must show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pipeline.compose import build_compose_manifest
+from pipeline.config import ProductConfig, load_product
+from pipeline.ingest import load_compose
+from pipeline.models import (
+    CloudImage,
+    CloudImagesManifest,
+    ComposeManifest,
+    Manifest,
+    MissingRegion,
+)
+from pipeline.sitegen import BuildReport, build_site
+from pipeline.store import WriteOptions
+from pipeline.workflow import cut_release, make_tracker, revoke_release, sync_tracker
+from tests.conftest import ROOT, ComposeTree, Log, make_result
+
+#: Release days of the scenarios: the product's anchor, then every 14 days.
+ANCHOR = datetime(2018, 5, 1, tzinfo=UTC)
+OPTIONS = WriteOptions()
+
+
+def product_toml(download_url: str, *, prerelease: str | None = None, name: str = "") -> bytes:
+    """The shipped atomic-host product.toml, downloading from ``download_url``."""
+    text = (ROOT / "manifests/atomic-host/product.toml").read_text()
+    text = text.replace(
+        'download_url = "https://kojipkgs.fedoraproject.org/compose/twoweek/{compose_id}/compose/"',
+        f'download_url = "{download_url}"',
+    )
+    if prerelease:
+        text = text.replace('# prerelease = "Beta"', f'prerelease = "{prerelease}"')
+    if name:
+        text = text.replace('display_name = "Fedora Atomic Host"', f'display_name = "{name}"')
+    return text.encode()
+
+
+@dataclass
+class History:
+    """A product's history in a real log, recorded day by day."""
+
+    log: Log
+    make_tree: Callable[..., ComposeTree]
+    product_name: str = "atomic-host"
+    composes: dict[str, ComposeManifest] = field(default_factory=dict)
+
+    @property
+    def product(self) -> ProductConfig:
+        return load_product(self.log.log.root, self.product_name)
+
+    def record(self, manifests: Sequence[Manifest], message: str) -> None:
+        log = self.log.log
+        role = manifests[0].ROLE
+        log.record(manifests, [self.log.signers[role]], log.load_trust(), message, OPTIONS)
+
+    def compose(
+        self,
+        day: datetime,
+        *,
+        fail: Sequence[str] = (),
+        compose_id: str | None = None,
+        tested: bool = True,
+    ) -> ComposeManifest:
+        """A nightly compose on ``day`` (Fedora 28 AtomicHost images), tested at once."""
+        cid = compose_id or f"Fedora-Atomic-28-{day:%Y%m%d}.0"
+        tree = self.make_tree(cid)
+        loaded = load_compose(str(tree.root))
+        manifest = build_compose_manifest(loaded, self.product, day, checksums_verified=True)
+        self.record([manifest], f"compose: {cid}")
+        self.composes[cid] = manifest
+        if tested:
+            result = make_result(manifest, fail=fail, started=day + timedelta(hours=1))
+            self.record([result], f"test: {cid}")
+        return manifest
+
+    def sync(self, at: datetime) -> None:
+        """tracker.sync with the local tracker."""
+        product = self.product
+        sync_tracker(
+            self.log.log,
+            product,
+            signers=[self.log.signers["release"]],
+            options=OPTIONS,
+            now=at,
+            backend_for=lambda state: make_tracker(product, state, {}),
+        )
+
+    def cut(self, at: datetime) -> None:
+        """release.cut at ``at``."""
+        cut_release(
+            self.log.log, self.product, at, signers=[self.log.signers["release"]], options=OPTIONS
+        )
+
+    def revoke(self, release_id: str, reason: str, at: datetime, url: str | None = None) -> None:
+        """release.revoke."""
+        revoke_release(
+            self.log.log,
+            self.product,
+            release_id,
+            reason=reason,
+            reason_url=url,
+            operator="dusty",
+            signers=[self.log.signers["release"]],
+            options=OPTIONS,
+            now=at,
+        )
+
+    def amis(
+        self, compose: ComposeManifest, regions: dict[str, str], at: datetime, private: str = ""
+    ) -> None:
+        """A cloud-images manifest: x86_64 AMIs in ``regions`` (code: ami id)."""
+        images = [
+            CloudImage(
+                arch="x86_64",
+                region=region,
+                ami_id=ami,
+                name=f"{compose.compose_id}-x86_64-hvm-{region}-gp2",
+                virtualization_type="hvm",
+                volume_type="gp2",
+                public=region != private,
+            )
+            for region, ami in regions.items()
+        ]
+        manifest = CloudImagesManifest(
+            product=compose.product,
+            created=at,
+            compose_id=compose.compose_id,
+            run=1,
+            images=images,
+            missing=[MissingRegion(region="ap-south-1", reason="no image found")],
+        )
+        self.record([manifest], f"clouds: {compose.compose_id}")
+
+    def build(self, out: Path, at: datetime, **kwargs: Any) -> BuildReport:
+        """site.build --at ``at`` into ``out``."""
+        return build_site(ROOT / "pelicanconf.py", self.log.repo, out, at=at, **kwargs)
+
+
+REGIONS = {"us-east-1": "ami-0a1b2c3d4e5f60718", "eu-west-1": "ami-0badc0ffee0ddf00d"}
+
+
+def day(n: int, hour: int = 3) -> datetime:
+    """Day ``n`` counted from the anchor (day 0 is the first release day)."""
+    return ANCHOR + timedelta(days=n, hours=hour)
+
+
+def scenario_current(h: History) -> datetime:
+    """Two good cycles: the page offers the newer release, with AMIs. Returns "now"."""
+    h.compose(day(-1))
+    h.cut(day(0, 12))
+    good = h.compose(day(13))
+    h.amis(good, REGIONS, day(13, 6), private="eu-west-1")
+    h.cut(day(14, 12))
+    return day(15, 12)
+
+
+def scenario_stale(h: History) -> datetime:
+    """A good release, then a whole cycle of failures: stale, with the failure bug."""
+    h.compose(day(-1))
+    h.cut(day(0, 12))
+    for n in (12, 13):
+        h.compose(day(n), fail=["checksum"])
+        h.sync(day(n, 6))
+    h.cut(day(14, 12))
+    return day(15, 12)
+
+
+def scenario_withdrawn(h: History) -> datetime:
+    """Two releases, the newer withdrawn: the page falls back and warns."""
+    h.compose(day(-1))
+    h.cut(day(0, 12))
+    h.compose(day(13))
+    h.cut(day(14, 12))
+    h.revoke("2018-05-15", "the image does not boot on EC2", day(15), "https://bugzilla.example/1")
+    return day(15, 12)
+
+
+def scenario_none(h: History) -> datetime:
+    """Nothing ever passed: no release yet, a stale decision and an open bug."""
+    h.compose(day(-1), fail=["format"])
+    h.sync(day(-1, 6))
+    h.cut(day(0, 12))
+    return day(1, 12)
