@@ -399,7 +399,7 @@ def test_dashboard_compose_pages_and_logs(make_history: MakeHistory, tmp_path: P
     assert "Blocking tests" in page.text and "Advisory tests" in page.text
     log_links = [h_ for h_, t in page.links if t == "log"]
     assert log_links and all(
-        (out / "atomic-host/composes" / l).resolve().is_file() for l in log_links
+        (out / "atomic-host/composes" / href).resolve().is_file() for href in log_links
     )
     assert (out / "logs" / log_path).read_text() == "qemu-img: not a qcow2 file\n"
     assert internal_targets(out) == []
@@ -486,7 +486,7 @@ def test_pelican_warnings_are_fatal(current_site: tuple[History, Path], tmp_path
 def test_cloud_base_product_from_real_cloud_27_metadata(
     make_history: MakeHistory, tmp_path: Path
 ) -> None:
-    """The shipped cloud-base product.toml selects Cloud_Base images of the real Cloud 27 compose."""
+    """The shipped cloud-base product selects the Cloud_Base images of the real Cloud 27 compose."""
     h = make_history()
     repo = h.log.repo
     (repo / "manifests/cloud-base").mkdir()
