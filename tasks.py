@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json as jsonlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -1066,6 +1067,12 @@ def site_serve(
 @task(name="ci", help={"pytest_args": "extra arguments for pytest, e.g. '-k store -x'"})
 def run_tests(c: Context, pytest_args: str = "") -> None:
     """Run the whole suite: ruff, mypy --strict, the schema check, and pytest."""
+    if not shutil.which("chromium"):
+        raise Exit(
+            "error: the browser tests need Debian's chromium; install it with "
+            "'apt-get install chromium' (.ci/run does)",
+            code=2,
+        )
     steps: list[list[str]] = [
         [sys.executable, "-m", "ruff", "check", "."],
         [sys.executable, "-m", "ruff", "format", "--check", "."],
