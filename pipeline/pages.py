@@ -299,7 +299,8 @@ def arch_sections(
                 amis[ami.arch].append(ami)
     names = region_names() if amis else {}
     sections = []
-    for arch in sorted(set(by_arch) | set(amis)):
+    # x86_64 first (most users want it), then the others by name.
+    for arch in sorted(set(by_arch) | set(amis), key=lambda a: (a != "x86_64", a)):
         downloads = [
             Download(
                 type=img.type,
