@@ -41,7 +41,6 @@ from pipeline.ingest import http_session, is_url, load_compose
 from pipeline.models import ROLES, RoleName, Trust
 from pipeline.schema import write_schemas
 from pipeline.signing import empty_trust, load_signer
-from pipeline.sitegen import build_site, serve_site
 from pipeline.state import derive, summary
 from pipeline.store import (
     ManifestLog,
@@ -849,7 +848,7 @@ def _ec2_factory(endpoint_url: str | None) -> ClientFactory:
     import boto3  # noqa: PLC0415 - only this task needs it; keeps other tasks fast
     from botocore.config import Config  # noqa: PLC0415
 
-    config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=10)
+    config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=10)
 
     def make(region: str) -> object:
         return boto3.client("ec2", region_name=region, endpoint_url=endpoint_url, config=config)
@@ -1015,6 +1014,7 @@ def site_build(
     force: bool = False,
 ) -> None:
     """Build the download site from the verified log (fails closed on any bad manifest)."""
+    from pipeline.sitegen import build_site  # noqa: PLC0415 - Pelican loads only for the site
     log = _log(repo)
     out = _output(output, log)
     conf = ROOT / ("publishconf.py" if production else "pelicanconf.py")
@@ -1038,6 +1038,64 @@ def site_build(
 
 
 @task(
+    name="publish",
+    help={
+        "target": "where to publish: s3://BUCKET/PREFIX (default: $FORTNIGHT_PUBLISH_TARGET)",
+        "output": "the built site (default: $FORTNIGHT_OUTPUT, else <repo>/output)",
+        "repo": "the manifest log (default: $FORTNIGHT_REPO or .)",
+        "endpoint_url": "another S3-compatible endpoint (default: AWS)",
+        "dry_run": "compare and show what would change; upload and delete nothing",
+        "force": "upload every file, e.g. after the Content-Type or Cache-Control rules changed",
+        "attempts": "tries per request, with backoff (default: 5)",
+    },
+)
+@boundary
+def site_publish(
+    c: Context,
+    target: str | None = None,
+    output: str | None = None,
+    repo: str | None = None,
+    endpoint_url: str | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    attempts: int = 5,
+) -> None:
+    """Sync the built site to S3: only what changed, pages after what they link, deletes last."""
+    from pipeline.publish import publish, s3_client_factory  # noqa: PLC0415 - boto3 is slow
+    out = _output(output, _log(repo))
+    where = target or os.environ.get("FORTNIGHT_PUBLISH_TARGET")
+    if not where:
+        raise ConfigError("--target is required", hint="e.g. --target s3://my-bucket/site")
+    if not (out / "index.html").is_file():
+        raise ConfigError(f"{out}: no built site here", hint="run 'invoke site.build' first")
+    factory = s3_client_factory(endpoint_url, attempts=attempts)
+    with console.byte_progress() as bar:
+        task_id = bar.add_task("publishing", total=None)
+        report = publish(
+            out,
+            where,
+            client_factory=factory,
+            dry_run=dry_run,
+            force=force,
+            on_plan=lambda plan: bar.update(task_id, total=sum(u.size for u in plan.uploads)),
+            progress=lambda _key, size: bar.advance(task_id, size),
+        )
+    uploads, deletes = report.plan.uploads, report.plan.deletes
+    if dry_run:
+        size = console.human_size(sum(u.size for u in uploads))
+        console.out.print(
+            f"would publish {report.target}: upload {len(uploads)} ({size}), "
+            f"{report.unchanged} unchanged, delete {len(deletes)}; dry run: nothing changed"
+        )
+        return
+    console.out.print(
+        f"published {report.target}: {report.uploaded} uploaded "
+        f"({console.human_size(report.bytes_uploaded)}), {report.unchanged} unchanged, "
+        f"{report.deleted} deleted"
+    )
+
+
+@task(
     name="serve",
     help={
         "output": "the built site (default: $FORTNIGHT_OUTPUT, else <repo>/output)",
@@ -1055,10 +1113,67 @@ def site_serve(
     port: int = 8000,
 ) -> None:
     """Preview the built site over HTTP until interrupted (Ctrl-C)."""
+    from pipeline.sitegen import serve_site  # noqa: PLC0415 - Pelican loads only for the site
     out = _output(output, _log(repo))
     if not (out / "index.html").is_file():
         raise ConfigError(f"{out}: no built site here", hint="run 'invoke site.build' first")
     serve_site(out, bind, port)
+
+
+# --- message bus (docs/bus.md) -------------------------------------------------------
+
+BUS_HELP = {
+    "config": "fedora-messaging TOML file (default: $FEDORA_MESSAGING_CONF, else "
+    "fedora-messaging.toml.example)",
+    "repo": "the manifest log (default: [consumer_config] repo, $FORTNIGHT_REPO or .)",
+}
+
+
+@task(help={"product": "only this product (default: [consumer_config.products])", **BUS_HELP})
+@boundary
+def listen(
+    c: Context, product: str | None = None, config: str | None = None, repo: str | None = None
+) -> None:
+    """Run the pipeline from Pungi's and fedimg's bus messages until stopped; announce."""
+    from pipeline import bus  # noqa: PLC0415 - fedora-messaging is slow to import
+
+    path = bus.config_path(config, os.environ, ROOT)
+    settings = bus.load_settings(path)
+    log = _log(repo or settings.repo)
+    bus.listen(log, settings, path, product=product, root=ROOT, env=os.environ)
+
+
+@task(
+    help={
+        "since": "re-send what was recorded after this commit (default: the last announced)",
+        "dry_run": "list the messages; publish nothing",
+        **BUS_HELP,
+    }
+)
+@boundary
+def announce(
+    c: Context,
+    since: str | None = None,
+    config: str | None = None,
+    repo: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Publish a bus message for each manifest recorded since the last announcement."""
+    from pipeline import bus  # noqa: PLC0415 - fedora-messaging is slow to import
+
+    settings = bus.load_settings(bus.config_path(config, os.environ, ROOT))
+    log = _log(repo or settings.repo)
+    publish = bus.amqp_publisher(settings)
+    report = bus.announce(log, settings, publish=publish, since=since, dry_run=dry_run)
+    for msg in report.messages:
+        verb = "would announce" if dry_run else "announced"
+        console.out.print(f"{verb}: {msg.topic} ({msg.body['manifest']})")
+    for path, reason in report.rejected:
+        console.err.print(f"not announced (failed verification): {path}: {reason}")
+    if report.since is None:
+        console.out.print(f"announcements start at {report.head[:12]}; nothing sent")
+    elif not report.messages:
+        console.out.print(f"nothing to announce since {report.since[:12]}")
 
 
 # --- development ---------------------------------------------------------------------
@@ -1108,6 +1223,7 @@ release.add_task(release_revoke)
 site = Collection("site")
 site.add_task(site_build)
 site.add_task(site_serve)
+site.add_task(site_publish)
 cloud = Collection("cloud")
 cloud.add_task(cloud_discover)
 cloud.add_task(cloud_withdraw)
@@ -1115,3 +1231,5 @@ ns = Collection(
     init, verify, status, schema, demo, keys, compose, testing, tracker, release, cloud, site
 )
 ns.add_task(run_tests)
+ns.add_task(listen)
+ns.add_task(announce)

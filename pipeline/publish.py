@@ -47,8 +47,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import boto3
 from boto3.exceptions import S3UploadFailedError
-from boto3.s3.transfer import TransferConfig
+from boto3.s3.transfer import S3Transfer, TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
@@ -543,8 +544,6 @@ def s3_client_factory(
 
     ``endpoint_url``: another S3-compatible host (moto in tests, a private store).
     """
-    import boto3  # noqa: PLC0415 - only publishing needs a client; keeps imports light
-
     config = Config(
         retries={"total_max_attempts": max(1, attempts), "mode": "standard"},
         connect_timeout=10,
@@ -567,12 +566,14 @@ def publish(
     progress: Progress | None = None,
     workers: int = WORKERS,
     multipart_threshold: int = MULTIPART_THRESHOLD,
+    on_plan: Callable[[Plan], None] | None = None,
 ) -> PublishReport:
     """Make ``target`` (``s3://BUCKET/PREFIX``) hold exactly the site folder ``site``.
 
     Uploads only what is new or changed (by content; ``force`` uploads everything, e.g.
     after the header rules changed), in :func:`plan`'s order, then deletes objects the
-    site no longer has. ``dry_run``: list and compare, change nothing. ``progress`` is
+    site no longer has. ``dry_run``: list and compare, change nothing. ``on_plan`` sees
+    the plan before anything is uploaded (e.g. to size a progress bar); ``progress`` is
     called per uploaded object. A failure stops the publish where it is: what went up
     stands, nothing is deleted, and a re-run finishes the job.
 
@@ -588,17 +589,20 @@ def publish(
     remote = read_hashes(client, where, local, remote, workers=workers)
     the_plan = plan(local, remote, force=force)
     report = PublishReport(str(where), the_plan, dry_run)
+    if on_plan is not None:
+        on_plan(the_plan)
     if dry_run:
         return report
     config = TransferConfig(
         multipart_threshold=multipart_threshold,
         multipart_chunksize=max(multipart_threshold, 5 << 20),
+        max_concurrency=4,
     )
     lock = threading.Lock()
 
     def one(upload: Upload) -> None:
         key = where.key(upload.rel)
-        upload_one(client, where.bucket, key, local[upload.rel], config)
+        upload_one(transfer, where.bucket, key, local[upload.rel])
         with lock:
             report.uploaded += 1
             report.bytes_uploaded += upload.size
@@ -606,7 +610,10 @@ def publish(
         if progress is not None:
             progress(key, upload.size)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with (
+        S3Transfer(client, config) as transfer,
+        ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
+    ):
         for stage in the_plan.stages():
             _run_stage(pool, one, stage)
     delete_keys(client, where, the_plan.deletes, report)
@@ -628,9 +635,7 @@ def _run_stage(
             f.result()  # raises it
 
 
-def upload_one(
-    client: S3Client, bucket: str, key: str, file: LocalFile, config: TransferConfig
-) -> None:
+def upload_one(transfer: S3Transfer, bucket: str, key: str, file: LocalFile) -> None:
     """Upload one file with its headers and ``sha256`` metadata (in parts when large).
 
     Raises:
@@ -642,7 +647,7 @@ def upload_one(
         "Metadata": {SHA256_META: file.sha256},
     }
     try:
-        client.upload_file(str(file.path), bucket, key, ExtraArgs=extra, Config=config)
+        transfer.upload_file(str(file.path), bucket, key, extra_args=extra)
     except (ClientError, BotoCoreError, S3UploadFailedError) as e:
         raise SiteError(f"uploading {key} failed: {_reason(e)}", hint=RERUN) from e
     except OSError as e:

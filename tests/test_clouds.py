@@ -36,7 +36,7 @@ name_pattern = "Fedora-Cloud-*-{{compose_id}}*"
 arches = ["x86_64", "aarch64"]
 """
 BASE_AMIS: dict[tuple[str, str], str] = {}
-NO_RETRY = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2)
+NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=2)
 
 
 @dataclass

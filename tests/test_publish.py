@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import socket
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from pipeline.publish import (
     resolve_link,
     s3_client_factory,
 )
+from tests.conftest import run_invoke
 
 BUCKET = "fortnight-site"
 PREFIX = "site"
@@ -79,12 +82,26 @@ class S3:
     def objects(self, bucket: str = BUCKET, prefix: str = PREFIX) -> dict[str, bytes]:
         """Every object under ``prefix/``, by site-relative path."""
         client = self.client()
-        out: dict[str, bytes] = {}
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/")
-        for page in pages:
-            for obj in page.get("Contents", []):
-                body = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-                out[obj["Key"][len(prefix) + 1 :]] = body
+        keys = [str(obj["Key"]) for page in pages for obj in page.get("Contents", [])]
+
+        def get(key: str) -> bytes:
+            return bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            bodies = list(pool.map(get, keys))
+        return {key[len(prefix) + 1 :]: body for key, body in zip(keys, bodies, strict=True)}
+
+    def pages(self, bucket: str) -> dict[str, bytes]:
+        """Every object under the prefix, with the bodies of HTML pages only (b"" for others)."""
+        pages = self.client().get_paginator("list_objects_v2")
+        listed = pages.paginate(Bucket=bucket, Prefix=f"{PREFIX}/")
+        rels = [str(obj["Key"])[len(PREFIX) + 1 :] for p in listed for obj in p.get("Contents", [])]
+        out = dict.fromkeys(rels, b"")
+        for rel in rels:
+            if rel.endswith(".html"):
+                key = f"{PREFIX}/{rel}"
+                out[rel] = self.client().get_object(Bucket=bucket, Key=key)["Body"].read()
         return out
 
     def head(self, rel: str, bucket: str = BUCKET) -> dict[str, Any]:
@@ -124,10 +141,11 @@ def page(title: str, *links: str) -> str:
     return f"<!doctype html><html><head><title>{title}</title>\n{anchors}</head></html>\n"
 
 
-def site_files(*, update: bool = False) -> dict[str, bytes | str]:
+def site_files(*, update: bool = False, big: bool = True) -> dict[str, bytes | str]:
     """A site shaped like the real one: every page's navigation links the entry points
     (cycles), a compose page and a bug page link each other. ``update``: one more
-    compose and release, one compose page gone, a bug page and the indexes changed."""
+    compose and release, one compose page gone, a bug page and the indexes changed.
+    ``big``: with a file large enough to go up in parts."""
     composes = ["C1", "C3"] if update else ["C1", "C2"]
     nav = ("../index.html", "../dashboard/", "../releases/", "../../theme/site.css")
     files: dict[str, bytes | str] = {
@@ -161,12 +179,13 @@ def site_files(*, update: bool = False) -> dict[str, bytes | str]:
         ),
         "latest/atomic-host/x86_64/qcow2/latest": "a.qcow2\n",
         "manifests/trust.json": '{"keys": {}}\n',
-        "streams/atomic-host.json": '{"stream": "atomic-host", "composes": %d}\n' % len(composes),
+        "streams/atomic-host.json": json.dumps({"stream": "atomic-host", "ids": composes}),
         "feeds/atomic-host.atom": f"<feed>{' '.join(composes)}</feed>\n",
-        "downloads/big.raw.xz": bytes(range(256)) * 800,  # 200 KiB: multipart
         ".fortnight/build.json": "{}\n",  # the build record: never published
         "theme/.site.css.tmp": "half-written\n",  # a dot-file: never published
     }
+    if big:
+        files["downloads/big.raw.xz"] = bytes(range(256)) * 800  # 200 KiB: multipart
     for c in composes:
         files[f"atomic-host/composes/{c}.html"] = page(
             c,
@@ -299,7 +318,7 @@ def test_changing_one_file_uploads_only_it(s3: S3, tmp_path: Path) -> None:
     site = write_site(tmp_path / "output", files)
     run(s3, site)
     files["theme/site.css"] = "body { color: blue! }\n"  # same size as before
-    files["downloads/big.raw.xz"] = b"\x01" + bytes(files["downloads/big.raw.xz"])[1:]  # type: ignore[arg-type]
+    files["downloads/big.raw.xz"] = b"\x01" + bytes(range(1, 256)) + bytes(range(256)) * 799
     write_site(site, files)
     report = run(s3, site)
     assert sorted(report.uploaded_keys) == [
@@ -466,10 +485,10 @@ def stop_after(k: int, lock_free_count: list[int]) -> tuple[str, Callable[..., N
     return ("before-call.s3", hook)
 
 
-def dangling(bucket: dict[str, bytes], start: set[str]) -> list[tuple[str, str]]:
-    """(page, target) for every link to a missing object on a page a reader can reach:
-    from a page in ``start`` (those a reader may have open) or the root index, following
-    links between pages in the bucket."""
+def reachable(bucket: dict[str, bytes], start: set[str]) -> tuple[set[str], list[tuple[str, str]]]:
+    """The pages a reader can reach, from a page in ``start`` (those a reader may have
+    open) or the root index, following links between pages in the bucket; and (page,
+    target) for every link to a missing object on them."""
     todo = [p for p in {*start, "index.html"} if p in bucket and p.endswith(".html")]
     seen = set(todo)
     broken: list[tuple[str, str]] = []
@@ -481,73 +500,105 @@ def dangling(bucket: dict[str, bytes], start: set[str]) -> list[tuple[str, str]]
             elif target.endswith(".html") and target not in seen:
                 seen.add(target)
                 todo.append(target)
-    return sorted(broken)
+    return seen, sorted(broken)
 
 
 def every_page(bucket: dict[str, bytes]) -> set[str]:
     return {rel for rel in bucket if rel.endswith(".html")}
 
 
-@pytest.mark.parametrize("workers", [1, 4])
-@pytest.mark.parametrize("update", [False, True], ids=["first", "update"])
+def publish_with_stops(
+    s3: S3, site: Path, target: str, *, step: int, workers: int, check: Callable[[], None]
+) -> int:
+    """Publish, killing each run after ``step`` more uploads, until a run finishes;
+    ``check()`` after every stop. Returns how many runs were killed."""
+    bucket = target.removeprefix("s3://").split("/")[0]
+    stops = 0
+    while True:
+        try:
+            run(s3, site, target, client_factory=s3.factory(stop_after(step, [0])), workers=workers)
+        except Interrupted:
+            stops += 1
+            check()
+            assert stops < 100, "no progress"
+            continue
+        assert s3.objects(bucket) == published_files(site)
+        return stops
+
+
+def published_files(site: Path) -> dict[str, bytes]:
+    """What the bucket should hold for the site folder."""
+    files = {p.relative_to(site).as_posix(): p.read_bytes() for p in site.rglob("*") if p.is_file()}
+    return published(dict(files))
+
+
+@pytest.mark.parametrize(
+    ("update", "step", "workers"),
+    [(False, 1, 1), (True, 1, 1), (False, 3, 4), (True, 2, 4)],
+    ids=["first", "update", "first-parallel", "update-parallel"],
+)
 def test_an_interrupted_publish_never_shows_a_reader_a_broken_link(
-    s3: S3, tmp_path: Path, update: bool, workers: int
+    s3: S3, tmp_path: Path, update: bool, step: int, workers: int
 ) -> None:
-    before = site_files() if update else {}
-    after = site_files(update=True) if update else site_files()
+    """Killed after every upload (or every few, with parallel uploads) and re-run each
+    time: no page a reader can reach (from the root, or from any page reachable at an
+    earlier moment or present before the publish) ever links to a missing object, the
+    root index changes last, and the last run leaves the bucket equal to the site."""
+    before = site_files(big=False) if update else {}
+    after = site_files(update=True, big=False) if update else site_files()
     site = tmp_path / "output"
-    total = len(plan_of(s3, site, after, before))
-    assert total > 5
-    for k in range(0, total, 1 if workers == 1 else 3):
-        bucket = f"interrupted-{k}"
-        s3.create(bucket)
-        target = f"s3://{bucket}/{PREFIX}"
-        if before:
-            run(s3, write_site(site, before), target)
-        write_site(site, after)
-        count = [0]
-        with pytest.raises(Interrupted):
-            run(s3, site, target, client_factory=s3.factory(stop_after(k, count)), workers=workers)
-        now = s3.objects(bucket)
-        assert dangling(now, every_page(published(before))) == [], k
-        assert "index.html" not in now or now["index.html"] == published(before)["index.html"]
-        run(s3, site, target)
-        assert s3.objects(bucket) == published(after), k
-        assert dangling(s3.objects(bucket), every_page(published(after))) == []
-
-
-def plan_of(
-    s3: S3, site: Path, after: dict[str, bytes | str], before: dict[str, bytes | str]
-) -> list[str]:
-    """The keys a publish of ``after`` over ``before`` uploads (a dry run on a scratch bucket)."""
-    s3.create("scratch")
+    target = f"s3://{BUCKET}/{PREFIX}"
     if before:
-        run(s3, write_site(site, before), f"s3://scratch/{PREFIX}")
-    dry = run(s3, write_site(site, after), f"s3://scratch/{PREFIX}", dry_run=True)
-    return [u.rel for u in dry.plan.uploads]
+        run(s3, write_site(site, before), target)
+    write_site(site, after)
+    readers = every_page(published(before))
+    expected = published(after)
+
+    def check() -> None:
+        now = s3.pages(BUCKET)
+        seen, broken = reachable(now, readers)
+        assert broken == []
+        readers.update(seen)  # a reader may keep any page open
+        if now.get("index.html") != published(before).get("index.html"):  # the root: last
+            assert set(now) >= set(expected) and all(
+                now[rel] == expected[rel] for rel in now if rel.endswith(".html")
+            )
+
+    stops = publish_with_stops(s3, site, target, step=step, workers=workers, check=check)
+    assert stops >= (8 if update else 20) // step
+    done = s3.objects()
+    assert reachable(done, every_page(done))[1] == []
 
 
 @pytest.mark.parametrize("update", [False, True], ids=["first", "update"])
 def test_without_link_cycles_no_page_in_the_bucket_ever_links_a_missing_object(
     s3: S3, tmp_path: Path, update: bool
 ) -> None:
-    before = dag_files() if update else {}
-    after = dag_files(update=True) if update else dag_files()
     site = tmp_path / "output"
-    total = len(plan_of(s3, site, after, before))
-    for k in range(total):
-        bucket = f"dag-{k}"
+    if update:
+        run(s3, write_site(site, dag_files()), TARGET)
+    write_site(site, dag_files(update=update))
+
+    def check() -> None:
+        now = s3.pages(BUCKET)
+        assert reachable(now, every_page(now))[1] == []
+
+    stops = publish_with_stops(s3, site, TARGET, step=1, workers=1, check=check)
+    assert stops == (2 if update else 5)  # one fewer than the uploads: the last run finishes
+
+
+def test_a_publish_killed_once_is_finished_by_one_rerun(s3: S3, tmp_path: Path) -> None:
+    site = write_site(tmp_path / "output", site_files())
+    for k in (0, 5, 12, 19):
+        bucket = f"killed-at-{k}"
         s3.create(bucket)
         target = f"s3://{bucket}/{PREFIX}"
-        if before:
-            run(s3, write_site(site, before), target)
-        write_site(site, after)
         with pytest.raises(Interrupted):
             run(s3, site, target, client_factory=s3.factory(stop_after(k, [0])))
-        now = s3.objects(bucket)
-        assert dangling(now, every_page(now)) == [], k
-        run(s3, site, target)
-        assert s3.objects(bucket) == published(after)
+        assert len(s3.pages(bucket)) == k
+        report = run(s3, site, target)
+        assert report.uploaded == len(published(site_files())) - k
+        assert s3.objects(bucket) == published(site_files())
 
 
 # --- the target ----------------------------------------------------------------------------
@@ -760,3 +811,52 @@ def test_the_root_index_is_last_even_when_a_page_links_it_and_nothing_else_chang
     result = plan(files, {})
     assert [u.rel for u in result.uploads] == ["x.html", "index.html"]
     assert [len(s) for s in result.stages()] == [1, 1]
+
+
+# --- the task, on a real site --------------------------------------------------------------
+
+
+def test_site_publish_task_on_a_built_site(
+    s3: S3, make_history: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Build the real site, publish it with the task, add a compose, publish only the change."""
+    from tests.sitekit import day, scenario_current  # noqa: PLC0415 - sitekit imports conftest
+
+    h = make_history()
+    out = tmp_path / "out"
+    h.build(out, scenario_current(h))
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing-key-id",
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    args = ("site.publish", "--output", str(out), "--target", TARGET, "--endpoint-url", s3.url)
+    dry = run_invoke(*args, "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run: nothing changed" in dry.stdout
+    assert s3.objects() == {}
+    first = run_invoke(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    files = {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in out.rglob("*")
+        if p.is_file() and ".fortnight" not in p.parts
+    }
+    assert f"published {TARGET}: {len(files)} uploaded" in first.stdout
+    assert s3.objects() == files
+    assert s3.head("index.html")["ContentType"] == "text/html; charset=utf-8"
+    again = run_invoke(*args, env=env)
+    assert f"0 uploaded (0 B), {len(files)} unchanged, 0 deleted" in again.stdout
+    # A new nightly compose changes a few pages; only they go up.
+    h.compose(day(15))
+    h.build(out, day(16))
+    update = run_invoke(*args, env=env)
+    assert update.returncode == 0, update.stderr
+    uploaded = int(update.stdout.split(": ")[1].split(" uploaded")[0])
+    assert 0 < uploaded < len(files) // 2
+    assert (
+        "Fedora-Atomic-28-20180516.0" in s3.objects()["atomic-host/dashboard/index.html"].decode()
+    )
+    assert SECRET not in first.stdout + first.stderr + update.stdout + update.stderr
+    missing = run_invoke("site.publish", "--output", str(out), env=env)
+    assert missing.returncode == 2 and "--target is required" in missing.stderr
