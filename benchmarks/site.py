@@ -333,8 +333,15 @@ class Build:
     built: tuple[str, ...]
 
 
+def settle() -> None:
+    """Flush dirty pages (earlier builds' writes, a deleted output folder) before a timed
+    build, so that it does not pay for what came before it."""
+    os.sync()
+
+
 def build(scratch: Scratch, at: datetime) -> Build:
     """Build the site of ``scratch`` into its output folder, in a forked child; timed."""
+    settle()
 
     def run() -> Build:
         start = time.perf_counter()
@@ -515,6 +522,7 @@ def native_build(conf: Path, *, menu: bool, timeout: float | None = None) -> flo
     """Build the native project into an empty output, in a child; seconds (None: too slow)."""
     output = conf.parent / "output"
     shutil.rmtree(output, ignore_errors=True)
+    settle()
 
     def run() -> float:
         start = time.perf_counter()
@@ -574,6 +582,7 @@ class Phases:
 def phase_build(scratch: Scratch, at: datetime, profile: Path | None) -> Phases:
     """A cold build with phase timers (and cProfile, if asked), in a child."""
     shutil.rmtree(scratch.output, ignore_errors=True)
+    settle()
 
     def run() -> Phases:
         import pelican.generators  # noqa: PLC0415 - only the timed child needs it
@@ -804,12 +813,21 @@ def med(values: Sequence[float]) -> str:
     return f"{statistics.median(values):.2f}" if values else "-"
 
 
-def report(figures: Sequence[Figures], nproducts: int) -> None:
+def load_average() -> str:
+    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "?"
+
+
+def report(figures: Sequence[Figures], nproducts: int, load_at_start: str) -> None:
     """Print the table, per-page costs, the comparison with Pelican and the phases."""
     print()
     print(
-        f"{platform.python_implementation()} {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs ({verifycache.cpu_count()} usable), {nproducts} products"
+        f"{platform.python_implementation()} {platform.python_version()} on "
+        f"{platform.machine()}, {os.cpu_count()} CPUs ({verifycache.cpu_count()} usable), "
+        f"load average {load_at_start} at start, {load_average()} at end; {nproducts} products"
+    )
+    print(
+        "every build runs in a forked child (modules imported, fresh heap) after os.sync(), "
+        "into a folder on the same disk as the log"
     )
     print(
         "cold = empty output folder, verification cache warm; warm = same output, "
@@ -914,6 +932,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not sizes or min(sizes) < 1 or args.products < 1:
         parser.error("--years needs positive integers and --products at least 1")
     started = time.perf_counter()
+    load_at_start = load_average()
     try:
         with contextlib.ExitStack() as stack:
             base = (
@@ -936,7 +955,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         profile=args.profile,
                     )
                 )
-            report(figures, args.products)
+            report(figures, args.products, load_at_start)
     except (BenchError, subprocess.CalledProcessError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -111,3 +111,13 @@ class SiteError(FortnightError):
     """
 
     exit_code = 9
+
+
+class BusError(FortnightError):
+    """The message bus (an AMQP broker, through fedora-messaging) failed or refused us.
+
+    Manifests already committed stand: announcing is retried, and ``invoke announce``
+    re-sends what was missed.
+    """
+
+    exit_code = 10
