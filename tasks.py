@@ -1015,6 +1015,7 @@ def site_build(
 ) -> None:
     """Build the download site from the verified log (fails closed on any bad manifest)."""
     from pipeline.sitegen import build_site  # noqa: PLC0415 - Pelican loads only for the site
+
     log = _log(repo)
     out = _output(output, log)
     conf = ROOT / ("publishconf.py" if production else "pelicanconf.py")
@@ -1062,6 +1063,7 @@ def site_publish(
 ) -> None:
     """Sync the built site to S3: only what changed, pages after what they link, deletes last."""
     from pipeline.publish import publish, s3_client_factory  # noqa: PLC0415 - boto3 is slow
+
     out = _output(output, _log(repo))
     where = target or os.environ.get("FORTNIGHT_PUBLISH_TARGET")
     if not where:
@@ -1114,6 +1116,7 @@ def site_serve(
 ) -> None:
     """Preview the built site over HTTP until interrupted (Ctrl-C)."""
     from pipeline.sitegen import serve_site  # noqa: PLC0415 - Pelican loads only for the site
+
     out = _output(output, _log(repo))
     if not (out / "index.html").is_file():
         raise ConfigError(f"{out}: no built site here", hint="run 'invoke site.build' first")
@@ -1182,12 +1185,17 @@ def announce(
 @task(name="ci", help={"pytest_args": "extra arguments for pytest, e.g. '-k store -x'"})
 def run_tests(c: Context, pytest_args: str = "") -> None:
     """Run the whole suite: ruff, mypy --strict, the schema check, and pytest."""
-    if not shutil.which("chromium"):
-        raise Exit(
-            "error: the browser tests need Debian's chromium; install it with "
-            "'apt-get install chromium' (.ci/run does)",
-            code=2,
-        )
+    needs = {
+        "chromium": ("chromium", shutil.which("chromium")),
+        "rabbitmq-server": ("RabbitMQ", Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists()),
+    }
+    for package, (what, present) in needs.items():
+        if not present:
+            raise Exit(
+                f"error: the tests need Debian's {what}; install it with "
+                f"'apt-get install {package}' (.ci/run does)",
+                code=2,
+            )
     steps: list[list[str]] = [
         [sys.executable, "-m", "ruff", "check", "."],
         [sys.executable, "-m", "ruff", "format", "--check", "."],
