@@ -418,6 +418,13 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _bug_link(state: State, bug: str, url: str, urls: Urls) -> Link:
+    view = state.bugs.get(bug)
+    if view is not None:
+        return Link(bug, bug_href(view, urls), view.backend != "local")
+    return Link(bug, http_url(url) or "", True)
+
+
 def bug_href(bug: BugView, urls: Urls) -> str:
     """A local bug's page in the site, or the external tracker's URL."""
     return urls.bug(bug.bug) if bug.backend == "local" else (http_url(bug.url) or "")
@@ -730,9 +737,7 @@ def archive_rows(state: State, urls: Urls) -> list[ArchiveRow]:
                 compose_href=urls.compose(m.compose_id) if m.compose_id in known else None,
                 explanation=m.explanation,
                 fallen=r.fallen,
-                bug=Link(m.open_bug.bug, http_url(m.open_bug.url) or "", True)
-                if m.open_bug
-                else None,
+                bug=_bug_link(state, m.open_bug.bug, m.open_bug.url, urls) if m.open_bug else None,
                 checksum=urls.checksum(r.release_id) if has_files else None,
                 sha256sums=urls.sha256sums(r.release_id) if has_files else None,
                 manifest=urls.manifest(m),
