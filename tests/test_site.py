@@ -235,7 +235,7 @@ def test_stale_banner_links_the_bug_page_and_the_previous_release(
     assert 'id="release-2018-05-01" class="current"' in archive
     # The stale decision's row links the same (local) bug page.
     rows = Page(out / previous.split("#")[0])
-    assert rows.href("local1") == "../bugs/local1.html"
+    assert rows.href("local1") == "../../atomic-host/bugs/local1.html"
     # The stale page still offers the previous image.
     assert "Fedora-Atomic-28-20180430.0" in page.text
 
