@@ -41,6 +41,7 @@ from pipeline.ingest import http_session, is_url, load_compose
 from pipeline.models import ROLES, RoleName, Trust
 from pipeline.schema import write_schemas
 from pipeline.signing import empty_trust, load_signer
+from pipeline.simulate import DayReport
 from pipeline.state import derive, summary
 from pipeline.store import (
     ManifestLog,
@@ -968,20 +969,65 @@ def cloud_withdraw(
 # --- the main job --------------------------------------------------------------------
 
 
-@task(help={"dir": "scratch folder (default: a new temporary folder); replaced if it exists"})
+@task(
+    help={
+        "dir": "scratch folder (default: a new temporary folder); replaced if it exists",
+        "weeks": "how many weeks of nightly composes to play (default: 10)",
+        "seed": "the seed of the story's faults (default: 1); the same seed, the same story",
+        "serve": "serve the site on 127.0.0.1 at the end until Ctrl-C (default: on)",
+        "port": "port for --serve (default: 0, a free one)",
+    }
+)
 @boundary
-def demo(c: Context, dir: str | None = None) -> None:
-    """Run the pipeline on embedded defaults in a scratch log and print a summary."""
+def demo(
+    c: Context,
+    dir: str | None = None,
+    weeks: int = 10,
+    seed: int = 1,
+    serve: bool = True,
+    port: int = 0,
+) -> None:
+    """Run the whole pipeline, day by day, on embedded defaults, build the site and serve it."""
+    if weeks < 1:
+        raise ConfigError(f"--weeks {weeks}: must be at least 1")
     workdir = Path(dir).resolve() if dir else Path(tempfile.mkdtemp(prefix="fortnight-demo-"))
-    result = run_demo(workdir, ROOT / "manifests" / DEFAULT_PRODUCT / "product.toml", _now())
-    console.out.print(console.compose_table(result.recorded.manifest))
-    console.out.print(
-        f"recorded {result.doomed.manifest.compose_id}: no image ({result.doomed.manifest.reason})"
-    )
+    started = time.monotonic()
+    with console.day_progress() as progress:
+        task_id = progress.add_task("nights", total=None)
+
+        def on_day(n: int, day: DayReport) -> None:
+            progress.update(task_id, description=f"{day.day} {day.compose_id} {day.status}")
+            progress.advance(task_id)
+            for line in (day.decision, *day.bug_events, *day.notes):
+                if line:
+                    console.out.print(f"{day.day}  {line}")
+
+        result = run_demo(
+            workdir,
+            ROOT / "manifests" / DEFAULT_PRODUCT / "product.toml",
+            ROOT / "pelicanconf.py",
+            weeks=weeks,
+            seed=seed,
+            today=_now().date(),
+            on_day=on_day,
+            on_plan=lambda days: progress.update(task_id, total=days),
+        )
+    t = result.totals
     console.out.print(console.counts_table(result.report.counts(), len(result.report.failures)))
+    console.out.print(
+        f"{t.composes} nights: {t.releases} releases, {t.stale_cycles} stale cycles, "
+        f"{t.withdrawn} withdrawn; bugs {t.bugs_opened} opened, {t.bugs_closed} closed; "
+        f"in {time.monotonic() - started:.0f} s"
+    )
+    shown = result.current or "no image"
+    console.out.print(f"the page offers: {shown}{' (stale)' if result.stale else ''}")
     console.out.print(f"manifest log: {result.repo}  (git log --stat there)")
     console.out.print(f"keys:         {result.keys}  (generated for this run)")
-    console.out.print(f"try:          invoke verify --repo {result.repo}")
+    console.out.print(f"site:         {result.site}")
+    if serve:
+        from pipeline.sitegen import serve_site  # noqa: PLC0415 - Pelican is loaded by now
+
+        serve_site(result.site, "127.0.0.1", port)
 
 
 # --- the site ------------------------------------------------------------------------

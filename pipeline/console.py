@@ -46,6 +46,22 @@ def byte_progress() -> Iterator[Progress]:
         yield progress
 
 
+@contextmanager
+def day_progress() -> Iterator[Progress]:
+    """A progress display for day-by-day work; silent when stderr is not a terminal."""
+    progress = Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
+    with progress:
+        yield progress
+
+
 def human_size(n: int) -> str:
     """Bytes as a short human figure (binary units)."""
     size = float(n)

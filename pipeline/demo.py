@@ -1,32 +1,20 @@
-"""The main job on embedded defaults: a scratch manifest log fed with real Fedora metadata.
+"""The main job on embedded defaults: weeks of nightly composes through the real pipeline.
 
-Until the full day-by-day demo exists, this records the bundled Fedora 28 GA
-compose metadata (as Pungi wrote it) and a compose that produced no image into
-a fresh log with keys generated for the run, then verifies the log.
+A fresh release repository in a scratch folder (keys generated for the run, the local
+tracker, a local log store), then :mod:`pipeline.simulate` plays the demo's story day by
+day (compose.record, test.run with the default battery, tracker.sync, release.cut, one
+operator fail, one withdrawal, a base switch to a Beta), then the site is built.
 """
 
 from __future__ import annotations
 
-import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time
 from pathlib import Path
 
-from pipeline.compose import (
-    RecordOutcome,
-    failed_compose_manifest,
-    record_compose,
-    record_failed_compose,
-)
-from pipeline.config import load_product
-from pipeline.ingest import load_compose
-from pipeline.models import ROLES
-from pipeline.signing import empty_trust, load_signer
-from pipeline.store import LogReport, ManifestLog, WriteOptions, dump_json, init_log
-
-DATA = Path(__file__).parent / "data"
-DEMO_COMPOSE = "Fedora-28-20180425.0"
-DEMO_DOOMED = "Fedora-28-20180426.0"
+from pipeline.simulate import DayReport, Simulation, Totals, demo_script
+from pipeline.store import LogReport
 
 
 @dataclass(frozen=True)
@@ -35,54 +23,47 @@ class DemoResult:
 
     repo: Path
     keys: Path
-    recorded: RecordOutcome
-    doomed: RecordOutcome
+    site: Path
+    totals: Totals
     report: LogReport
+    current: str | None
+    stale: bool
 
 
-def run_demo(workdir: Path, product_toml: Path, now: datetime) -> DemoResult:
-    """Build a scratch log in ``workdir`` and record the bundled compose into it.
+def run_demo(
+    workdir: Path,
+    product_toml: Path,
+    settings: Path,
+    *,
+    weeks: int,
+    seed: int,
+    today: date,
+    on_day: Callable[[int, DayReport], None] = lambda n, r: None,
+    on_plan: Callable[[int], None] = lambda days: None,
+) -> DemoResult:
+    """Play ``weeks`` weeks ending ``today`` in ``workdir`` and build the site.
+
+    ``settings`` is the Pelican settings file (``pelicanconf.py``).
 
     Raises:
         FortnightError: any step failed (the demo uses the same code as the tasks).
     """
-    repo, keys = workdir / "log", workdir / "keys"
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
-    init_log(
-        repo,
-        {"atomic-host": product_toml.read_bytes()},
-        dump_json(empty_trust().model_dump(mode="json")),
-    )
-    log = ManifestLog(repo)
-    env = {}
-    for role in ROLES:
-        key = log.add_trusted_key(role, keys)
-        env[f"FORTNIGHT_KEY_{role.upper()}"] = str(key.private_path)
-    trust = log.load_trust()
+    from pipeline.sitegen import build_site  # noqa: PLC0415 - Pelican loads after the run
 
-    product = load_product(log.root, "atomic-host")
-    signer = load_signer("compose", env, trust)
-    compose_dir = workdir / "composes" / DEMO_COMPOSE
-    shutil.copytree(DATA / "fedora-28", compose_dir)
-    # The bundled metadata is real, the multi-GiB images are not here: record
-    # the metadata as Pungi wrote it, without checking files.
-    recorded = record_compose(
-        log,
-        product,
-        load_compose(str(compose_dir)),
-        [signer],
-        now,
-        verify=False,
-        options=WriteOptions(),
+    script = demo_script(weeks, seed, today)
+    on_plan(script.days)
+    sim = Simulation(workdir, script, product_toml=product_toml.read_bytes())
+    totals = sim.run(on_day)
+    end = datetime.combine(today, time(23), tzinfo=sim.at(0, time(0)).tzinfo)
+    build_site(settings, sim.repo, sim.www, at=end, logs=sim.logs.root)
+    state = sim.state(end)
+    current = state.current
+    return DemoResult(
+        repo=sim.repo,
+        keys=sim.keys,
+        site=sim.www,
+        totals=totals,
+        report=sim.log.verify_all(sim.log.load_trust()),
+        current=f"{current.release_id} ({current.manifest.compose_id})" if current else None,
+        stale=state.freshness.stale,
     )
-    doomed = record_failed_compose(
-        log,
-        failed_compose_manifest(
-            product, DEMO_DOOMED, "Pungi status DOOMED: image build failed", None, now
-        ),
-        [signer],
-        WriteOptions(),
-    )
-    return DemoResult(repo, keys, recorded, doomed, log.verify_all(log.load_trust()))

@@ -477,3 +477,74 @@ def write_image(path: Path, image_type: str, **kw: Any) -> int:
         ["qcow2", "raw-xz", "vagrant-libvirt", "vagrant-virtualbox", *sorted(ISO_TYPES)]
     )
     raise ValueError(f"no sample writer for image type {image_type!r} (known: {known})")
+
+
+# --- whole composes --------------------------------------------------------------------------
+
+#: The bundled Fedora 28 GA metadata, as Pungi wrote it (the template of sample composes).
+F28_METADATA = Path(__file__).parent / "data" / "fedora-28" / "compose" / "metadata"
+
+
+def write_compose_tree(
+    root: Path,
+    compose_id: str,
+    *,
+    version: str = "28",
+    arches: tuple[str, ...] = ("x86_64", "aarch64"),
+    variant: str = "AtomicHost",
+    broken: frozenset[tuple[str, str]] = frozenset(),
+    odd_name: frozenset[tuple[str, str]] = frozenset(),
+) -> Path:
+    """Write a Pungi compose at ``root`` (``root/compose/metadata/*.json`` and image files).
+
+    The metadata is the real Fedora 28 GA ``composeinfo.json`` and ``images.json``, renamed
+    to ``compose_id`` (``Fedora-Atomic-28-20180515.1``: date, type and respin follow) and
+    release ``version``, keeping the ``variant`` images of ``arches``. Image files are
+    named by the compose date (``Fedora-AtomicHost-28-20180515.1.x86_64.qcow2``) and
+    written by :func:`write_image`, so they are small and well-formed; the metadata holds
+    their real sizes and sha256. ``broken`` (arch, type) images get a damaged header (their
+    checksums still match: a format check fails, the checksum check passes); ``odd_name``
+    images lose the arch from their file name (the advisory name check fails).
+
+    Returns the compose folder (``root/compose``).
+    """
+    from productmd.composeinfo import get_date_type_respin  # noqa: PLC0415 - heavy import
+
+    info = json.loads((F28_METADATA / "composeinfo.json").read_text())
+    images = json.loads((F28_METADATA / "images.json").read_text())
+    date, compose_type, respin = get_date_type_respin(compose_id)
+    for doc in (info, images):
+        doc["payload"]["compose"].update(id=compose_id, date=date, type=compose_type, respin=respin)
+    info["payload"]["compose"]["label"] = None
+    info["payload"]["compose"]["final"] = False
+    info["payload"]["release"]["version"] = version
+    kept = {
+        arch: imgs for arch, imgs in images["payload"]["images"][variant].items() if arch in arches
+    }
+    images["payload"]["images"] = {variant: kept}
+    info["payload"]["variants"] = {
+        variant: {**info["payload"]["variants"][variant], "arches": sorted(kept)}
+    }
+    compose_dir = root / "compose"
+    label = f"{version}-{date}.{respin}"
+    for arch, imgs in kept.items():
+        for img in imgs:
+            rel = Path(img["path"])
+            name = rel.name.replace("28-1.1", label)
+            if (arch, img["type"]) in odd_name:
+                name = name.replace(f".{arch}", "")
+            img["path"] = str(rel.with_name(name))
+            path = compose_dir / img["path"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_image(path, img["type"])
+            if (arch, img["type"]) in broken:
+                with path.open("r+b") as f:
+                    f.write(b"\0" * 16)  # no magic: not a file of its format any more
+            data = path.read_bytes()
+            img["size"] = len(data)
+            img["checksums"] = {"sha256": hashlib.sha256(data).hexdigest()}
+    meta = compose_dir / "metadata"
+    meta.mkdir(parents=True, exist_ok=True)
+    (meta / "composeinfo.json").write_text(json.dumps(info, indent=4, sort_keys=True))
+    (meta / "images.json").write_text(json.dumps(images, indent=4, sort_keys=True))
+    return compose_dir

@@ -38,6 +38,7 @@ from jinja2 import Environment, Template
 from pelican import Pelican, signals
 from pelican.generators import Generator
 from pelican.log import FatalLogger
+from pelican.log import console as pelican_console
 from pelican.settings import read_settings
 
 from pipeline import pages
@@ -552,13 +553,14 @@ def fatal_warnings() -> Iterator[_Warnings]:
     """Make Pelican's warnings fatal for the duration (and collect them)."""
     handler = _Warnings()
     root = logging.getLogger()
-    saved = FatalLogger.fatal_lvl
+    saved, quiet = FatalLogger.fatal_lvl, pelican_console.quiet
     FatalLogger.fatal_lvl = logging.WARNING
+    pelican_console.quiet = True  # our task prints its own summary line
     root.addHandler(handler)
     try:
         yield handler
     finally:
-        FatalLogger.fatal_lvl = saved
+        FatalLogger.fatal_lvl, pelican_console.quiet = saved, quiet
         root.removeHandler(handler)
 
 

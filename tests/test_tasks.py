@@ -170,11 +170,19 @@ def test_record_failed_compose_cli(make_log: Callable[..., Log]) -> None:
 
 
 def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
-    proc = run_invoke("demo", "--dir", str(tmp_path / "demo"))
+    """Two weeks of the demo's story, without serving: nights, a release, a bug, the site."""
+    proc = run_invoke("demo", "--dir", str(tmp_path / "demo"), "--weeks", "2", "--no-serve")
     assert proc.returncode == 0, proc.stderr
-    assert "Fedora-28-20180425.0 (images)" in proc.stdout
-    assert re.search(r"compose\s+│\s+2", proc.stdout)
+    assert re.search(
+        r"14 nights: 1 releases, 0 stale cycles, 0 withdrawn; bugs \d+ opened", proc.stdout
+    )
     assert re.search(r"rejected\s+│\s+0", proc.stdout)
+    assert "opened local1" in proc.stdout  # the first night fails a blocking test (seed 1)
+    assert re.search(r"the page offers: \S+ \(Fedora-Atomic-28-\d{8}\.0\)", proc.stdout)
+    site = tmp_path / "demo" / "www"
+    assert (site / "index.html").is_file() and (site / "atomic-host/dashboard/index.html").is_file()
+    # The images the page offers are served beside it.
+    assert len(list((site / "composes").glob("*/compose/AtomicHost/*/images/*.qcow2"))) >= 20
     verify = run_invoke("verify", "--repo", str(tmp_path / "demo" / "log"))
     assert verify.returncode == 0
     assert not list((tmp_path / "demo" / "log").rglob("*.key"))
