@@ -49,3 +49,13 @@ JINJA_ENVIRONMENT = {"trim_blocks": True, "lstrip_blocks": True, "autoescape": T
 
 # The output folder is updated in place (the plugin rewrites only what changed).
 DELETE_OUTPUT_DIRECTORY = False
+
+# Markdown for content/: no syntax highlighting (code blocks are shell sessions; guessing
+# their language loads every Pygments lexer, about a second per build).
+MARKDOWN = {
+    "extension_configs": {
+        "markdown.extensions.extra": {},
+        "markdown.extensions.meta": {},
+    },
+    "output_format": "html5",
+}

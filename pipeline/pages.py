@@ -14,7 +14,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import PurePosixPath
 from typing import Any
 
 from pipeline.models import CloudImage, CloudImagesManifest, Image, Manifest
@@ -132,7 +131,8 @@ class Urls:
 
     @staticmethod
     def manifest(manifest: Manifest) -> str:
-        return f"manifests/{manifest.relpath()}"
+        m = manifest
+        return f"manifests/{m.product}/{m.DIRECTORY}/{m.identity()}.json"
 
 
 def http_url(url: str | None) -> str | None:
@@ -145,8 +145,12 @@ def http_url(url: str | None) -> str | None:
 
 def safe_relpath(path: str) -> bool:
     """A relative path that stays inside its folder (no ``..``, not absolute, no NUL)."""
-    p = PurePosixPath(path)
-    return bool(path) and "\0" not in path and not p.is_absolute() and ".." not in p.parts
+    return (
+        bool(path)
+        and "\0" not in path
+        and not path.startswith("/")
+        and ".." not in path.split("/")
+    )
 
 
 # --- the download page ----------------------------------------------------------------------

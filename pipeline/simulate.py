@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import random
 import shutil
+import time as clock
 import tomllib
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -60,6 +63,69 @@ COMPOSE_AT, TEST_AT, SYNC_AT, OPERATOR_AT, CUT_AT = (
     time(10),
     time(12),
 )
+
+
+#: A battery of cheap real commands for long runs (the simulated year): the same tests as
+#: the default battery (checksum and format blocking, name advisory), written as shell
+#: one-liners instead of ``python -m pipeline.checks``, so a night costs a few
+#: milliseconds of process start-up per test rather than an interpreter's. ``format``
+#: checks the magic bytes of each format (a ``blocking`` night zeroes the first 16 bytes
+#: of the x86_64 qcow2); ``name`` checks the file name carries the arch (an ``advisory``
+#: night drops it from one raw-xz image's name).
+FAST_BATTERY = r"""
+[battery]
+workers = 0
+
+[battery.suites.images]
+description = "Shell checks of every image file: checksum, magic bytes, file name"
+
+[[battery.suites.images.tests]]
+name = "checksum"
+command = 'echo "$FORTNIGHT_IMAGE_SHA256  $FORTNIGHT_IMAGE" | sha256sum --check --status'
+blocking = true
+timeout = 60
+
+[[battery.suites.images.tests]]
+name = "format"
+command = '''
+case "$FORTNIGHT_IMAGE_FORMAT" in
+  qcow2) magic='QFI\373' n=4 ;;
+  raw.xz) magic='\3757zXZ\0' n=6 ;;
+  *.box) magic='\037\213' n=2 ;;
+  *) magic='' ;;
+esac
+if [ -n "$magic" ]; then printf "$magic" | cmp -s -n $n - "$FORTNIGHT_IMAGE"
+else ! cmp -s -n 16 "$FORTNIGHT_IMAGE" /dev/zero; fi
+'''
+blocking = true
+timeout = 60
+
+[[battery.suites.images.tests]]
+name = "name"
+command = '[[ "${FORTNIGHT_IMAGE##*/}" =~ (^|[._-])"$FORTNIGHT_IMAGE_ARCH"([._-]|$) ]]'
+blocking = false
+timeout = 60
+"""
+
+
+def with_battery(product_toml: bytes, battery: str = FAST_BATTERY) -> bytes:
+    """``product_toml`` with its ``[battery]`` tables replaced by ``battery``.
+
+    Raises:
+        ValueError: the result is not valid TOML (``tomllib.TOMLDecodeError``).
+    """
+    kept: list[str] = []
+    in_battery = False
+    for line in product_toml.decode().splitlines():
+        if line.startswith("["):
+            was, in_battery = in_battery, line.lstrip("[").startswith("battery")
+            if in_battery and not was:
+                kept.append(battery.strip() + "\n")
+        if not in_battery:
+            kept.append(line)
+    text = "\n".join(kept) + "\n"
+    tomllib.loads(text)
+    return text.encode()
 
 
 @dataclass(frozen=True)
@@ -166,6 +232,8 @@ class DayReport:
     decision: str = ""
     bug_events: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: The derived state at the end of the day (23:00 UTC).
+    state: State | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -231,6 +299,8 @@ class Simulation:
         self.logs = LogStore(workdir / "logs")
         self.scratch = workdir / "scratch"
         self.totals = Totals()
+        #: Wall time spent per phase of the day (compose, test, sync, operator, cut, state).
+        self.timings: dict[str, float] = defaultdict(float)
         self.version = "28"
         if workdir.exists():
             shutil.rmtree(workdir)
@@ -271,24 +341,39 @@ class Simulation:
         when = s.day(n)
         cid = f"Fedora-Atomic-{self.version}-{when:%Y%m%d}.0"
         report = DayReport(when, cid, kind)
-        self._compose(n, cid, kind)
+        with self._phase("compose"):
+            self._compose(n, cid, kind)
         self.totals.composes += 1
         if kind != "no-image":
-            self._test(n, cid)
-        self._sync(n, report)
-        if n == s.operator_fail:
-            report.notes.append(self._operator_fail(n))
-        if n == s.withdraw:
-            report.notes.append(self._withdraw(n))
-        if n == s.base_switch:
-            report.notes.append(self._switch_base())
+            with self._phase("test"):
+                self._test(n, cid)
+        with self._phase("sync"):
+            self._sync(n, report)
+        with self._phase("operator"):
+            if n == s.operator_fail:
+                report.notes.append(self._operator_fail(n))
+            if n == s.withdraw:
+                report.notes.append(self._withdraw(n))
+            if n == s.base_switch:
+                report.notes.append(self._switch_base())
         if n in s.missed_cut:
             report.notes.append("release.cut did not run today")
         else:
-            report.decision = self._cut(n)
-        view = self.state(self.at(n, time(23))).compose(cid)
+            with self._phase("cut"):
+                report.decision = self._cut(n)
+        with self._phase("state"):
+            report.state = self.state(self.at(n, time(23)))
+        view = report.state.compose(cid)
         report.status = view.status if view else "?"
         return report
+
+    @contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        started = clock.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] += clock.perf_counter() - started
 
     def _compose(self, n: int, cid: str, kind: NightKind) -> None:
         product = self.product

@@ -24,12 +24,14 @@ import contextlib
 import hashlib
 import json
 import logging
+import multiprocessing as mp
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -41,18 +43,18 @@ from pelican.log import FatalLogger
 from pelican.log import console as pelican_console
 from pelican.settings import read_settings
 
-from pipeline import pages
+from pipeline import errors, pages
 from pipeline.config import ProductConfig, load_product
-from pipeline.errors import ConfigError, FortnightError, SiteError
+from pipeline.errors import ConfigError, FortnightError, SiteError, VerificationError
 from pipeline.fsutil import atomic_write
-from pipeline.models import Manifest
+from pipeline.models import Manifest, Trust
 from pipeline.state import State, derive
 from pipeline.store import MANIFESTS, TRUST_FILE, ManifestLog
 
 STATE_DIR = ".fortnight"
 BUILD_RECORD = "build.json"
 #: Bump when the build record's shape changes.
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2
 CODE_FILES = ("pages.py", "sitegen.py", "state.py", "models.py", "config.py", "outputs.py")
 
 logger = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ class SiteSettings:
     site_name: str
     force: bool
     cache: bool
+    workers: int
 
     @classmethod
     def from_pelican(cls, settings: dict[str, Any]) -> SiteSettings:
@@ -91,6 +94,7 @@ class SiteSettings:
             site_name=str(settings.get("SITENAME") or "Fortnight"),
             force=bool(settings.get("FORTNIGHT_FORCE")),
             cache=bool(settings.get("FORTNIGHT_CACHE", True)),
+            workers=int(settings.get("FORTNIGHT_WORKERS") or os.cpu_count() or 1),
         )
 
     def now(self) -> datetime:
@@ -109,6 +113,8 @@ class ProductRecord:
     tree: str = ""
     newest: str = ""  # the newest manifest's created time, ISO
     files: dict[str, str] = field(default_factory=dict)  # site path -> sha256 (or "copy:...")
+    #: Site path -> digest of the page model a page was rendered from (pages that have one).
+    inputs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -121,71 +127,131 @@ class BuildReport:
     unchanged: int = 0
     removed: int = 0
     pages: int = 0
+    reused: int = 0  # pages whose model was unchanged: not even rendered
+
+    def add(self, other: BuildReport) -> None:
+        """Add the counts of a product built elsewhere (a worker process)."""
+        self.written += other.written
+        self.unchanged += other.unchanged
+        self.removed += other.removed
+        self.pages += other.pages
+        self.reused += other.reused
 
 
 class Output:
-    """The output folder: writes only what changed, atomically, and remembers what it wrote."""
+    """The output folder: writes only what changed, and remembers what it wrote.
 
-    def __init__(self, root: Path, report: BuildReport) -> None:
-        self.root = root
+    A file that exists is replaced atomically (temp file, then rename); a new file is
+    written in place (no reader can know its name before the build record, and the pages
+    that link to it, are written). The hot path works on ``str`` paths: a cold build of a
+    long history writes tens of thousands of files.
+    """
+
+    def __init__(self, root: Path, report: BuildReport, old: ProductRecord) -> None:
+        self.root = str(root)
         self.report = report
-        self._made: set[Path] = set()
+        self.old = old
+        self.files: dict[str, str] = {}
+        self.inputs: dict[str, str] = {}
+        self._made: set[str] = set()
 
-    def path(self, rel: str) -> Path:
+    def path(self, rel: str) -> str:
         if not pages.safe_relpath(rel):
             raise SiteError(f"refusing to write {rel!r}: not a path inside the output folder")
-        return self.root / rel
+        return os.path.join(self.root, rel)
 
-    def _parent(self, path: Path) -> None:
-        parent = path.parent
+    def _parent(self, path: str) -> None:
+        parent = os.path.dirname(path)
         if parent not in self._made:
-            parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(parent, exist_ok=True)
             self._made.add(parent)
 
-    def write(self, rel: str, data: bytes, old: dict[str, str], new: dict[str, str]) -> None:
+    def write(self, rel: str, data: bytes) -> None:
         """Write ``data`` at ``rel`` unless the last build wrote the same bytes there."""
         digest = hashlib.sha256(data).hexdigest()
-        new[rel] = digest
+        self.files[rel] = digest
         path = self.path(rel)
-        if old.get(rel) == digest and path.is_file():
+        known = self.old.files.get(rel)
+        if known == digest and os.path.isfile(path):
             self.report.unchanged += 1
             return
         self._parent(path)
-        atomic_write(path, data)
+        if known is None and not os.path.lexists(path):
+            with open(path, "wb") as f:
+                f.write(data)
+        else:
+            tmp = f"{path}.fortnight-tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
         self.report.written += 1
 
-    def copy(self, rel: str, src: Path, old: dict[str, str], new: dict[str, str]) -> None:
-        """Copy a file (a manifest, a log) unless the same size and mtime are there already."""
-        st = src.stat()
+    def page(self, rel: str, model: object, render: Callable[[], bytes]) -> None:
+        """Write a page rendered from ``model``, unless the last build rendered the same model.
+
+        The model is a frozen dataclass tree: its ``repr`` is the page's whole input (the
+        theme, settings and navigation are in the build's code key).
+        """
+        key = hashlib.sha256(repr(model).encode()).hexdigest()
+        self.inputs[rel] = key
+        self.report.pages += 1
+        digest = self.old.files.get(rel)
+        if digest and self.old.inputs.get(rel) == key and os.path.isfile(self.path(rel)):
+            self.files[rel] = digest
+            self.report.unchanged += 1
+            self.report.reused += 1
+            return
+        self.write(rel, render())
+
+    def copy(self, rel: str, src: str) -> None:
+        """Put a file (a manifest, a log) at ``rel``: a hard link when it can, else a copy.
+
+        Skipped when the last build put a file of the same size and mtime there. Manifests
+        are write-once in the log, so a link shares bytes that never change.
+        """
+        st = os.stat(src)
         mark = f"copy:{st.st_size}:{st.st_mtime_ns}"
-        new[rel] = mark
+        self.files[rel] = mark
         path = self.path(rel)
-        if old.get(rel) == mark and path.is_file():
+        if self.old.files.get(rel) == mark and os.path.isfile(path):
             self.report.unchanged += 1
             return
         self._parent(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        shutil.copy2(src, tmp)
+        tmp = f"{path}.fortnight-tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        try:
+            os.link(src, tmp)
+        except OSError:  # another file system, or links not allowed: copy
+            shutil.copy2(src, tmp)
         os.replace(tmp, path)
         self.report.written += 1
 
-    def remove_stale(self, old: dict[str, str], new: dict[str, str]) -> None:
+    def remove_stale(self) -> None:
         """Delete files the last build wrote that this one does not produce."""
-        for rel in sorted(set(old) - set(new)):
+        for rel in sorted(set(self.old.files) - set(self.files)):
             with contextlib.suppress(FileNotFoundError):
-                self.path(rel).unlink()
+                os.unlink(self.path(rel))
                 self.report.removed += 1
 
 
 def load_record(output: Path, code_key: str) -> dict[str, ProductRecord]:
-    """The last build's record, or an empty one (another code version, missing, corrupt)."""
+    """The last build's record (empty when missing or corrupt).
+
+    Written by other code, theme or settings, only its file digests are kept: files whose
+    bytes come out the same are still not rewritten, but every page is rendered again and
+    every product rebuilt.
+    """
     try:
         raw = json.loads((output / STATE_DIR / BUILD_RECORD).read_text())
-        if raw.get("format") != RECORD_FORMAT or raw.get("code") != code_key:
+        if raw.get("format") != RECORD_FORMAT:
             return {}
-        return {name: ProductRecord(**rec) for name, rec in raw["products"].items()}
+        records = {name: ProductRecord(**rec) for name, rec in raw["products"].items()}
     except (OSError, ValueError, TypeError, KeyError):
         return {}
+    if raw.get("code") != code_key:
+        return {name: ProductRecord(files=r.files) for name, r in records.items()}
+    return records
 
 
 def save_record(output: Path, code_key: str, records: dict[str, ProductRecord]) -> None:
@@ -196,7 +262,13 @@ def save_record(output: Path, code_key: str, records: dict[str, ProductRecord]) 
         "format": RECORD_FORMAT,
         "code": code_key,
         "products": {
-            name: {"key": r.key, "tree": r.tree, "newest": r.newest, "files": r.files}
+            name: {
+                "key": r.key,
+                "tree": r.tree,
+                "newest": r.newest,
+                "files": r.files,
+                "inputs": r.inputs,
+            }
             for name, r in sorted(records.items())
         },
     }
@@ -238,7 +310,7 @@ def product_trees(repo: Path) -> dict[str, str]:
         "status",
         "--porcelain=v1",
         "-z",
-        "--untracked-files=all",
+        "--untracked-files=normal",
         "--",
         MANIFESTS,
     )
@@ -308,100 +380,73 @@ class Renderer:
 
 
 def build_product(
-    state: State,
-    manifests: list[Manifest],
-    log: ManifestLog,
-    renderer: Renderer,
-    out: Output,
-    old: dict[str, str],
-) -> dict[str, str]:
-    """Write every page and file of one product; returns site path -> digest."""
-    new: dict[str, str] = {}
+    state: State, manifests: list[Manifest], log: ManifestLog, renderer: Renderer, out: Output
+) -> None:
+    """Write every page and file of one product into ``out``."""
     product = state.product.name
     urls = pages.Urls(product)
     site = renderer.site
 
+    def render(template: str, rel: str, **values: Any) -> Callable[[], bytes]:
+        return lambda: renderer.render(template, rel, product=state.product, **values)
+
     download = pages.download_page(state)
-    targets = [urls.download()]
-    if product == site.primary:
-        targets.append("index.html")
+    targets = [urls.download()] + (["index.html"] if product == site.primary else [])
     for rel in targets:
-        body = renderer.render(
-            "download.html", rel, page=download, urls=urls, product=state.product
-        )
-        out.write(rel, body, old, new)
-        out.report.pages += 1
+        out.page(rel, download, render("download.html", rel, page=download, urls=urls))
 
     for dash in pages.dashboard_pages(state, urls):
-        out.write(
-            dash.href,
-            renderer.render("dashboard.html", dash.href, page=dash, product=state.product),
-            old,
-            new,
-        )
-        out.report.pages += 1
+        out.page(dash.href, dash, render("dashboard.html", dash.href, page=dash))
 
     bugs = pages.compose_bugs(state, urls)
     releases = pages.release_of_compose(state)
-    logs = site.logs
-    known_logs: set[str] = set()
+    logs = str(site.logs) if site.logs else None
+    known_logs: dict[str, bool] = {}
 
     def has_log(path: str) -> bool:
         if logs is None:
             return False
-        if path in known_logs:
-            return True
-        src = logs / path
-        if src.is_file():
-            out.copy(urls.log(path), src, old, new)
-            known_logs.add(path)
-            return True
-        return False
+        found = known_logs.get(path)
+        if found is None:
+            src = os.path.join(logs, path)
+            found = known_logs[path] = os.path.isfile(src)
+            if found:
+                out.copy(urls.log(path), src)
+        return found
 
     for view in state.composes:
         page = pages.compose_page(state, view, urls, bugs, releases, has_log)
         rel = urls.compose(view.compose_id)
-        out.write(
-            rel, renderer.render("compose.html", rel, page=page, product=state.product), old, new
-        )
-        out.report.pages += 1
+        out.page(rel, page, render("compose.html", rel, page=page))
 
     known = {c.compose_id for c in state.composes}
     for bug in pages.local_bugs(state):
         rel = urls.bug(bug.bug)
-        body = renderer.render(
-            "bug.html", rel, page=pages.bug_page(bug, urls, known), product=state.product
-        )
-        out.write(rel, body, old, new)
-        out.report.pages += 1
+        model = pages.bug_page(bug, urls, known)
+        out.page(rel, model, render("bug.html", rel, page=model))
 
     rel = urls.archive()
     rows = pages.archive_rows(state, urls)
-    out.write(rel, renderer.render("archive.html", rel, rows=rows, product=state.product), old, new)
-    out.report.pages += 1
+    out.page(rel, rows, render("archive.html", rel, rows=rows))
 
     from pipeline.outputs import checksum_file, sha256sums  # noqa: PLC0415 - same layer
 
     for release, images in pages.released_images(state):
-        out.write(urls.checksum(release.release_id), checksum_file(images).encode(), old, new)
-        out.write(urls.sha256sums(release.release_id), sha256sums(images).encode(), old, new)
+        out.write(urls.checksum(release.release_id), checksum_file(images).encode())
+        out.write(urls.sha256sums(release.release_id), sha256sums(images).encode())
 
     stream = pages.stream(state, site.site_url)
-    out.write(
-        urls.stream(), (json.dumps(stream, indent=2, sort_keys=True) + "\n").encode(), old, new
-    )
-    out.write(urls.feed(), atom_feed(state, urls, site), old, new)
+    out.write(urls.stream(), (json.dumps(stream, indent=2, sort_keys=True) + "\n").encode())
+    out.write(urls.feed(), atom_feed(state, urls, site))
 
     for latest in pages.latest_pointers(state):
-        out.write(latest.name_path, (latest.filename + "\n").encode(), old, new)
-        out.write(
-            latest.path, renderer.render("redirect.html", latest.path, latest=latest), old, new
-        )
+        out.write(latest.name_path, (latest.filename + "\n").encode())
+        out.write(latest.path, renderer.render("redirect.html", latest.path, latest=latest))
 
+    root = str(log.root)
     for m in manifests:
-        rel = str(m.relpath())
-        out.copy(f"{MANIFESTS}/{rel}", log.root / rel, old, new)
-    return new
+        rel = f"{m.product}/{m.DIRECTORY}/{m.identity()}.json"
+        out.copy(f"{MANIFESTS}/{rel}", os.path.join(root, rel))
 
 
 def atom_feed(state: State, urls: pages.Urls, site: SiteSettings) -> bytes:
@@ -414,7 +459,11 @@ def atom_feed(state: State, urls: pages.Urls, site: SiteSettings) -> bytes:
         feed_url=base + urls.feed(),
         language="en",
     )
-    for entry in pages.feed_entries(state, urls):
+    entries = pages.feed_entries(state, urls)
+    if not entries:  # feedgenerator would say "updated now": keep the output reproducible
+        anchor = datetime.combine(state.product.release.anchor, time(), tzinfo=UTC)
+        feed.latest_post_date = lambda: anchor
+    for entry in entries:
         feed.add_item(
             title=entry.title,
             link=base + entry.link,
@@ -462,23 +511,31 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
         self.trust_digest = hashlib.sha256(self.trust_bytes).hexdigest()
         self.now = site.now()
         self.records: dict[str, ProductRecord] = {}
-        # Verify every product that needs building before anything is written (fail closed).
-        self.todo: list[tuple[ProductConfig, str, list[Manifest]]] = []
+        self.renderer = Renderer(self.env, site, self.nav, self.content_pages)
+        jobs = []
         for product in self.products:
             old = self.previous.get(product.name, ProductRecord())
             tree = trees.get(product.name, "")
-            key = self._key(tree, old.newest)
-            if key and key == old.key and all((site.output / f).is_file() for f in old.files):
+            key = self.key(tree, old.newest)
+            if key and key == old.key and _all_exist(str(site.output), old.files):
                 self.records[product.name] = old
                 self.report.products_skipped.append(product.name)
                 continue
-            verified = self.log.load_verified(trust, products=[product.name])
-            self.todo.append((product, tree, [v.manifest for v in verified]))
+            jobs.append(ProductJob(self, product, tree, old, trust))
+        # Every product that needs building is loaded and verified before anything is
+        # written (fail closed): in worker processes, one per product, when that helps.
+        self.workers = Workers.start(jobs, site.workers) if len(jobs) > 1 else None
+        if self.workers is None:
+            for job in jobs:
+                job.prepare()
+        self.jobs = jobs
 
-    def _key(self, tree: str, newest: str) -> str:
+    def key(self, tree: str, newest: str) -> str:
+        """A product's build key (empty: always build)."""
         if not tree:
             return ""  # uncommitted changes, or not git: always build
         return product_key(self.code, tree, self.trust_digest, self.nav, self.now, newest)
+
 
     def _products(self) -> list[ProductConfig]:
         names = self.log.product_names()
@@ -493,26 +550,178 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
 
     def generate_output(self, writer: Any) -> None:
         """Write the changed products' pages and files, then the build record."""
-        site, now, records = self.site, self.now, self.records
-        renderer = Renderer(self.env, site, self.nav, self.content_pages)
-        out = Output(site.output, self.report)
-        shared_old = self.previous.get("", ProductRecord()).files
-        shared_new: dict[str, str] = {}
-        out.write(f"{MANIFESTS}/{TRUST_FILE}", self.trust_bytes, shared_old, shared_new)
-        records[""] = ProductRecord(files=shared_new)
-        out.remove_stale(shared_old, shared_new)
-        for product, tree, everything in self.todo:
-            old = self.previous.get(product.name, ProductRecord())
-            manifests = [m for m in everything if m.created <= now]
-            state = derive(manifests, product, now)
-            files = build_product(state, manifests, self.log, renderer, out, old.files)
-            newest = max((iso_key(m.created) for m in everything), default="")
-            out.remove_stale(old.files, files)
-            records[product.name] = ProductRecord(self._key(tree, newest), tree, newest, files)
-            self.report.products_built.append(product.name)
+        site, records = self.site, self.records
+        shared = Output(site.output, self.report, self.previous.get("", ProductRecord()))
+        shared.write(f"{MANIFESTS}/{TRUST_FILE}", self.trust_bytes)
+        shared.remove_stale()
+        records[""] = ProductRecord(files=shared.files)
+        if self.workers is not None:
+            results = self.workers.finish()
+        else:
+            results = [job.write() for job in self.jobs]
+        for job, (record, report) in zip(self.jobs, results, strict=True):
+            records[job.product.name] = record
+            self.report.add(report)
+            self.report.products_built.append(job.product.name)
         for name in set(self.previous) - set(records):
-            out.remove_stale(self.previous[name].files, {})
+            Output(site.output, self.report, self.previous[name]).remove_stale()
         save_record(site.output, self.code, records)
+
+
+class ProductJob:
+    """One product's build: :meth:`prepare` (load, verify, derive), then :meth:`write`."""
+
+    def __init__(
+        self,
+        gen: FortnightGenerator,
+        product: ProductConfig,
+        tree: str,
+        old: ProductRecord,
+        trust: Trust,
+    ) -> None:
+        self.gen = gen
+        self.product = product
+        self.tree = tree
+        self.old = old
+        self.trust = trust
+
+    def prepare(self) -> None:
+        """Load and verify the product's manifests (fail closed) and derive its state.
+
+        Raises:
+            VerificationError: a manifest of the product failed verification.
+        """
+        gen = self.gen
+        verified = gen.log.load_verified(self.trust, products=[self.product.name])
+        everything = [v.manifest for v in verified]
+        self.newest = max((iso_key(m.created) for m in everything), default="")
+        self.manifests = [m for m in everything if m.created <= gen.now]
+        self.state = derive(self.manifests, self.product, gen.now)
+
+    def write(self) -> tuple[ProductRecord, BuildReport]:
+        """Write the product's pages and files; the record of what was written."""
+        gen = self.gen
+        report = BuildReport()
+        out = Output(gen.site.output, report, self.old)
+        build_product(self.state, self.manifests, gen.log, gen.renderer, out)
+        out.remove_stale()
+        key = gen.key(self.tree, self.newest)
+        return ProductRecord(key, self.tree, self.newest, out.files, out.inputs), report
+
+
+class Workers:
+    """Product jobs in forked worker processes, in two phases.
+
+    Each worker prepares its product (load, verify, derive) and reports; only when every
+    product verified are they told to write (fail closed across products). Forking shares
+    the loaded theme and settings; results come back as small records.
+    """
+
+    def __init__(self, procs: list[tuple[Any, Any]]) -> None:
+        self.procs = procs
+
+    @classmethod
+    def start(cls, jobs: list[ProductJob], workers: int) -> Workers | None:
+        """Fork one worker per job, or None (run in-process) when forking is not safe here.
+
+        Raises:
+            FortnightError: a product failed to load or verify (the first, in product order).
+        """
+        if workers <= 1 or threading.active_count() > 1 or "fork" not in mp.get_all_start_methods():
+            return None  # a process with threads cannot fork safely
+        ctx = mp.get_context("fork")
+        procs = []
+        for job in jobs:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_work, args=(job, child), daemon=True)
+            proc.start()
+            child.close()
+            procs.append((proc, parent))
+        pool = cls(procs)
+        errors = [pool._receive(conn, proc) for proc, conn in procs]
+        failed = next((e for e in errors if e is not None), None)
+        if failed is not None:
+            pool.stop()
+            raise failed
+        return pool
+
+    @staticmethod
+    def _receive(conn: Any, proc: Any) -> FortnightError | None:
+        try:
+            kind, payload = conn.recv()
+        except EOFError:
+            return SiteError(f"a site worker died (exit code {proc.exitcode})")
+        if kind == "ok":
+            return None
+        return _rebuild_error(payload)
+
+    def finish(self) -> list[tuple[ProductRecord, BuildReport]]:
+        """Tell every worker to write; their records, in job order.
+
+        Raises:
+            FortnightError: a worker failed while writing.
+        """
+        for _, conn in self.procs:
+            conn.send(True)
+        results = []
+        for proc, conn in self.procs:
+            try:
+                kind, payload = conn.recv()
+            except EOFError:
+                raise SiteError(f"a site worker died (exit code {proc.exitcode})") from None
+            if kind != "done":
+                self.stop()
+                raise _rebuild_error(payload)
+            results.append(payload)
+        for proc, _ in self.procs:
+            proc.join()
+        return results
+
+    def stop(self) -> None:
+        """Tell every worker to stop without writing."""
+        for proc, conn in self.procs:
+            with contextlib.suppress(OSError, ValueError):
+                conn.send(False)
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+
+
+def _work(job: ProductJob, conn: Any) -> None:
+    """A worker: prepare, report, wait for the go, write, report."""
+    try:
+        job.prepare()
+        conn.send(("ok", None))
+        if not conn.recv():
+            return
+        conn.send(("done", job.write()))
+    except Exception as e:  # reported to the parent, which raises it at the boundary
+        conn.send(("error", _describe_error(e)))
+
+
+def _describe_error(e: Exception) -> tuple[str, Any]:
+    """A picklable description of an error, rebuilt by :func:`_rebuild_error`."""
+    if isinstance(e, VerificationError):
+        return ("verification", e.failures)
+    if isinstance(e, FortnightError):
+        return (type(e).__name__, (e.message, e.hint))
+    return ("other", f"{type(e).__name__}: {e}")
+
+
+def _rebuild_error(payload: tuple[str, Any]) -> FortnightError:
+    kind, data = payload
+    if kind == "verification":
+        return VerificationError(data)
+    if kind == "other":
+        return SiteError(f"site build failed: {data}", hint="set FORTNIGHT_DEBUG=1 and re-run")
+    cls = getattr(errors, kind, SiteError)
+    message, hint = data
+    return cls(message, hint=hint) if issubclass(cls, FortnightError) else SiteError(message)
+
+
+def _all_exist(root: str, files: dict[str, str]) -> bool:
+    isfile = os.path.isfile
+    return all(isfile(os.path.join(root, rel)) for rel in files)
 
 
 def content_pages(context: dict[str, Any]) -> list[tuple[str, str]]:

@@ -11,19 +11,22 @@ import json
 import re
 import shutil
 import subprocess
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pipeline.compose import failed_compose_manifest
 from pipeline.errors import SiteError, VerificationError
 from pipeline.models import LogRef, VerdictManifest
 from pipeline.outputs import checksum_file
 from pipeline.pages import DASHBOARD_PAGE, Urls, dashboard_pages, region_names
+from pipeline.sitegen import Workers
 from pipeline.state import derive
 from tests.conftest import FIXTURES, ROOT, make_result, run_invoke
 from tests.sitekit import (
@@ -568,3 +571,68 @@ def test_site_build_task_reports_and_fails_closed(
     assert "Traceback" not in bad.stderr
     at = run_invoke("site.build", "--repo", str(h.log.repo), "--at", "yesterday-ish")
     assert at.returncode == 2 and "--at yesterday-ish" in at.stderr
+
+
+def two_products(h: History) -> datetime:
+    """atomic-host's current scenario plus a cloud-base product with one compose."""
+    repo = h.log.repo
+    (repo / "manifests/cloud-base").mkdir()
+    shutil.copy(ROOT / "manifests/cloud-base/product.toml", repo / "manifests/cloud-base/")
+    h.log.git("add", "manifests/cloud-base")
+    h.log.git("commit", "-qm", "product: cloud-base")
+    now = scenario_current(h)
+    cloud = History(h.log, h.make_tree, product_name="cloud-base")
+    doomed = failed_compose_manifest(
+        cloud.product, "Fedora-Cloud-28-20180515.0", "DOOMED", None, day(14)
+    )
+    cloud.record([doomed], "compose: doomed")
+    return now
+
+
+def test_products_build_in_worker_processes_with_the_same_result(
+    make_history: MakeHistory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = make_history()
+    now = two_products(h)
+    parallel, serial = tmp_path / "parallel", tmp_path / "serial"
+    assert threading.active_count() == 1  # else the build cannot fork and runs in-process
+    forks = []
+    real = Workers.start
+
+    def spy(jobs: list[Any], workers: int) -> Workers | None:
+        pool = real(jobs, workers)
+        forks.append(pool is not None)
+        return pool
+
+    monkeypatch.setattr(Workers, "start", spy)
+    report = h.build(parallel, now, overrides={"FORTNIGHT_WORKERS": 2})
+    assert forks == [True]
+    h.build(serial, now, overrides={"FORTNIGHT_WORKERS": 1})
+    assert report.products_built == ["atomic-host", "cloud-base"]
+    assert report.pages == 10 and report.written > 40  # 6 pages + 4 of cloud-base
+
+    def tree(root: Path) -> dict[str, bytes]:
+        return {
+            str(p.relative_to(root)): p.read_bytes()
+            for p in root.rglob("*")
+            if p.is_file() and ".fortnight" not in p.parts
+        }
+
+    assert tree(parallel) == tree(serial)
+    assert (parallel / "cloud-base/index.html").is_file()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_bad_manifest_in_any_product_fails_the_whole_build(
+    make_history: MakeHistory, tmp_path: Path, workers: int
+) -> None:
+    """Fail closed across products: nothing of the good product is written either."""
+    h = make_history()
+    now = two_products(h)
+    bad = next((h.log.repo / "manifests/cloud-base/composes").glob("*.json"))
+    bad.write_text(bad.read_text().replace('"respin": 0', '"respin": 3'))
+    out = tmp_path / "out"
+    with pytest.raises(VerificationError, match=bad.name):
+        h.build(out, now, overrides={"FORTNIGHT_WORKERS": workers})
+    assert not (out / "atomic-host").exists()
+    assert not (out / "index.html").exists()
