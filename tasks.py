@@ -1047,6 +1047,7 @@ def _output(output: str | None, log: ManifestLog) -> Path:
         "logs": "log store folder to copy test logs from (default: $FORTNIGHT_LOGS, else "
         "<repo>/logs)",
         "force": "rebuild every page, ignoring what the last build recorded",
+        "workers": "products built at once, in worker processes (default: one per core)",
     },
 )
 @boundary
@@ -1058,6 +1059,7 @@ def site_build(
     production: bool = False,
     logs: str | None = None,
     force: bool = False,
+    workers: int = 0,
 ) -> None:
     """Build the download site from the verified log (fails closed on any bad manifest)."""
     from pipeline.sitegen import build_site  # noqa: PLC0415 - Pelican loads only for the site
@@ -1074,6 +1076,7 @@ def site_build(
         logs=_logs(logs, log).root,
         force=force,
         cache=log.cache,
+        overrides={"FORTNIGHT_WORKERS": workers} if workers else None,
     )
     console.out.print(
         f"site: {out}: {report.pages} pages rendered, {report.written} files written, "

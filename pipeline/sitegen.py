@@ -613,7 +613,8 @@ class Workers:
     """Product jobs in forked worker processes, in two phases.
 
     Each worker prepares its product (load, verify, derive) and reports; only when every
-    product verified are they told to write (fail closed across products). Forking shares
+    product verified are they told to write (fail closed across products). A semaphore
+    lets at most ``workers`` of them load or write at once. Forking shares
     the loaded theme and settings; results come back as small records.
     """
 
@@ -630,10 +631,11 @@ class Workers:
         if workers <= 1 or threading.active_count() > 1 or "fork" not in mp.get_all_start_methods():
             return None  # a process with threads cannot fork safely
         ctx = mp.get_context("fork")
+        busy = ctx.BoundedSemaphore(workers)  # at most ``workers`` load or write at once
         procs = []
         for job in jobs:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_work, args=(job, child), daemon=True)
+            proc = ctx.Process(target=_work, args=(job, child, busy), daemon=True)
             proc.start()
             child.close()
             procs.append((proc, parent))
@@ -687,14 +689,17 @@ class Workers:
                 proc.kill()
 
 
-def _work(job: ProductJob, conn: Any) -> None:
+def _work(job: ProductJob, conn: Any, busy: Any) -> None:
     """A worker: prepare, report, wait for the go, write, report."""
     try:
-        job.prepare()
+        with busy:
+            job.prepare()
         conn.send(("ok", None))
         if not conn.recv():
             return
-        conn.send(("done", job.write()))
+        with busy:
+            result = job.write()
+        conn.send(("done", result))
     except Exception as e:  # reported to the parent, which raises it at the boundary
         conn.send(("error", _describe_error(e)))
 
