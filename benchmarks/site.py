@@ -580,7 +580,8 @@ class Phases:
 
 
 def phase_build(scratch: Scratch, at: datetime, profile: Path | None) -> Phases:
-    """A cold build with phase timers (and cProfile, if asked), in a child."""
+    """A cold build with phase timers (and cProfile, if asked), in a child, in one process
+    (``--workers 1``: the timers cannot see into worker processes)."""
     shutil.rmtree(scratch.output, ignore_errors=True)
     settle()
 
@@ -616,7 +617,10 @@ def phase_build(scratch: Scratch, at: datetime, profile: Path | None) -> Phases:
         start = time.perf_counter()
         if profiler is not None:
             profiler.enable()
-        sitegen.build_site(CONF, scratch.log, scratch.output, at=at)
+        # One process: phase timers and cProfile only see the process they run in.
+        sitegen.build_site(
+            CONF, scratch.log, scratch.output, at=at, overrides={"FORTNIGHT_WORKERS": 1}
+        )
         if profiler is not None:
             profiler.disable()
         total = time.perf_counter() - start

@@ -28,6 +28,7 @@ from pipeline.outputs import checksum_file
 from pipeline.pages import DASHBOARD_PAGE, Urls, dashboard_pages, region_names
 from pipeline.sitegen import Workers
 from pipeline.state import derive
+from pipeline.store import WriteOptions
 from tests.conftest import FIXTURES, ROOT, make_result, run_invoke
 from tests.sitekit import (
     REGIONS,
@@ -636,3 +637,25 @@ def test_a_bad_manifest_in_any_product_fails_the_whole_build(
         h.build(out, now, overrides={"FORTNIGHT_WORKERS": workers})
     assert not (out / "atomic-host").exists()
     assert not (out / "index.html").exists()
+
+
+def test_uncommitted_manifests_are_noticed(make_history: MakeHistory, tmp_path: Path) -> None:
+    """A manifest written with --no-commit (untracked) still rebuilds its product."""
+    h = make_history()
+    now = scenario_current(h)
+    out = tmp_path / "out"
+    h.build(out, now)
+    assert h.build(out, now).products_skipped == ["atomic-host"]
+    log = h.log.log
+    extra = make_result(
+        h.composes["Fedora-Atomic-28-20180514.0"],
+        fail=["name"],
+        started=now - timedelta(hours=1),
+        run="20180516T110000Z-abcdef",
+    )
+    log.record([extra], [h.log.signers["test"]], log.load_trust(), "x", WriteOptions(commit=False))
+    assert h.log.git("status", "--porcelain", "--untracked-files=all").strip().startswith("??")
+    again = h.build(out, now)
+    assert again.products_built == ["atomic-host"]
+    page = (out / "atomic-host/composes/Fedora-Atomic-28-20180514.0.html").read_text()
+    assert "20180516T110000Z-abcdef" in page
