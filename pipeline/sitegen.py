@@ -309,6 +309,8 @@ def product_trees(repo: Path) -> dict[str, str]:
         )
 
     listing = git("ls-tree", "-z", "HEAD", f"{MANIFESTS}/")
+    # Tracked files changed (in the work tree or staged); untracked ones show in the folders'
+    # times below (git's scan for them costs seconds on a long history).
     status = git(
         "--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=no",
         "--", MANIFESTS,
@@ -323,7 +325,7 @@ def product_trees(repo: Path) -> dict[str, str]:
             trees[path.rsplit("/", 1)[-1]] = parts[2]
     dirty = set()
     for entry in status.stdout.split("\0"):
-        parts = entry[3:].split("/") if len(entry) > 3 else []
+        parts = entry[3:].split("/")
         if len(parts) > 2:
             dirty.add(parts[1])
     root = repo / MANIFESTS
@@ -335,16 +337,23 @@ def product_trees(repo: Path) -> dict[str, str]:
 
 
 def _folders_mtime(top: str) -> int:
-    """The newest modification time (ns) of ``top`` and every folder below it."""
+    """The newest modification time (ns) of a product folder and its folders.
+
+    Manifests live two or three levels down (``<kind>/<file>``, ``tests/<compose>/<file>``):
+    the times of ``top``, of each kind's folder and of the folders in those change when a
+    file is added, removed or renamed there. Files themselves are never stat'ed.
+    """
     newest = os.stat(top).st_mtime_ns
-    stack = [top]
-    while stack:
-        with os.scandir(stack.pop()) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    newest = max(newest, entry.stat(follow_symlinks=False).st_mtime_ns)
-                    stack.append(entry.path)
+    for depth_one in _subfolders(top):
+        newest = max(newest, depth_one.stat(follow_symlinks=False).st_mtime_ns)
+        for depth_two in _subfolders(depth_one.path):
+            newest = max(newest, depth_two.stat(follow_symlinks=False).st_mtime_ns)
     return newest
+
+
+def _subfolders(path: str) -> list[os.DirEntry[str]]:
+    with os.scandir(path) as entries:
+        return [e for e in entries if e.is_dir(follow_symlinks=False)]
 
 
 def product_key(

@@ -385,6 +385,24 @@ class _Partition:
     adopted: list[tuple[bytes, Entries]]
 
 
+@functools.lru_cache(maxsize=128)
+def _read_segment(
+    path: str, size: int, mtime_ns: int, inode: int, fingerprint: str
+) -> tuple[int, Entries | None]:
+    """A segment file's entries, decoded once per process for each version of the file.
+
+    Segments are never modified in place (written to a temp file, then renamed), so a
+    file with the same path, size, time and inode holds the same bytes; a long-lived
+    process (the demo, ``invoke listen``) that loads the log again and again unpickles
+    each segment once. The entries are shared and never mutated; the models are frozen.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    data = Path(path).read_bytes()
+    return len(data), decode_segment(fingerprint, data)
+
+
 class VerifyCache:
     """The verification results of one log under one trust, and the files git says are clean.
 
@@ -440,16 +458,18 @@ class VerifyCache:
         for name in names:
             path = directory / name
             try:
-                data = path.read_bytes()
+                st = path.stat()
+                size, entries = _read_segment(
+                    str(path), st.st_size, st.st_mtime_ns, st.st_ino, self.fingerprint
+                )
             except OSError:
                 continue
-            entries = decode_segment(self.fingerprint, data)
             if entries is None:
                 with contextlib.suppress(OSError):
                     path.unlink()  # unusable: rebuilt from the files it covered
                 continue
             part.entries.update(entries)
-            part.segments.append((path, len(data), entries))
+            part.segments.append((path, size, entries))
         return part
 
     def get(self, path: str) -> Manifest | None:
