@@ -40,7 +40,7 @@ from pipeline.errors import CloudError, ConfigError, FortnightError
 from pipeline.ingest import http_session, is_url, load_compose
 from pipeline.models import ROLES, RoleName, Trust
 from pipeline.schema import write_schemas
-from pipeline.signing import empty_trust, load_signer
+from pipeline.signing import empty_trust, load_signers
 from pipeline.simulate import DayReport
 from pipeline.state import derive, summary
 from pipeline.store import (
@@ -119,8 +119,8 @@ class Setup:
     log: ManifestLog
     config: ProductConfig
     trust: Trust
-    signer: Signer
-    release: Signer | None  # for the tracker sync afterwards; None with --no-tracker
+    signers: list[Signer]  # as many as the role's threshold needs
+    release: list[Signer] | None  # for the tracker sync afterwards; None with --no-tracker
     options: WriteOptions
 
 
@@ -140,10 +140,10 @@ def _setup(
     log.require_repo()
     config = load_product(log.root, product)
     trust = log.load_trust()
-    signer = load_signer(role, os.environ, trust)
-    release = load_signer("release", os.environ, trust) if sync else None
+    signers = load_signers(role, os.environ, trust)
+    release = load_signers("release", os.environ, trust) if sync else None
     options = _write_options(dry_run, no_commit, push, remote, log)
-    return Setup(log, config, trust, signer, release, options)
+    return Setup(log, config, trust, signers, release, options)
 
 
 def _role(role: str) -> RoleName:
@@ -269,12 +269,12 @@ def record(
         push=push,
         remote=remote,
     )
-    log, config, signer, options = s.log, s.config, s.signer, s.options
+    log, config, signers, options = s.log, s.config, s.signers, s.options
     if failed:
         if not compose_id or reason is None:
             raise ConfigError("--failed needs --compose-id and --reason")
         manifest = failed_compose_manifest(config, compose_id, reason, log_url, _now())
-        outcome = record_failed_compose(log, manifest, [signer], options)
+        outcome = record_failed_compose(log, manifest, signers, options)
         _report_write(outcome.write, [outcome.manifest.relpath()])
         if s.release is not None:
             _sync(log, config, s.release, options)
@@ -292,7 +292,7 @@ def record(
                 log,
                 config,
                 loaded,
-                [signer],
+                signers,
                 _now(),
                 verify=verify_files,
                 options=options,
@@ -319,12 +319,14 @@ def _report_write(write: WriteResult, paths: Sequence[PurePosixPath], extra: str
         console.out.print(f"{verb}: manifests/{path}" + "".join(f", {d}" for d in details))
 
 
-def _sync(log: ManifestLog, config: ProductConfig, release: Signer, options: WriteOptions) -> None:
+def _sync(
+    log: ManifestLog, config: ProductConfig, release: list[Signer], options: WriteOptions
+) -> None:
     """Sync the tracker and say what it did."""
     report = sync_tracker(
         log,
         config,
-        signers=[release],
+        signers=release,
         options=options,
         now=_now(),
         backend_for=lambda state: make_tracker(config, state, os.environ),
@@ -415,7 +417,7 @@ def run_task(
             arches=arch or [],
             logs=_logs(logs, log),
             scratch=Path(scratch),
-            signers=[s.signer],
+            signers=s.signers,
             options=s.options,
             base_env=os.environ,
             clock=_now,
@@ -486,7 +488,7 @@ def import_task(
         advisory=advisory or [],
         arches=arch or [],
         logs=_logs(logs, s.log),
-        signers=[s.signer],
+        signers=s.signers,
         options=s.options,
         clock=_now,
         runner=runner or socket.gethostname(),
@@ -614,7 +616,7 @@ def _verdict(
         push=push,
         remote=remote,
     )
-    log, config, signer, options = s.log, s.config, s.signer, s.options
+    log, config, signers, options = s.log, s.config, s.signers, s.options
     verdict, write = record_verdict(
         log,
         config,
@@ -625,7 +627,7 @@ def _verdict(
         test=test,
         suite=suite,
         reason_url=reason_url,
-        signers=[signer],
+        signers=signers,
         options=options,
         now=_now(),
     )
@@ -634,7 +636,7 @@ def _verdict(
     else:
         _report_write(write, [verdict.relpath()])
     if not no_tracker:
-        _sync(log, config, signer, options)
+        _sync(log, config, signers, options)
 
 
 @task(name="sync", help=WRITE_HELP)
@@ -659,7 +661,7 @@ def tracker_sync(
         push=push,
         remote=remote,
     )
-    _sync(s.log, s.config, s.signer, s.options)
+    _sync(s.log, s.config, s.signers, s.options)
 
 
 def _at(at: str | None) -> datetime:
@@ -739,7 +741,7 @@ def release_cut(
     )
     when = _at(at)
     manifest, write, state = cut_release(
-        s.log, s.config, when, signers=[s.signer], options=s.options
+        s.log, s.config, when, signers=s.signers, options=s.options
     )
     if manifest is None or write is None:
         cycle = state.cycle
@@ -802,7 +804,7 @@ def release_revoke(
         reason=reason,
         reason_url=reason_url,
         operator=_operator(operator, s.log),
-        signers=[s.signer],
+        signers=s.signers,
         options=s.options,
         now=_now(),
     )
@@ -896,7 +898,7 @@ def cloud_discover(
         s.log,
         s.config,
         compose_id,
-        signers=[s.signer],
+        signers=s.signers,
         options=s.options,
         now=_now(),
         make_client=_ec2_factory(endpoint_url),

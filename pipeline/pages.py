@@ -146,10 +146,7 @@ def http_url(url: str | None) -> str | None:
 def safe_relpath(path: str) -> bool:
     """A relative path that stays inside its folder (no ``..``, not absolute, no NUL)."""
     return (
-        bool(path)
-        and "\0" not in path
-        and not path.startswith("/")
-        and ".." not in path.split("/")
+        bool(path) and "\0" not in path and not path.startswith("/") and ".." not in path.split("/")
     )
 
 

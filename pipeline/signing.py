@@ -184,8 +184,39 @@ def add_key_to_trust(trust: Trust, role: RoleName, key: Key) -> Trust:
 _URI_RE = re.compile(r"^([a-z][a-z0-9+.-]*):")
 
 
-def load_signer(role: RoleName, env: Mapping[str, str], trust: Trust) -> Signer:
-    """The signer for ``role``, from ``FORTNIGHT_KEY_<ROLE>`` in ``env``.
+def load_signers(role: RoleName, env: Mapping[str, str], trust: Trust) -> list[Signer]:
+    """Every signer configured for ``role``: ``FORTNIGHT_KEY_<ROLE>``, then
+    ``FORTNIGHT_KEY_<ROLE>_2`` … ``_9`` (with ``FORTNIGHT_KEYID_<ROLE>_<N>`` for URIs), as
+    many as the role's threshold in ``trust.json`` needs (a threshold of two: two keys).
+
+    Raises:
+        KeyConfigError: a key is missing, unreadable or not trusted for ``role``, two
+            variables hold the same key, or fewer keys are set than the threshold.
+    """
+    signers = [load_signer(role, env, trust)]
+    for n in range(2, 10):
+        if env.get(f"{KEY_ENV_PREFIX}{role.upper()}_{n}", "").strip():
+            signers.append(load_signer(role, env, trust, suffix=f"_{n}"))
+    keyids = [s.public_key.keyid for s in signers]
+    if len(set(keyids)) != len(keyids):
+        raise KeyConfigError(
+            f"{KEY_ENV_PREFIX}{role.upper()}*: the same {role} key is set twice",
+            hint="each variable must hold a different key",
+        )
+    threshold = trust.roles[role].threshold
+    if len(signers) < threshold:
+        raise KeyConfigError(
+            f"trust.json: role {role} needs {threshold} signatures, "
+            f"and {len(signers)} {role} key(s) are set",
+            hint=f"set {KEY_ENV_PREFIX}{role.upper()}_{len(signers) + 1} to another {role} key",
+        )
+    return signers
+
+
+def load_signer(
+    role: RoleName, env: Mapping[str, str], trust: Trust, *, suffix: str = ""
+) -> Signer:
+    """The signer for ``role``, from ``FORTNIGHT_KEY_<ROLE>`` (plus ``suffix``) in ``env``.
 
     The value is a private key file (PEM/PKCS8) or any securesystemslib private
     key URI (``file2:``, ``gnupg:``, ``awskms:``…). For a URI whose public key
@@ -195,7 +226,7 @@ def load_signer(role: RoleName, env: Mapping[str, str], trust: Trust) -> Signer:
     Raises:
         KeyConfigError: the variable is unset, the key unreadable, or not trusted for ``role``.
     """
-    var = f"{KEY_ENV_PREFIX}{role.upper()}"
+    var = f"{KEY_ENV_PREFIX}{role.upper()}{suffix}"
     value = env.get(var, "").strip()
     if not value:
         raise KeyConfigError(
@@ -222,18 +253,17 @@ def load_signer(role: RoleName, env: Mapping[str, str], trust: Trust) -> Signer:
             f"{var}: unknown key URI scheme '{scheme}:'",
             hint=f"use a file path or one of {', '.join(sorted(SIGNER_FOR_URI_SCHEME))}",
         )
-    keyid = env.get(f"{KEYID_ENV_PREFIX}{role.upper()}", "").strip()
+    keyid_var = f"{KEYID_ENV_PREFIX}{role.upper()}{suffix}"
+    keyid = env.get(keyid_var, "").strip()
     if not keyid:
         if len(role_keyids) > 1:
             raise KeyConfigError(
                 f"{var}: role {role} has {len(role_keyids)} keys",
-                hint=f"set {KEYID_ENV_PREFIX}{role.upper()} to the keyid this URI signs for",
+                hint=f"set {keyid_var} to the keyid this URI signs for",
             )
         keyid = role_keyids[0]
     if keyid not in role_keyids:
-        raise KeyConfigError(
-            f"{KEYID_ENV_PREFIX}{role.upper()}: {keyid} is not a {role} key in trust.json"
-        )
+        raise KeyConfigError(f"{keyid_var}: {keyid} is not a {role} key in trust.json")
     public = SSlibKey.from_dict(keyid, trust.keys[keyid].model_dump(mode="json"))
     try:
         return Signer.from_priv_key_uri(value, public)

@@ -25,7 +25,7 @@ from typing import Any
 
 from securesystemslib.signer import Signer
 
-from pipeline.errors import ConflictError, StoreError, VerificationError
+from pipeline.errors import ConflictError, KeyConfigError, StoreError, VerificationError
 from pipeline.fsutil import atomic_create, atomic_write
 from pipeline.models import Manifest, RoleName, Trust
 from pipeline.signing import (
@@ -456,8 +456,24 @@ class ManifestLog:
         message: str,
         options: WriteOptions,
     ) -> WriteResult:
-        """Sign ``manifests`` and write them in one commit (see :meth:`write`)."""
+        """Sign ``manifests`` and write them in one commit (see :meth:`write`).
+
+        Each signed file is verified against ``trust`` before anything is written, so a
+        manifest that would fail verification (too few signatures for the role's
+        threshold, a key of another role) is never committed.
+
+        Raises:
+            KeyConfigError: the signers cannot produce a manifest that verifies.
+        """
         pending = [PendingManifest(m.relpath(), sign_manifest(m, signers), m) for m in manifests]
+        for item in pending:
+            try:
+                verify_manifest(item.data, item.path, trust)
+            except ManifestRejected as e:
+                raise KeyConfigError(
+                    f"manifests/{item.path}: signing it gave a manifest that does not verify ({e})",
+                    hint="set as many keys of the role as its threshold in trust.json",
+                ) from e
         return self.write(
             pending,
             trust,

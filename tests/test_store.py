@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConflictError, StoreError, VerificationError
+from pipeline.errors import ConflictError, KeyConfigError, StoreError, VerificationError
 from pipeline.models import ComposeManifest
 from pipeline.signing import sign_manifest
-from pipeline.store import ManifestLog, PendingManifest, PushConfig, WriteResult
+from pipeline.store import ManifestLog, PendingManifest, PushConfig, WriteOptions, WriteResult
 from tests.conftest import NOW, ComposeTree, Log, make_compose, run_invoke
 
 
@@ -322,3 +322,16 @@ def test_ci_matrix_runners_testing_slices_all_land(
     a.git("pull", "--quiet", "origin", "main")
     status = run_invoke("status", "--repo", str(a.repo))
     assert "Fedora-28-20180425.0 │ passed" in status.stdout, status.stdout
+
+
+def test_record_refuses_what_would_not_verify(make_log: Callable[..., Log]) -> None:
+    """Signed by a key of another role: refused before anything is written or committed."""
+    log = make_log()
+    commits = len(log.commits())
+    store = log.log
+    with pytest.raises(KeyConfigError, match="does not verify"):
+        store.record(
+            [make_compose()], [log.signers["test"]], store.load_trust(), "x", WriteOptions()
+        )
+    assert len(log.commits()) == commits
+    assert not list((log.repo / "manifests/atomic-host").glob("composes/*.json"))

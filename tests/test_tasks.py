@@ -186,3 +186,35 @@ def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
     verify = run_invoke("verify", "--repo", str(tmp_path / "demo" / "log"))
     assert verify.returncode == 0
     assert not list((tmp_path / "demo" / "log").rglob("*.key"))
+
+
+def test_a_threshold_of_two_needs_two_keys(
+    make_log: Callable[..., Log], make_compose_tree: Callable[..., ComposeTree], tmp_path: Path
+) -> None:
+    """trust.json asks two compose signatures: one key is refused before anything is written;
+    with FORTNIGHT_KEY_COMPOSE_2 set, both sign and the manifest verifies."""
+    log = make_log()
+    second = log.log.add_trusted_key("compose", tmp_path / "second")
+    trust = json.loads(log.log.trust_path.read_text())
+    trust["roles"]["compose"]["threshold"] = 2
+    log.log.trust_path.write_text(json.dumps(trust, indent=2))
+    log.log.commit_file(log.log.trust_path, "trust: two compose signatures")
+    tree = make_compose_tree()
+    args = ("compose.record", "--repo", str(log.repo), "--source", str(tree.root))
+    commits = len(log.commits())
+    one = run_invoke(*args, env=log.env)
+    assert one.returncode == 2
+    assert one.stderr.strip() == (
+        "error: trust.json: role compose needs 2 signatures, and 1 compose key(s) are set; "
+        "set FORTNIGHT_KEY_COMPOSE_2 to another compose key"
+    )
+    assert len(log.commits()) == commits
+    same = run_invoke(
+        *args, env={**log.env, "FORTNIGHT_KEY_COMPOSE_2": log.env["FORTNIGHT_KEY_COMPOSE"]}
+    )
+    assert same.returncode == 2 and "the same compose key is set twice" in same.stderr
+    two = run_invoke(*args, env={**log.env, "FORTNIGHT_KEY_COMPOSE_2": str(second.private_path)})
+    assert two.returncode == 0, two.stderr
+    manifest = next((log.repo / "manifests/atomic-host/composes").glob("*.json"))
+    assert len(json.loads(manifest.read_text())["signatures"]) == 2
+    assert run_invoke("verify", "--repo", str(log.repo)).returncode == 0
