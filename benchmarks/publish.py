@@ -10,33 +10,44 @@ a release archive with CHECKSUM and SHA256SUMS every 14 days, "latest" pointers,
 and a feed; a root index and the theme), publishes it to moto's S3 server on 127.0.0.1,
 then adds one day (a compose and a release) and publishes again. For each publish it
 prints the objects and bytes uploaded, the objects left unchanged and deleted, and the
-time. ``--site DIR`` publishes an existing built site instead (then publishes it again
-unchanged, so the second figures are the cost of a no-op publish).
+time. By default the site is the real build (``pipeline.sitegen.build_site``) of the
+synthetic history of benchmarks/history.py (``--years``, ``--products``, reused from
+``--dir``), and the second publish follows one more nightly compose and release decision
+committed to it, rebuilt; ``--synthetic`` publishes a generated folder shaped like it
+instead, and ``--site DIR`` an existing built site (published twice, unchanged, so the
+second figures are the cost of a no-op publish).
 
 The figures are informational: no targets, the exit status is 0 unless something failed.
-(To be wired to ``pipeline.sitegen.build_site`` once the real build is in.)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 # Run as a plain script, ``sys.path[0]`` is ``benchmarks/``: make the repository importable.
-REPO = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+CONF = REPO / "pelicanconf.py"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import boto3  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
+from pipeline import sitegen  # noqa: E402
 from pipeline.publish import PublishReport, publish, s3_client_factory  # noqa: E402
 
 BUCKET = "fortnight-benchmark"
@@ -150,12 +161,51 @@ def show(label: str, report: PublishReport, seconds: float) -> None:
     )
 
 
-def main() -> int:
+def real_site(
+    base: Path, years: int, nproducts: int
+) -> tuple[Callable[[], Path], Callable[[], str]]:
+    """The real build of a synthetic history (benchmarks/site.py's scratch clone), and a
+    function that commits one more release (a nightly compose, then the release day's
+    decision) and builds again."""
+    bench = _load_site_benchmark()
+    with contextlib.redirect_stdout(sys.stderr):
+        history_log = bench.history.ensure_history(base, years, nproducts, 2)
+    scratch = bench.scratch_for(base, history_log, years, nproducts)
+    moment = bench.moment_for(scratch, nproducts)
+
+    def build() -> Path:
+        sitegen.build_site(CONF, scratch.log, scratch.output, at=moment.build_at)
+        return Path(scratch.output)
+
+    def add_release() -> str:
+        bench.commit_compose(scratch, moment, 0)
+        return str(bench.commit_release(scratch, moment))
+
+    shutil.rmtree(scratch.output, ignore_errors=True)
+    return build, add_release
+
+
+def _load_site_benchmark() -> Any:
+    """benchmarks/site.py as a module (its name clashes with the stdlib's ``site``)."""
+    spec = importlib.util.spec_from_file_location("site_benchmark", BENCH / "site.py")
+    if spec is None or spec.loader is None:
+        raise RuntimeError("benchmarks/site.py not found")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["site_benchmark"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> int:  # noqa: PLR0915 - a script's linear story
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--years", type=float, default=1.0, help="history per product")
-    parser.add_argument("--products", type=int, default=2)
+    parser.add_argument("--years", type=int, default=1, help="history per product (real build)")
+    parser.add_argument("--products", type=int, default=4)
     parser.add_argument("--workers", type=int, default=8, help="parallel uploads per stage")
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "fortnight-bench")
     parser.add_argument("--site", type=Path, help="publish this built site instead")
+    parser.add_argument(
+        "--synthetic", action="store_true", help="a generated folder instead of the real build"
+    )
     args = parser.parse_args()
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -172,9 +222,16 @@ def main() -> int:
         target = f"s3://{BUCKET}/site"
         with tempfile.TemporaryDirectory() as scratch:
             days = int(args.years * 365)
-            site = args.site or Path(scratch, "output")
-            if args.site is None:
+            if args.site is not None:
+                site, step = args.site, None
+            elif args.synthetic:
+                site = Path(scratch, "output")
                 synthetic_site(site, args.products, days)
+                step = "synthetic"
+            else:
+                build, add_release = real_site(args.dir, args.years, args.products)
+                site = build()
+                step = "real"
             files = sum(1 for p in site.rglob("*") if p.is_file() and ".fortnight" not in p.parts)
             print(f"site: {site} ({files} files), {args.workers} workers, moto S3 at {url}")
 
@@ -182,16 +239,24 @@ def main() -> int:
             first = publish(site, target, client_factory=factory, workers=args.workers)
             show("first publish", first, time.perf_counter() - start)
 
-            if args.site is None:
+            if step == "synthetic":
                 synthetic_site(site, args.products, days + CADENCE)  # 14 composes, 1 release
+                label = "+14 days"
+            elif step == "real":
+                label = f"+1 compose and {add_release()}"
+                build()
+            else:
+                label = "unchanged"
             start = time.perf_counter()
             again = publish(site, target, client_factory=factory, workers=args.workers)
-            label = "+14 days" if args.site is None else "unchanged"
             show(label, again, time.perf_counter() - start)
             stages = len(again.plan.stages())
-            print(f"second publish: {again.uploaded} objects uploaded, in {stages} stages")
-            for key in again.uploaded_keys[-5:]:
-                print(f"  last up: {key}")
+            print(
+                f"second publish: {again.uploaded} of {files} objects uploaded "
+                f"({again.bytes_uploaded:,} bytes), {again.deleted} deleted, in {stages} stages"
+            )
+            for key in again.uploaded_keys:
+                print(f"  up: {key}")
     finally:
         server.stop()
     return 0
