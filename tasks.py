@@ -993,6 +993,13 @@ def demo(
     if weeks < 1:
         raise ConfigError(f"--weeks {weeks}: must be at least 1")
     workdir = Path(dir).resolve() if dir else Path(tempfile.mkdtemp(prefix="fortnight-demo-"))
+    download_url = "/composes/{compose_id}/compose/"
+    server = None
+    if serve:  # bind first: the pages then carry absolute download links to this server
+        from pipeline.sitegen import site_server  # noqa: PLC0415 - Pelican loads only here
+
+        server = site_server(workdir / "www", "127.0.0.1", port)
+        download_url = f"http://127.0.0.1:{server.server_address[1]}{download_url}"
     started = time.monotonic()
     with console.day_progress() as progress:
         task_id = progress.add_task("nights", total=None)
@@ -1013,6 +1020,7 @@ def demo(
             today=_now().date(),
             on_day=on_day,
             on_plan=lambda days: progress.update(task_id, total=days),
+            download_url=download_url,
         )
     t = result.totals
     console.out.print(console.counts_table(result.report.counts(), len(result.report.failures)))
@@ -1026,10 +1034,10 @@ def demo(
     console.out.print(f"manifest log: {result.repo}  (git log --stat there)")
     console.out.print(f"keys:         {result.keys}  (generated for this run)")
     console.out.print(f"site:         {result.site}")
-    if serve:
-        from pipeline.sitegen import serve_site  # noqa: PLC0415 - Pelican is loaded by now
+    if server is not None:
+        from pipeline.sitegen import serve_forever  # noqa: PLC0415 - Pelican is loaded by now
 
-        serve_site(result.site, "127.0.0.1", port)
+        serve_forever(server, result.site)
 
 
 # --- the site ------------------------------------------------------------------------

@@ -40,10 +40,13 @@ def run_demo(
     today: date,
     on_day: Callable[[int, DayReport], None] = lambda n, r: None,
     on_plan: Callable[[int], None] = lambda days: None,
+    download_url: str = "/composes/{compose_id}/compose/",
 ) -> DemoResult:
     """Play ``weeks`` weeks ending ``today`` in ``workdir`` and build the site.
 
-    ``settings`` is the Pelican settings file (``pelicanconf.py``).
+    ``settings`` is the Pelican settings file (``pelicanconf.py``); ``download_url`` is
+    where users download images (the composes are written beside the site, under
+    ``composes/``).
 
     Raises:
         FortnightError: any step failed (the demo uses the same code as the tasks).
@@ -52,7 +55,9 @@ def run_demo(
 
     script = demo_script(weeks, seed, today)
     on_plan(script.days)
-    sim = Simulation(workdir, script, product_toml=product_toml.read_bytes())
+    sim = Simulation(
+        workdir, script, product_toml=product_toml.read_bytes(), download_url=download_url
+    )
     totals = sim.run(on_day)
     end = datetime.combine(today, time(23), tzinfo=sim.at(0, time(0)).tzinfo)
     build_site(settings, sim.repo, sim.www, at=end, logs=sim.logs.root)

@@ -136,11 +136,15 @@ class Urls:
 
 
 def http_url(url: str | None) -> str | None:
-    """``url`` if it is an absolute http(s) URL, else None: never a ``javascript:`` link."""
+    """``url`` if it is an http(s) URL or has no scheme at all (``/composes/…``), else None:
+    never a ``javascript:`` or ``data:`` link."""
     if not url:
         return None
-    scheme = url.split(":", 1)[0].lower()
-    return url if scheme in ("http", "https") and "://" in url else None
+    head = url.split("/", 1)[0]
+    if ":" not in head:
+        return url  # relative or root-relative: no scheme to abuse
+    scheme = head.split(":", 1)[0].lower()
+    return url if scheme in ("http", "https") and url[len(scheme) :].startswith("://") else None
 
 
 def safe_relpath(path: str) -> bool:

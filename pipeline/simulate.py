@@ -157,8 +157,9 @@ def demo_script(weeks: int, seed: int, end: date) -> Script:
     anchor = start + timedelta(days=6)
     nights: list[NightKind] = ["blocking" if rnd.random() < 0.2 else "good" for _ in range(days)]
     release = list(range(6, days, 14))
-    nights[rnd.randrange(0, 5)] = "no-image"
-    nights[rnd.randrange(7, 12)] = "advisory"
+    nights[rnd.randrange(0, min(5, days))] = "no-image"
+    if days > 12:
+        nights[rnd.randrange(7, 12)] = "advisory"
     operator_fail = withdraw = base_switch = None
     if len(release) >= 3:  # one whole cycle fails: its release day is stale
         for d in range(release[1] + 1, release[2] + 1):

@@ -25,7 +25,7 @@ from pipeline.compose import failed_compose_manifest
 from pipeline.errors import SiteError, VerificationError
 from pipeline.models import LogRef, VerdictManifest
 from pipeline.outputs import checksum_file
-from pipeline.pages import DASHBOARD_PAGE, Urls, dashboard_pages, region_names
+from pipeline.pages import DASHBOARD_PAGE, Urls, dashboard_pages, http_url, region_names
 from pipeline.sitegen import Workers
 from pipeline.state import derive
 from pipeline.store import WriteOptions
@@ -659,3 +659,22 @@ def test_uncommitted_manifests_are_noticed(make_history: MakeHistory, tmp_path: 
     assert again.products_built == ["atomic-host"]
     page = (out / "atomic-host/composes/Fedora-Atomic-28-20180514.0.html").read_text()
     assert "20180516T110000Z-abcdef" in page
+
+
+@pytest.mark.parametrize(
+    ("url", "kept"),
+    [
+        ("https://dl.example.org/x.qcow2", True),
+        ("http://127.0.0.1:8000/composes/x.qcow2", True),
+        ("/composes/Fedora-Atomic-28-20180514.0/compose/x.qcow2", True),
+        ("composes/x.qcow2", True),
+        ("javascript:alert(1)", False),
+        ("JavaScript:alert(1)", False),
+        (" javascript:alert(1)", False),
+        ("data:text/html,<script>alert(1)</script>", False),
+        ("http:evil", False),
+        ("", False),
+    ],
+)
+def test_only_safe_urls_become_links(url: str, kept: bool) -> None:
+    assert (http_url(url) == url) is kept

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests
 
 from pipeline.schema import write_schemas
 from tests.conftest import ROOT, ComposeTree, Log, run_invoke
@@ -218,3 +221,35 @@ def test_a_threshold_of_two_needs_two_keys(
     manifest = next((log.repo / "manifests/atomic-host/composes").glob("*.json"))
     assert len(json.loads(manifest.read_text())["signatures"]) == 2
     assert run_invoke("verify", "--repo", str(log.repo)).returncode == 0
+
+
+def test_demo_serves_the_site_with_working_downloads(tmp_path: Path) -> None:
+    """The README's first command, shortened to one week: the served page's download links
+    are absolute URLs of the same server, and a download matches its page's sha256."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FORTNIGHT_")}
+    args = ["demo", "--weeks", "1", "--dir", str(tmp_path / "demo")]
+    with subprocess.Popen(
+        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            url, seen = None, []
+            for line in proc.stdout:
+                seen.append(line)
+                if line.startswith("serving "):
+                    url = line.split(" at ")[1].split()[0]
+                    break
+            assert url, "".join(seen)
+            page = requests.get(url + "index.html", timeout=10).text
+            links = re.findall(r'<a class="dl" href="([^"]+)"', page)
+            assert links and all(link.startswith(url + "composes/") for link in links)
+            body = requests.get(links[0], timeout=10).content
+            assert hashlib.sha256(body).hexdigest() in page
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
