@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json as jsonlib
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -1259,7 +1260,7 @@ def run_tests(c: Context, pytest_args: str = "") -> None:
         [sys.executable, "-m", "ruff", "check", "."],
         [sys.executable, "-m", "ruff", "format", "--check", "."],
         [sys.executable, "-m", "mypy"],
-        [sys.executable, "-m", "pytest", *pytest_args.split()],
+        [sys.executable, "-m", "pytest", *shlex.split(pytest_args)],
     ]
     for step in steps:
         console.err.print(
