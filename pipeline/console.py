@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -14,6 +15,7 @@ from rich.progress import (
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -30,36 +32,28 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @contextmanager
-def byte_progress() -> Iterator[Progress]:
+def _progress(*columns: ProgressColumn) -> Iterator[Progress]:
+    """A transient progress display on stderr; silent when stderr is not a terminal."""
+    progress = Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        *columns,
+        console=err,
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
+    with progress:
+        yield progress
+
+
+def byte_progress() -> contextlib.AbstractContextManager[Progress]:
     """A progress display for streaming bytes; silent when stderr is not a terminal."""
-    progress = Progress(
-        TextColumn("{task.description}", markup=False),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=not sys.stderr.isatty(),
-    )
-    with progress:
-        yield progress
+    return _progress(DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
 
 
-@contextmanager
-def day_progress() -> Iterator[Progress]:
+def day_progress() -> contextlib.AbstractContextManager[Progress]:
     """A progress display for day-by-day work; silent when stderr is not a terminal."""
-    progress = Progress(
-        TextColumn("{task.description}", markup=False),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=not sys.stderr.isatty(),
-    )
-    with progress:
-        yield progress
+    return _progress(MofNCompleteColumn(), TimeElapsedColumn())
 
 
 def human_size(n: int) -> str:

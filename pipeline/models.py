@@ -160,9 +160,14 @@ class Manifest(StrictModel):
         """The file stem this manifest must be stored under."""
         raise NotImplementedError
 
+    def relname(self) -> str:
+        """Where this manifest lives, relative to ``manifests/``, as a ``/`` string (cheap:
+        the site build names tens of thousands)."""
+        return f"{self.product}/{self.DIRECTORY}/{self.identity()}.json"
+
     def relpath(self) -> PurePosixPath:
         """Where this manifest lives, relative to ``manifests/``."""
-        return PurePosixPath(self.product, self.DIRECTORY, f"{self.identity()}.json")
+        return PurePosixPath(self.relname())
 
     def signed_dict(self) -> dict[str, Any]:
         """The JSON-native payload that gets signed."""

@@ -131,8 +131,7 @@ class Urls:
 
     @staticmethod
     def manifest(manifest: Manifest) -> str:
-        m = manifest
-        return f"manifests/{m.product}/{m.DIRECTORY}/{m.identity()}.json"
+        return f"manifests/{manifest.relname()}"
 
 
 def http_url(url: str | None) -> str | None:
@@ -247,7 +246,7 @@ def download_page(state: State) -> DownloadPage:
     product = state.product
     current = state.current
     base = current.manifest.base.label() if current else product.base.label()
-    compose = state.compose(current.manifest.compose_id or "") if current else None
+    compose = state.current_compose
     cur = None
     arches: list[ArchSection] = []
     if current is not None and compose is not None:
@@ -809,7 +808,7 @@ def stream(state: State, site_url: str) -> dict[str, Any]:
     urls = Urls(state.product.name)
     current = state.current
     fresh = state.freshness
-    compose = state.compose(current.manifest.compose_id or "") if current else None
+    compose = state.current_compose
     prefix = site_url.rstrip("/") + "/" if site_url else ""
     arches: dict[str, Any] = {}
     last_modified = current.manifest.created if current else None
@@ -864,8 +863,7 @@ class Latest:
 
 def latest_pointers(state: State) -> list[Latest]:
     """Per arch and image type of the current release: a redirect and a name file."""
-    current = state.current
-    compose = state.compose(current.manifest.compose_id or "") if current else None
+    compose = state.current_compose
     if compose is None:
         return []
     urls = Urls(state.product.name)

@@ -473,7 +473,7 @@ def build_product(
 
     root = str(log.root)
     for m in manifests:
-        rel = f"{m.product}/{m.DIRECTORY}/{m.identity()}.json"
+        rel = m.relname()
         out.copy(f"{MANIFESTS}/{rel}", os.path.join(root, rel))
 
 

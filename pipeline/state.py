@@ -204,6 +204,12 @@ class State:
         return next((r for r in reversed(self.releases) if r.stands), None)
 
     @property
+    def current_compose(self) -> ComposeView | None:
+        """The compose of the current release (its images are what the page offers)."""
+        current = self.current
+        return self.compose(current.manifest.compose_id or "") if current else None
+
+    @property
     def withdrawn(self) -> list[ReleaseView]:
         """Releases that no longer stand (withdrawn, or their compose failed since)."""
         return [r for r in self.releases if r.is_release and r.fallen is not None]

@@ -3,9 +3,9 @@
 :class:`Sites` builds each scenario's site on first use (a real signed log recorded through
 :class:`tests.sitekit.History`, built by Pelican) into one folder that a real HTTP server on
 127.0.0.1 serves, together with the compose trees, so the download links point at real files
-on the same server. The conftest factories (``make_log``, ``make_compose_tree``) are
-function-scoped; :func:`new_log` and :func:`compose_tree_maker` are their minimal,
-folder-scoped twins.
+on the same server. The conftest fixtures are function-scoped, so the sites call the
+functions behind them (:func:`tests.conftest.new_log`, :func:`tests.conftest.compose_tree`)
+with a module-scoped folder.
 
 :class:`Watch` listens to a browser context: console errors, uncaught exceptions, Content
 Security Policy violations, failed or non-2xx requests to the loopback server, and any
@@ -14,9 +14,7 @@ request that leaves it (there is no network: an external request is a bug of the
 
 from __future__ import annotations
 
-import copy
 import functools
-import hashlib
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -36,14 +34,10 @@ from playwright.sync_api import (
     Route,
     WebError,
 )
-from productmd.composeinfo import get_date_type_respin
 from securesystemslib.signer import CryptoSigner
 
 from pipeline.models import RoleName
-from pipeline.samples import write_image
-from pipeline.signing import add_key_to_trust, empty_trust, save_trust
-from pipeline.store import ManifestLog, dump_json, init_log
-from tests.conftest import F28_IMAGES, F28_INFO, ComposeTree, Log, load_json
+from tests.conftest import compose_tree, new_log
 from tests.sitekit import History, product_toml
 
 # --- a loopback server for a module ----------------------------------------------------------
@@ -68,53 +62,6 @@ def serve(directory: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
-
-
-# --- logs and compose trees in a folder of our choosing --------------------------------------
-
-
-def new_log(folder: Path, signers: dict[RoleName, CryptoSigner], toml: bytes) -> Log:
-    """A fresh manifest log in ``folder/log`` trusting ``signers`` (conftest's make_log)."""
-    repo = folder / "log"
-    init_log(repo, {"atomic-host": toml}, dump_json(empty_trust().model_dump(mode="json")))
-    log = ManifestLog(repo)
-    trust = log.load_trust()
-    for role, signer in signers.items():
-        trust = add_key_to_trust(trust, role, signer.public_key)
-    save_trust(log.trust_path, trust)
-    log.commit_file(log.trust_path, "trust: test keys")
-    keydir = folder / "keys"  # the browser tests never run tasks: no key files needed
-    keydir.mkdir()
-    return Log(repo=repo, keydir=keydir, signers=dict(signers))
-
-
-def compose_tree_maker(folder: Path) -> Callable[..., ComposeTree]:
-    """conftest's make_compose_tree, writing under ``folder/composes/<compose-id>``."""
-
-    def make(compose_id: str) -> ComposeTree:
-        info = load_json(F28_INFO)
-        images = load_json(F28_IMAGES)
-        date, compose_type, respin = get_date_type_respin(compose_id)
-        for doc in (info, images):
-            doc["payload"]["compose"].update(
-                id=compose_id, date=date, type=compose_type, respin=respin
-            )
-        compose_dir = folder / "composes" / compose_id / "compose"
-        (compose_dir / "metadata").mkdir(parents=True)
-        atomic = copy.deepcopy(images["payload"]["images"]["AtomicHost"])
-        images["payload"]["images"] = {"AtomicHost": atomic}
-        for img in (i for arch in atomic.values() for i in arch):
-            path = compose_dir / img["path"]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_image(path, img["type"])
-            data = path.read_bytes()
-            img["size"] = len(data)
-            img["checksums"] = {"sha256": hashlib.sha256(data).hexdigest()}
-        tree = ComposeTree(root=compose_dir.parent, images=images, info=info)
-        tree.rewrite()
-        return tree
-
-    return make
 
 
 # --- the sites ---------------------------------------------------------------------------------
@@ -159,7 +106,9 @@ class Sites:
             folder.mkdir()
             download = f"{self.server}{name}/composes/{{compose_id}}/compose/"
             toml = product_toml(download, prerelease=scenario.prerelease)
-            history = History(new_log(folder, self.signers, toml), compose_tree_maker(folder))
+            history = History(
+                new_log(folder, self.signers, toml=toml), functools.partial(compose_tree, folder)
+            )
             out = folder / "out"
             history.build(out, scenario.record(history))
             self._built[name] = Site(name, history, out, f"{self.server}{name}/out/")

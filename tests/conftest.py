@@ -6,12 +6,13 @@ import copy
 import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -76,28 +77,36 @@ def role_signers() -> dict[RoleName, CryptoSigner]:
     return {role: CryptoSigner.generate_ed25519() for role in ROLES}
 
 
+def new_log(
+    folder: Path, signers: dict[RoleName, CryptoSigner], name: str = "log", toml: bytes = b""
+) -> Log:
+    """A fresh manifest log at ``folder/name`` trusting ``signers``; their private keys are
+    written to ``folder/<name>-keys`` (outside the repository) for the tasks."""
+    repo = folder / name
+    toml = toml or (ROOT / "manifests/atomic-host/product.toml").read_bytes()
+    init_log(repo, {"atomic-host": toml}, dump_json(empty_trust().model_dump(mode="json")))
+    log = ManifestLog(repo)
+    trust = log.load_trust()
+    keydir = folder / f"{name}-keys"
+    keydir.mkdir()
+    env = {}
+    for role, signer in signers.items():
+        trust = add_key_to_trust(trust, role, signer.public_key)
+        keyfile = keydir / f"{role}.key"
+        keyfile.write_bytes(signer.private_bytes)
+        keyfile.chmod(0o600)
+        env[f"FORTNIGHT_KEY_{role.upper()}"] = str(keyfile)
+    save_trust(log.trust_path, trust)
+    log.commit_file(log.trust_path, "trust: test keys")
+    return Log(repo=repo, keydir=keydir, signers=dict(signers), env=env)
+
+
 @pytest.fixture
 def make_log(tmp_path: Path, role_signers: dict[RoleName, CryptoSigner]) -> Callable[..., Log]:
     """Factory: a fresh manifest log trusting the session's keys (files outside the repo)."""
 
     def make(name: str = "log", product_toml: bytes | None = None) -> Log:
-        repo = tmp_path / name
-        toml = product_toml or (ROOT / "manifests/atomic-host/product.toml").read_bytes()
-        init_log(repo, {"atomic-host": toml}, dump_json(empty_trust().model_dump(mode="json")))
-        log = ManifestLog(repo)
-        trust = log.load_trust()
-        keydir = tmp_path / f"{name}-keys"
-        keydir.mkdir()
-        env = {}
-        for role, signer in role_signers.items():
-            trust = add_key_to_trust(trust, role, signer.public_key)
-            keyfile = keydir / f"{role}.key"
-            keyfile.write_bytes(signer.private_bytes)
-            keyfile.chmod(0o600)
-            env[f"FORTNIGHT_KEY_{role.upper()}"] = str(keyfile)
-        save_trust(log.trust_path, trust)
-        log.commit_file(log.trust_path, "trust: test keys")
-        return Log(repo=repo, keydir=keydir, signers=dict(role_signers), env=env)
+        return new_log(tmp_path, role_signers, name, product_toml or b"")
 
     return make
 
@@ -134,41 +143,38 @@ class ComposeTree:
         return self.images["payload"]["images"]["AtomicHost"]["x86_64"]  # type: ignore[no-any-return]
 
 
+def compose_tree(folder: Path, compose_id: str = "Fedora-28-20180425.0") -> ComposeTree:
+    """The real F28 metadata at ``folder/composes/<compose_id>``, re-pointed at small,
+    well-formed generated image files (pipeline.samples) for the AtomicHost images, so
+    checksums and checks really run; both metadata files carry ``compose_id``."""
+    info = load_json(F28_INFO)
+    images = load_json(F28_IMAGES)
+    date, compose_type, respin = get_date_type_respin(compose_id)
+    for doc in (info, images):
+        doc["payload"]["compose"].update(id=compose_id, date=date, type=compose_type, respin=respin)
+    root = folder / "composes" / compose_id
+    compose_dir = root / "compose"
+    (compose_dir / "metadata").mkdir(parents=True)
+    # Keep only the product's images: smaller fixtures, same shapes.
+    images["payload"]["images"] = {
+        "AtomicHost": copy.deepcopy(images["payload"]["images"]["AtomicHost"])
+    }
+    for img in (i for arch in images["payload"]["images"]["AtomicHost"].values() for i in arch):
+        path = compose_dir / img["path"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_image(path, img["type"])  # small but well-formed: checks pass on them
+        data = path.read_bytes()
+        img["size"] = len(data)
+        img["checksums"] = {"sha256": hashlib.sha256(data).hexdigest()}
+    tree = ComposeTree(root=root, images=images, info=info)
+    tree.rewrite()
+    return tree
+
+
 @pytest.fixture
 def make_compose_tree(tmp_path: Path) -> Callable[..., ComposeTree]:
-    """Factory: the real F28 metadata, re-pointed at small, well-formed generated image
-    files (pipeline.samples) for the AtomicHost images, so checksums and checks really run.
-
-    ``compose_id`` renames the compose (both metadata files agree).
-    """
-
-    def make(compose_id: str = "Fedora-28-20180425.0") -> ComposeTree:
-        info = load_json(F28_INFO)
-        images = load_json(F28_IMAGES)
-        date, compose_type, respin = get_date_type_respin(compose_id)
-        for doc in (info, images):
-            doc["payload"]["compose"].update(
-                id=compose_id, date=date, type=compose_type, respin=respin
-            )
-        root = tmp_path / "composes" / compose_id
-        compose_dir = root / "compose"
-        (compose_dir / "metadata").mkdir(parents=True)
-        # Keep only the product's images: smaller fixtures, same shapes.
-        images["payload"]["images"] = {
-            "AtomicHost": copy.deepcopy(images["payload"]["images"]["AtomicHost"])
-        }
-        for img in (i for arch in images["payload"]["images"]["AtomicHost"].values() for i in arch):
-            path = compose_dir / img["path"]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_image(path, img["type"])  # small but well-formed: checks pass on them
-            data = path.read_bytes()
-            img["size"] = len(data)
-            img["checksums"] = {"sha256": hashlib.sha256(data).hexdigest()}
-        tree = ComposeTree(root=root, images=images, info=info)
-        tree.rewrite()
-        return tree
-
-    return make
+    """Factory: :func:`compose_tree` under the test's tmp_path."""
+    return functools.partial(compose_tree, tmp_path)
 
 
 def make_compose(**overrides: Any) -> ComposeManifest:
@@ -352,3 +358,16 @@ def make_history(
         return History(log, make_compose_tree)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[str]:
+    """moto's server (S3, EC2, …) on 127.0.0.1 for a test module; its URL."""
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - only the AWS tests need it
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import logging
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -15,7 +14,6 @@ import pytest
 import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from pipeline.clouds import WITHDRAWN_TAG, ClientFactory, WithdrawAction, discover
 from pipeline.config import AwsClouds, load_product
@@ -64,16 +62,6 @@ class Ec2:
         if public:
             ec2.modify_image_attribute(ImageId=ami, LaunchPermission={"Add": [{"Group": "all"}]})
         return ami
-
-
-@pytest.fixture(scope="module")
-def moto_server() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import socket
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,6 @@ import requests
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from botocore.retries.standard import ExponentialBackoff
-from moto.server import ThreadedMotoServer
 
 from pipeline.errors import ConfigError, SiteError
 from pipeline.publish import (
@@ -106,16 +104,6 @@ class S3:
 
     def head(self, rel: str, bucket: str = BUCKET) -> dict[str, Any]:
         return dict(self.client().head_object(Bucket=bucket, Key=f"{PREFIX}/{rel}"))
-
-
-@pytest.fixture(scope="module")
-def moto_server() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture
