@@ -333,6 +333,37 @@ class Build:
     built: tuple[str, ...]
 
 
+#: Folders set aside by :func:`set_aside`, deleted when the benchmark ends.
+TRASH = ".trash"
+#: How long the file system stays slow after a large delete (see :func:`set_aside`).
+AFTER_DELETE_S = 30.0
+
+
+def set_aside(folder: Path) -> None:
+    """Move ``folder`` out of the way (into ``.trash`` beside it) instead of deleting it.
+
+    Deleting tens of thousands of files makes creating files several times slower for
+    the next half a minute on this kind of machine (ext4 mounted with ``discard``: the
+    freed blocks are discarded in the journal's commits); a timed build right after a
+    delete would pay for the build before it. A rename costs nothing; the trash is
+    emptied when the benchmark ends (:func:`empty_trash`).
+    """
+    if not folder.exists():
+        return
+    trash = folder.parent / TRASH
+    trash.mkdir(exist_ok=True)
+    folder.rename(trash / f"{folder.name}-{time.time_ns()}")
+
+
+def empty_trash(base: Path) -> bool:
+    """Delete every folder :func:`set_aside` moved under ``base``; whether there were any."""
+    found = [base / TRASH, *base.glob(f"*/{TRASH}"), *base.glob(f"*/*/{TRASH}")]
+    found = [t for t in found if t.is_dir()]
+    for trash in found:
+        shutil.rmtree(trash, ignore_errors=True)
+    return bool(found)
+
+
 def settle() -> None:
     """Flush dirty pages (earlier builds' writes, a deleted output folder) before a timed
     build, so that it does not pay for what came before it."""
@@ -359,7 +390,7 @@ def build(scratch: Scratch, at: datetime) -> Build:
 
 def cold_build(scratch: Scratch, at: datetime) -> Build:
     """A build into an empty output folder: no build record, nothing to skip."""
-    shutil.rmtree(scratch.output, ignore_errors=True)
+    set_aside(scratch.output)
     return build(scratch, at)
 
 
@@ -508,7 +539,7 @@ def native_pages(years: int, nproducts: int, count: int) -> Iterator[tuple[str, 
 
 def make_native_project(root: Path, years: int, nproducts: int, count: int) -> Path:
     """A scratch Pelican project under ``root`` with ``count`` Markdown pages; its conf."""
-    shutil.rmtree(root, ignore_errors=True)
+    set_aside(root)
     pages_dir = root / "content" / "pages"
     pages_dir.mkdir(parents=True)
     for slug, text in native_pages(years, nproducts, count):
@@ -521,7 +552,7 @@ def make_native_project(root: Path, years: int, nproducts: int, count: int) -> P
 def native_build(conf: Path, *, menu: bool, timeout: float | None = None) -> float | None:
     """Build the native project into an empty output, in a child; seconds (None: too slow)."""
     output = conf.parent / "output"
-    shutil.rmtree(output, ignore_errors=True)
+    set_aside(output)
     settle()
 
     def run() -> float:
@@ -582,7 +613,7 @@ class Phases:
 def phase_build(scratch: Scratch, at: datetime, profile: Path | None) -> Phases:
     """A cold build with phase timers (and cProfile, if asked), in a child, in one process
     (``--workers 1``: the timers cannot see into worker processes)."""
-    shutil.rmtree(scratch.output, ignore_errors=True)
+    set_aside(scratch.output)
     settle()
 
     def run() -> Phases:
@@ -810,7 +841,7 @@ def measure(
         figures.native_menu = MENU_CAP_S if menu is None else menu
         figures.native_menu_capped = menu is None
         progress(f"    pelican, menu on: {'stopped' if menu is None else f'{menu:.2f} s'}")
-    shutil.rmtree(scratch.root / "native" / "output", ignore_errors=True)
+    set_aside(scratch.root / "native" / "output")
     if largest:
         progress("  one more cold build, with phase timers:")
         figures.phases = phase_build(scratch, at, profile)
@@ -959,6 +990,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fortnight-")))
             )
             base.mkdir(parents=True, exist_ok=True)
+            if empty_trash(base):  # left by an interrupted run: let the disk settle
+                progress(f"emptied an earlier run's trash; waiting {AFTER_DELETE_S:.0f} s")
+                time.sleep(AFTER_DELETE_S)
+            stack.callback(empty_trash, base)
             figures = []
             for years in sizes:
                 progress(f"{years} year(s) x {args.products} products:")

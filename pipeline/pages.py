@@ -92,8 +92,9 @@ class Urls:
     def download(self) -> str:
         return f"{self.product}/index.html"
 
-    def dashboard(self, page: int = 1) -> str:
-        name = "index.html" if page == 1 else f"page-{page}.html"
+    def dashboard(self, chunk: int | None = None) -> str:
+        """The dashboard's front page, or the archive page of ``chunk`` (1: the oldest)."""
+        name = "index.html" if chunk is None else f"page-{chunk}.html"
         return f"{self.product}/dashboard/{name}"
 
     def compose(self, compose_id: str) -> str:
@@ -463,10 +464,15 @@ class ComposeRow:
 
 @dataclass(frozen=True)
 class DashboardPage:
-    """One page of the nightly history, newest first."""
+    """One page of the nightly history, newest first.
 
-    number: int
-    count: int
+    ``first`` and ``last`` are the dates of its oldest and newest composes;
+    ``prev_href`` links newer composes, ``next_href`` older ones.
+    """
+
+    front: bool
+    first: str
+    last: str
     rows: list[ComposeRow]
     href: str
     prev_href: str | None
@@ -512,13 +518,27 @@ def compose_notes(view: ComposeView) -> list[str]:
 def dashboard_pages(
     state: State, urls: Urls, per_page: int = DASHBOARD_PAGE
 ) -> list[DashboardPage]:
-    """The nightly history, newest first, in pages of ``per_page`` rows (at least one page)."""
+    """The nightly history, newest first: the front page, then older pages (at least one page).
+
+    The history is cut into chunks of ``per_page`` composes counted from the oldest, so a
+    chunk never changes once full: older pages are the full chunks (``page-1.html`` the
+    oldest), and the front page holds the newest chunk and the one before it (between
+    ``per_page`` + 1 and 2 x ``per_page`` rows once there are that many). A new compose
+    changes the front page, and once every ``per_page`` composes the page that comes out
+    of it and the one that links it: not every page, as counting from the newest would.
+    """
     bugs = compose_bugs(state, urls)
-    newest_first = list(reversed(state.composes))
-    count = max(1, math.ceil(len(newest_first) / per_page))
+    composes = state.composes  # oldest first
+    count = max(1, math.ceil(len(composes) / per_page))
+    chunks = [composes[i * per_page : (i + 1) * per_page] for i in range(count)]
+    # Newest first: (chunk number of the page, or None for the front page; its composes).
+    plan: list[tuple[int | None, list[ComposeView]]] = [
+        (None, [v for chunk in chunks[-2:] for v in chunk])
+    ]
+    plan += [(n, chunks[n - 1]) for n in range(count - 2, 0, -1)]
+    hrefs = [urls.dashboard(n) for n, _ in plan]
     pages = []
-    for n in range(1, count + 1):
-        chunk = newest_first[(n - 1) * per_page : n * per_page]
+    for i, (n, views) in enumerate(plan):
         rows = [
             ComposeRow(
                 compose_id=v.compose_id,
@@ -529,16 +549,17 @@ def dashboard_pages(
                 notes=compose_notes(v),
                 bugs=bugs.get(v.compose_id, []),
             )
-            for v in chunk
+            for v in reversed(views)
         ]
         pages.append(
             DashboardPage(
-                number=n,
-                count=count,
+                front=n is None,
+                first=rows[-1].date if rows else "",
+                last=rows[0].date if rows else "",
                 rows=rows,
-                href=urls.dashboard(n),
-                prev_href=urls.dashboard(n - 1) if n > 1 else None,
-                next_href=urls.dashboard(n + 1) if n < count else None,
+                href=hrefs[i],
+                prev_href=hrefs[i - 1] if i > 0 else None,
+                next_href=hrefs[i + 1] if i + 1 < len(hrefs) else None,
             )
         )
     return pages

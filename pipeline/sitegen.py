@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import feedgenerator
-from jinja2 import Environment, Template
+from jinja2 import Environment, FileSystemBytecodeCache, Template
+from markupsafe import Markup
 from pelican import Pelican, signals
 from pelican.generators import Generator
 from pelican.log import FatalLogger
@@ -50,13 +51,16 @@ from pipeline.config import ProductConfig, load_product
 from pipeline.errors import ConfigError, FortnightError, SiteError, VerificationError
 from pipeline.fsutil import atomic_write
 from pipeline.models import Manifest, Trust
-from pipeline.state import State, derive
+from pipeline.state import ComposeView, State, derive
 from pipeline.store import MANIFESTS, TRUST_FILE, ManifestLog
 
 STATE_DIR = ".fortnight"
 BUILD_RECORD = "build.json"
+RECORD_PATH = f"{STATE_DIR}/{BUILD_RECORD}"
+#: Compiled templates (Jinja's bytecode cache, keyed by each template's source).
+TEMPLATE_CACHE = f"{STATE_DIR}/templates"
 #: Bump when the build record's shape changes.
-RECORD_FORMAT = 2
+RECORD_FORMAT = 3
 CODE_FILES = ("pages.py", "sitegen.py", "state.py", "models.py", "config.py", "outputs.py")
 
 logger = logging.getLogger(__name__)
@@ -117,6 +121,8 @@ class ProductRecord:
     files: dict[str, str] = field(default_factory=dict)  # site path -> sha256 (or "copy:...")
     #: Site path -> digest of the page model a page was rendered from (pages that have one).
     inputs: dict[str, str] = field(default_factory=dict)
+    #: Page path -> the files it brought along (test logs it links): kept with the page.
+    extras: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -144,9 +150,10 @@ class Output:
     """The output folder: writes only what changed, and remembers what it wrote.
 
     A file that exists is replaced atomically (temp file, then rename); a new file is
-    written in place (no reader can know its name before the build record, and the pages
-    that link to it, are written). The hot path works on ``str`` paths: a cold build of a
-    long history writes tens of thousands of files.
+    created in place, exclusively (no reader can know its name before the build record,
+    and the pages that link to it, are written). The hot path works on ``str`` paths and
+    tries the common case first (the folder exists, the file does not): a cold build of
+    a long history writes tens of thousands of files.
     """
 
     def __init__(self, root: Path, report: BuildReport, old: ProductRecord) -> None:
@@ -155,18 +162,13 @@ class Output:
         self.old = old
         self.files: dict[str, str] = {}
         self.inputs: dict[str, str] = {}
-        self._made: set[str] = set()
+        self.extras: dict[str, list[str]] = {}
+        self._page: list[str] | None = None  # files the page being built brings along
 
     def path(self, rel: str) -> str:
         if not pages.safe_relpath(rel):
             raise SiteError(f"refusing to write {rel!r}: not a path inside the output folder")
         return os.path.join(self.root, rel)
-
-    def _parent(self, path: str) -> None:
-        parent = os.path.dirname(path)
-        if parent not in self._made:
-            os.makedirs(parent, exist_ok=True)
-            self._made.add(parent)
 
     def write(self, rel: str, data: bytes) -> None:
         """Write ``data`` at ``rel`` unless the last build wrote the same bytes there."""
@@ -177,55 +179,96 @@ class Output:
         if known == digest and os.path.isfile(path):
             self.report.unchanged += 1
             return
-        self._parent(path)
-        if known is None and not os.path.lexists(path):
-            with open(path, "wb") as f:
-                f.write(data)
-        else:
-            tmp = f"{path}.fortnight-tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+        if known is None and _create(path, data):
+            self.report.written += 1
+            return
+        tmp = f"{path}.fortnight-tmp"
+        _create(tmp, data, replace=True)
+        os.replace(tmp, path)
         self.report.written += 1
 
-    def page(self, rel: str, model: object, render: Callable[[], bytes]) -> None:
-        """Write a page rendered from ``model``, unless the last build rendered the same model.
+    def page(
+        self,
+        rel: str,
+        model: Callable[[], object],
+        render: Callable[[Any], bytes],
+        key: str | None = None,
+    ) -> None:
+        """Write a page rendered from ``model()``, unless the last build rendered the same.
 
-        The model is a frozen dataclass tree: its ``repr`` is the page's whole input (the
-        theme, settings and navigation are in the build's code key).
+        ``key`` names the page's whole input when it can be told without building the
+        model (a compose page: the blob ids of its manifests, and the bugs and release
+        naming it); otherwise the model is built and its ``repr`` is the key (the models
+        are frozen dataclass trees). The theme, settings and navigation are in the build's
+        code key. Files the model brought along (test logs it linked) are kept with it.
         """
-        key = hashlib.sha256(repr(model).encode()).hexdigest()
-        self.inputs[rel] = key
         self.report.pages += 1
-        digest = self.old.files.get(rel)
-        if digest and self.old.inputs.get(rel) == key and os.path.isfile(self.path(rel)):
-            self.files[rel] = digest
-            self.report.unchanged += 1
-            self.report.reused += 1
+        if key is not None and self._reuse(rel, key):
             return
-        self.write(rel, render())
+        brought: list[str] = []
+        self._page = brought
+        try:
+            built = model()
+        finally:
+            self._page = None
+        if key is None:
+            key = hashlib.sha256(repr(built).encode()).hexdigest()
+            if self._reuse(rel, key):
+                return
+        self.inputs[rel] = key
+        if brought:
+            self.extras[rel] = brought
+        self.write(rel, render(built))
 
-    def copy(self, rel: str, src: str) -> None:
+    def _reuse(self, rel: str, key: str) -> bool:
+        """Keep the page at ``rel`` (and what it brought) if the last build made it from
+        the same ``key`` and it is still there."""
+        old = self.old
+        digest = old.files.get(rel)
+        if not digest or old.inputs.get(rel) != key or not os.path.isfile(self.path(rel)):
+            return False
+        brought = old.extras.get(rel, [])
+        if not all(f in old.files and os.path.isfile(self.path(f)) for f in brought):
+            return False
+        self.inputs[rel] = key
+        self.files[rel] = digest
+        for f in brought:
+            self.files[f] = old.files[f]
+        if brought:
+            self.extras[rel] = brought
+        self.report.unchanged += 1
+        self.report.reused += 1
+        return True
+
+    def copy(self, rel: str, src: str, identity: str | None = None) -> None:
         """Put a file (a manifest, a log) at ``rel``: a hard link when it can, else a copy.
 
-        Skipped when the last build put a file of the same size and mtime there. Manifests
-        are write-once in the log, so a link shares bytes that never change.
+        Skipped when the last build put the same file there: the same ``identity`` (a git
+        blob id), or else the same size and modification time. Manifests are write-once in
+        the log, so a link shares bytes that never change.
         """
-        st = os.stat(src)
-        mark = f"copy:{st.st_size}:{st.st_mtime_ns}"
+        if identity is None:
+            st = os.stat(src)
+            mark = f"copy:{st.st_size}:{st.st_mtime_ns}"
+        else:
+            mark = f"blob:{identity}"
+        if self._page is not None and rel not in self._page:
+            self._page.append(rel)
+        if self.files.get(rel) == mark:
+            return  # already put there by this build (a log two tests share)
         self.files[rel] = mark
         path = self.path(rel)
-        if self.old.files.get(rel) == mark and os.path.isfile(path):
+        known = self.old.files.get(rel)
+        if known == mark and os.path.isfile(path):
             self.report.unchanged += 1
             return
-        self._parent(path)
+        if known is None and _link(src, path):
+            self.report.written += 1
+            return
         tmp = f"{path}.fortnight-tmp"
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        try:
-            os.link(src, tmp)
-        except OSError:  # another file system, or links not allowed: copy
-            shutil.copy2(src, tmp)
+        _link(src, tmp)
         os.replace(tmp, path)
         self.report.written += 1
 
@@ -235,6 +278,43 @@ class Output:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path(rel))
                 self.report.removed += 1
+
+
+def _create(path: str, data: bytes, *, replace: bool = False) -> bool:
+    """Write ``data`` to a new file at ``path``, making its folders; False if it exists.
+
+    With ``replace``, an existing file (a temp file an interrupted build left) is overwritten.
+    """
+    mode = "wb" if replace else "xb"
+    try:
+        f = open(path, mode)  # noqa: SIM115 - closed below
+    except FileExistsError:
+        return False
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        f = open(path, mode)  # noqa: SIM115 - closed below
+    with f:
+        f.write(data)
+    return True
+
+
+def _link(src: str, path: str) -> bool:
+    """Hard-link ``src`` at ``path`` (a copy across file systems), making its folders;
+    False if ``path`` exists."""
+    try:
+        os.link(src, path)
+    except FileExistsError:
+        return False
+    except FileNotFoundError:
+        if not os.path.exists(src):
+            raise
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return _link(src, path)
+    except OSError:  # another file system, or links not allowed: copy
+        if os.path.lexists(path):
+            return False
+        shutil.copy2(src, path)
+    return True
 
 
 def load_record(output: Path, code_key: str) -> dict[str, ProductRecord]:
@@ -270,6 +350,7 @@ def save_record(output: Path, code_key: str, records: dict[str, ProductRecord]) 
                 "newest": r.newest,
                 "files": r.files,
                 "inputs": r.inputs,
+                "extras": r.extras,
             }
             for name, r in sorted(records.items())
         },
@@ -383,79 +464,138 @@ def root_of(rel: str) -> str:
 
 @dataclass
 class Renderer:
-    """Renders the theme's templates with what every page needs."""
+    """Renders the theme's templates with what every page needs.
+
+    The parts every page repeats (the site's navigation, a product's tabs) depend only on
+    the page's folder depth and section: each is rendered once per build from the theme
+    (``includes/nav.html``, the ``product_tabs`` macro) and reused.
+    """
 
     env: Environment
     site: SiteSettings
     nav: list[tuple[str, str]]  # (product name, display name)
     content_pages: list[tuple[str, str]]  # (title, url)
     _templates: dict[str, Template] = field(default_factory=dict)
+    _parts: dict[tuple[str, ...], Markup] = field(default_factory=dict)
+
+    def _template(self, name: str) -> Template:
+        tpl = self._templates.get(name)
+        if tpl is None:
+            tpl = self._templates[name] = self.env.get_template(name)
+        return tpl
+
+    def _common(self, rel: str) -> dict[str, Any]:
+        return {
+            "root": root_of(rel),
+            "here": rel,
+            "nav": self.nav,
+            "content_pages": self.content_pages,
+            "primary": self.site.primary,
+            "site_name": self.site.site_name,
+        }
+
+    def chrome(self, rel: str) -> Markup:
+        """The site navigation of the page at ``rel`` (which entry is current follows from
+        its first folder, or its name at the top)."""
+        key = ("nav", root_of(rel), rel.split("/", 1)[0])
+        part = self._parts.get(key)
+        if part is None:
+            html = self._template("includes/nav.html").render(self._common(rel))
+            part = self._parts[key] = Markup(html)  # rendered with autoescape on
+        return part
+
+    def tabs(self, product: ProductConfig, current: str, root: str) -> Markup:
+        """A product's tabs (the theme's ``product_tabs`` macro), rendered once per build."""
+        key = ("tabs", product.name, current, str(root))
+        part = self._parts.get(key)
+        if part is None:
+            macros: Any = self._template("includes/macros.html").module
+            part = self._parts[key] = Markup(macros.product_tabs(product, current, root))
+        return part
 
     def render(self, template: str, rel: str, **values: Any) -> bytes:
-        tpl = self._templates.get(template)
-        if tpl is None:
-            tpl = self._templates[template] = self.env.get_template(template)
-        html = tpl.render(
-            root=root_of(rel),
-            here=rel,
-            nav=self.nav,
-            content_pages=self.content_pages,
-            primary=self.site.primary,
-            site_name=self.site.site_name,
-            **values,
+        html = self._template(template).render(
+            **self._common(rel), chrome=self.chrome(rel), tabs=self.tabs, **values
         )
         return html.encode()
 
 
 def build_product(
-    state: State, manifests: list[Manifest], log: ManifestLog, renderer: Renderer, out: Output
+    state: State,
+    manifests: list[Manifest],
+    log: ManifestLog,
+    renderer: Renderer,
+    out: Output,
+    blobs: dict[str, str] | None = None,
 ) -> None:
-    """Write every page and file of one product into ``out``."""
+    """Write every page and file of one product into ``out``.
+
+    ``blobs`` (manifest name -> git blob id) lets a compose page be kept without building
+    its model when its manifests, bugs and release are what the last build saw.
+    """
     product = state.product.name
     urls = pages.Urls(product)
     site = renderer.site
+    blobs = blobs or {}
 
-    def render(template: str, rel: str, **values: Any) -> Callable[[], bytes]:
-        return lambda: renderer.render(template, rel, product=state.product, **values)
+    def render(template: str, rel: str, **values: Any) -> Callable[[Any], bytes]:
+        def draw(page: Any) -> bytes:
+            return renderer.render(template, rel, product=state.product, page=page, **values)
+
+        return draw
+
+    def static(value: object) -> Callable[[], object]:
+        return lambda: value
 
     download = pages.download_page(state)
     targets = [urls.download()] + (["index.html"] if product == site.primary else [])
     for rel in targets:
-        out.page(rel, download, render("download.html", rel, page=download, urls=urls))
+        out.page(rel, static(download), render("download.html", rel, urls=urls))
 
     for dash in pages.dashboard_pages(state, urls):
-        out.page(dash.href, dash, render("dashboard.html", dash.href, page=dash))
+        out.page(dash.href, static(dash), render("dashboard.html", dash.href))
 
     bugs = pages.compose_bugs(state, urls)
     releases = pages.release_of_compose(state)
     logs = str(site.logs) if site.logs else None
     known_logs: dict[str, bool] = {}
 
-    def has_log(path: str) -> bool:
-        if logs is None:
+    def log_exists(path: str) -> bool:
+        if logs is None or not pages.safe_relpath(path):
             return False
         found = known_logs.get(path)
         if found is None:
-            src = os.path.join(logs, path)
-            found = known_logs[path] = os.path.isfile(src)
-            if found:
-                out.copy(urls.log(path), src)
+            found = known_logs[path] = os.path.isfile(os.path.join(logs, path))
         return found
 
+    def has_log(path: str) -> bool:
+        found = log_exists(path)
+        if found:
+            out.copy(urls.log(path), os.path.join(str(logs), path))
+        return found
+
+    config = hashlib.sha256(state.product.model_dump_json().encode()).hexdigest()
     for view in state.composes:
-        page = pages.compose_page(state, view, urls, bugs, releases, has_log)
         rel = urls.compose(view.compose_id)
-        out.page(rel, page, render("compose.html", rel, page=page))
+        key = _compose_key(view, blobs, config, bugs, releases, log_exists)
+
+        def model(view: ComposeView = view) -> pages.ComposePage:
+            return pages.compose_page(state, view, urls, bugs, releases, has_log)
+
+        out.page(rel, model, render("compose.html", rel), key)
 
     known = {c.compose_id for c in state.composes}
     for bug in pages.local_bugs(state):
         rel = urls.bug(bug.bug)
-        model = pages.bug_page(bug, urls, known)
-        out.page(rel, model, render("bug.html", rel, page=model))
+        out.page(rel, static(pages.bug_page(bug, urls, known)), render("bug.html", rel))
 
     rel = urls.archive()
     rows = pages.archive_rows(state, urls)
-    out.page(rel, rows, render("archive.html", rel, rows=rows))
+    out.page(
+        rel,
+        static(rows),
+        lambda rows: renderer.render("archive.html", rel, product=state.product, rows=rows),
+    )
 
     from pipeline.outputs import checksum_file, sha256sums  # noqa: PLC0415 - same layer
 
@@ -473,8 +613,42 @@ def build_product(
 
     root = str(log.root)
     for m in manifests:
-        rel = m.relname()
-        out.copy(f"{MANIFESTS}/{rel}", os.path.join(root, rel))
+        name = m.relname()
+        out.copy(f"{MANIFESTS}/{name}", os.path.join(root, name), blobs.get(name))
+
+
+def _compose_key(
+    view: ComposeView,
+    blobs: dict[str, str],
+    config: str,
+    bugs: dict[str, list[pages.Link]],
+    releases: dict[str, str],
+    log_exists: Callable[[str], bool],
+) -> str | None:
+    """Everything a compose page shows depends on, named without building its model.
+
+    The blob ids of the compose's manifests (the compose, its test results and verdicts),
+    the product's configuration, the bugs and release naming the compose, and which of
+    its test logs the log store holds. None when git does not vouch for one of the
+    manifests (then the model itself is the key).
+    """
+    parts = [config, repr(bugs.get(view.compose_id)), repr(releases.get(view.compose_id))]
+    runs = [r for s in view.suites.values() for r in s.runs]
+    parts += [
+        f"log:{case.log.path}:{log_exists(case.log.path)}"
+        for r in runs
+        for case in r.tests
+        if case.log is not None
+    ]
+    names = [view.compose.relname()]
+    names += [r.relname() for r in runs]
+    names += [v.relname() for v in view.verdicts]
+    for name in names:
+        blob = blobs.get(name)
+        if blob is None:
+            return None
+        parts.append(blob)
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 def atom_feed(state: State, urls: pages.Urls, site: SiteSettings) -> bytes:
@@ -539,6 +713,10 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
         self.trust_digest = hashlib.sha256(self.trust_bytes).hexdigest()
         self.now = site.now()
         self.records: dict[str, ProductRecord] = {}
+        with contextlib.suppress(OSError):  # no cache: templates are compiled each build
+            cache_dir = site.output / TEMPLATE_CACHE
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            self.env.bytecode_cache = FileSystemBytecodeCache(str(cache_dir))
         self.renderer = Renderer(self.env, site, self.nav, self.content_pages)
         jobs = []
         for product in self.products:
@@ -592,7 +770,8 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
             self.report.products_built.append(job.product.name)
         for name in set(self.previous) - set(records):
             Output(site.output, self.report, self.previous[name]).remove_stale()
-        save_record(site.output, self.code, records)
+        if self.jobs or records != self.previous or not (site.output / RECORD_PATH).is_file():
+            save_record(site.output, self.code, records)
 
 
 class ProductJob:
@@ -621,6 +800,8 @@ class ProductJob:
         gen = self.gen
         verified = gen.log.load_verified(self.trust, products=[self.product.name])
         everything = [v.manifest for v in verified]
+        #: Manifest name -> git blob id, for the files git vouches for.
+        self.blobs = {v.name: v.blob for v in verified if v.blob is not None}
         self.newest = max((iso_key(m.created) for m in everything), default="")
         self.manifests = [m for m in everything if m.created <= gen.now]
         self.state = derive(self.manifests, self.product, gen.now)
@@ -630,10 +811,11 @@ class ProductJob:
         gen = self.gen
         report = BuildReport()
         out = Output(gen.site.output, report, self.old)
-        build_product(self.state, self.manifests, gen.log, gen.renderer, out)
+        build_product(self.state, self.manifests, gen.log, gen.renderer, out, self.blobs)
         out.remove_stale()
         key = gen.key(self.tree, self.newest)
-        return ProductRecord(key, self.tree, self.newest, out.files, out.inputs), report
+        record = ProductRecord(key, self.tree, self.newest, out.files, out.inputs, out.extras)
+        return record, report
 
 
 class Workers:

@@ -46,12 +46,21 @@ TRUST_FILE = "trust.json"
 NON_MANIFEST_DIRS = frozenset({"schema"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Verified:
     """A manifest that passed verification, with where it was read from."""
 
-    path: PurePosixPath
+    name: str  # relative to ``manifests/``, ``/``-separated
     manifest: Manifest
+    #: The git blob id of the bytes verified, when git vouches for them (a clean tracked
+    #: file): a content identity, for callers that must notice a file changing. Not part
+    #: of equality: a load with the cache and one without verify the same things.
+    blob: str | None = field(default=None, compare=False)
+
+    @property
+    def path(self) -> PurePosixPath:
+        """:attr:`name` as a path (made on demand: a load makes tens of thousands)."""
+        return PurePosixPath(self.name)
 
 
 @dataclass
@@ -297,12 +306,13 @@ class ManifestLog:
         fresh, rejected = verify_files(self.root, misses, trust, cache)
         verified.update(fresh)
         report = LogReport()
+        blobs = cache.blob_ids if cache is not None else {}
         for name in names:
             manifest = verified.get(name)
             if manifest is None:
                 report.failures.append((f"{MANIFESTS}/{name}", rejected[name]))
             else:
-                report.verified.append(Verified(PurePosixPath(name), manifest))
+                report.verified.append(Verified(name, manifest, blobs.get(name)))
         if cache is not None:
             cache.save(set(names))
         return report

@@ -419,12 +419,46 @@ def test_dashboard_pages_newest_first(make_history: MakeHistory) -> None:
     log = h.log.log
     state = derive([v.manifest for v in log.load_verified(log.load_trust())], h.product, day(9))
     pages = dashboard_pages(state, Urls("atomic-host"), per_page=2)
-    assert [len(p.rows) for p in pages] == [2, 2, 1]
-    assert pages[0].rows[0].compose_id == "Fedora-Atomic-28-20180505.0"
-    assert pages[-1].rows[-1].compose_id == "Fedora-Atomic-28-20180501.0"
-    assert (pages[0].prev_href, pages[0].next_href) == (None, "atomic-host/dashboard/page-2.html")
-    assert pages[2].next_href is None
+    # Chunks of two from the oldest: [01 02] [03 04] [05]; the front page holds the
+    # newest chunk and the one before it.
+    assert [[r.compose_id[-10:-2] for r in p.rows] for p in pages] == [
+        ["20180505", "20180504", "20180503"],
+        ["20180502", "20180501"],
+    ]
+    assert [p.href for p in pages] == [
+        "atomic-host/dashboard/index.html",
+        "atomic-host/dashboard/page-1.html",
+    ]
+    assert (pages[0].prev_href, pages[0].next_href) == (None, "atomic-host/dashboard/page-1.html")
+    assert (pages[1].prev_href, pages[1].next_href) == ("atomic-host/dashboard/index.html", None)
+    assert (pages[0].front, pages[0].first, pages[0].last) == (True, "2018-05-03", "2018-05-05")
+    assert (pages[1].front, pages[1].first, pages[1].last) == (False, "2018-05-01", "2018-05-02")
     assert DASHBOARD_PAGE == 50
+
+
+def test_dashboard_older_pages_stay_put_as_composes_arrive(make_history: MakeHistory) -> None:
+    """A new compose changes the front page only, except when a chunk fills up."""
+    h = make_history()
+    log = h.log.log
+    seen: list[list[Any]] = []
+    for n in range(9):
+        h.compose(day(n))
+        manifests = [v.manifest for v in log.load_verified(log.load_trust())]
+        seen.append(dashboard_pages(derive(manifests, h.product, day(20)), Urls("a"), per_page=2))
+    for n in range(1, 9):
+        before, after = seen[n - 1], seen[n]
+        changed = [p.href for p in after if p not in before]
+        composes = n + 1
+        if composes % 2 == 1 and composes >= 5:  # a third chunk starts: a page comes out
+            assert changed[0] == "a/dashboard/index.html"
+            assert len(changed) in (2, 3)  # and the page before it now links it
+            assert len(after) == len(before) + 1
+        else:
+            assert changed == ["a/dashboard/index.html"], n
+            assert len(after) == len(before)
+    last = seen[-1]
+    assert [len(p.rows) for p in last] == [3, 2, 2, 2]
+    assert [p.href for p in last][1:] == [f"a/dashboard/page-{n}.html" for n in (3, 2, 1)]
 
 
 def test_same_log_same_at_gives_identical_output(make_history: MakeHistory, tmp_path: Path) -> None:
@@ -465,6 +499,72 @@ def test_incremental_rebuild(make_history: MakeHistory, tmp_path: Path) -> None:
     assert not (out / "atomic-host/composes/Fedora-Atomic-28-20180516.0.html").exists()
     assert not (out / "streams/atomic-host.json").read_text().count("2018-05-15")
     assert internal_targets(out) == []
+
+
+def test_unchanged_compose_pages_are_kept_with_their_logs(
+    make_history: MakeHistory, tmp_path: Path
+) -> None:
+    """A compose page whose manifests, bugs and release are unchanged is not built again,
+    and the test logs it brought stay; a page whose inputs change is rebuilt."""
+    h = make_history()
+    logs = tmp_path / "logs"
+    old = h.compose(day(0), tested=False)
+    log_path = f"atomic-host/{old.compose_id}/images/run/format.log"
+    (logs / log_path).parent.mkdir(parents=True)
+    (logs / log_path).write_text("qemu-img: not a qcow2 file\n")
+    result = make_result(old, fail=["format"], started=day(0, 1))
+    tests = [
+        t.model_copy(update={"log": LogRef(path=log_path, sha256="0" * 64, size=27, tail="x")})
+        for t in result.tests
+    ]
+    h.record([result.model_copy(update={"tests": tests})], "test")
+    out = tmp_path / "out"
+    first = h.build(out, day(1), logs=logs)
+    assert first.reused == 0
+    page = out / "atomic-host/composes" / f"{old.compose_id}.html"
+    before = page.stat().st_mtime_ns
+
+    h.compose(day(1))  # a new nightly: the old compose's page is kept, with its log
+    second = h.build(out, day(2), logs=logs)
+    assert second.products_built == ["atomic-host"] and second.reused >= 1
+    assert page.stat().st_mtime_ns == before
+    assert (out / "logs" / log_path).read_text() == "qemu-img: not a qcow2 file\n"
+    assert internal_targets(out) == []
+
+    h.record([make_result(old, started=day(2, 1))], "test")  # a re-run passes: rebuilt
+    third = h.build(out, day(3), logs=logs)
+    assert third.products_built == ["atomic-host"]
+    assert page.stat().st_mtime_ns != before
+    assert "s-passed" in page.read_text()
+    # The newer run is the one shown, and it has no log: no page links the old log now.
+    assert not (out / "logs" / log_path).exists() and internal_targets(out) == []
+
+    # A log that reaches the log store late is linked once the product is built again.
+    late = h.compose(day(3), tested=False)
+    late_log = f"atomic-host/{late.compose_id}/images/run/format.log"
+    failed = make_result(late, fail=["format"], started=day(3, 1))
+    tests = [
+        t.model_copy(update={"log": LogRef(path=late_log, sha256="0" * 64, size=3, tail="x")})
+        for t in failed.tests
+    ]
+    h.record([failed.model_copy(update={"tests": tests})], "test")
+    h.build(out, day(4), logs=logs)
+    late_page = out / "atomic-host/composes" / f"{late.compose_id}.html"
+    assert ">log</a>" not in late_page.read_text()
+    (logs / late_log).parent.mkdir(parents=True)
+    (logs / late_log).write_text("late\n")
+    h.compose(day(4))
+    h.build(out, day(5), logs=logs)
+    assert ">log</a>" in late_page.read_text()
+    assert (out / "logs" / late_log).read_text() == "late\n"
+
+    # The same build from scratch gives the same bytes: reuse changes nothing visible.
+    fresh = tmp_path / "fresh"
+    h.build(fresh, day(5), logs=logs)
+    for path in sorted(fresh.rglob("*")):
+        rel = path.relative_to(fresh)
+        if path.is_file() and rel.parts[0] != ".fortnight":
+            assert (out / rel).read_bytes() == path.read_bytes(), rel
 
 
 def test_a_bad_manifest_fails_the_build_and_writes_nothing(
