@@ -149,9 +149,9 @@ def http_url(url: str | None) -> str | None:
 
 def safe_relpath(path: str) -> bool:
     """A relative path that stays inside its folder (no ``..``, not absolute, no NUL)."""
-    return (
-        bool(path) and "\0" not in path and not path.startswith("/") and ".." not in path.split("/")
-    )
+    if not path or "\0" in path or path.startswith("/"):
+        return False
+    return ".." not in path or ".." not in path.split("/")
 
 
 # --- the download page ----------------------------------------------------------------------

@@ -355,7 +355,8 @@ def save_record(output: Path, code_key: str, records: dict[str, ProductRecord]) 
             for name, r in sorted(records.items())
         },
     }
-    atomic_write(folder / BUILD_RECORD, json.dumps(body, sort_keys=True).encode())
+    # Compact and in build order (which is fixed): the record lists every file of the site.
+    atomic_write(folder / BUILD_RECORD, json.dumps(body, separators=(",", ":")).encode())
 
 
 # --- keys for incremental builds ------------------------------------------------------------
@@ -577,7 +578,7 @@ def build_product(
     config = hashlib.sha256(state.product.model_dump_json().encode()).hexdigest()
     for view in state.composes:
         rel = urls.compose(view.compose_id)
-        key = _compose_key(view, blobs, config, bugs, releases, log_exists)
+        key = _compose_key(view, blobs, config, bugs, releases, log_exists, logs is not None)
 
         def model(view: ComposeView = view) -> pages.ComposePage:
             return pages.compose_page(state, view, urls, bugs, releases, has_log)
@@ -624,6 +625,7 @@ def _compose_key(
     bugs: dict[str, list[pages.Link]],
     releases: dict[str, str],
     log_exists: Callable[[str], bool],
+    has_store: bool = True,
 ) -> str | None:
     """Everything a compose page shows depends on, named without building its model.
 
@@ -634,12 +636,13 @@ def _compose_key(
     """
     parts = [config, repr(bugs.get(view.compose_id)), repr(releases.get(view.compose_id))]
     runs = [r for s in view.suites.values() for r in s.runs]
-    parts += [
-        f"log:{case.log.path}:{log_exists(case.log.path)}"
-        for r in runs
-        for case in r.tests
-        if case.log is not None
-    ]
+    if has_store:
+        parts += [
+            f"log:{case.log.path}:{log_exists(case.log.path)}"
+            for r in runs
+            for case in r.tests
+            if case.log is not None
+        ]
     names = [view.compose.relname()]
     names += [r.relname() for r in runs]
     names += [v.relname() for v in view.verdicts]
