@@ -27,10 +27,12 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import re
 import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -60,7 +62,9 @@ RECORD_PATH = f"{STATE_DIR}/{BUILD_RECORD}"
 #: Compiled templates (Jinja's bytecode cache, keyed by each template's source).
 TEMPLATE_CACHE = f"{STATE_DIR}/templates"
 #: Bump when the build record's shape changes.
-RECORD_FORMAT = 3
+RECORD_FORMAT = 4
+#: Each product's file list, in its own file (named in the build record).
+PRODUCT_RECORDS = "products"
 CODE_FILES = ("pages.py", "sitegen.py", "state.py", "models.py", "config.py", "outputs.py")
 
 logger = logging.getLogger(__name__)
@@ -123,6 +127,8 @@ class ProductRecord:
     inputs: dict[str, str] = field(default_factory=dict)
     #: Page path -> the files it brought along (test logs it links): kept with the page.
     extras: dict[str, list[str]] = field(default_factory=dict)
+    #: The file under ``.fortnight/products/`` this record was read from or saved to.
+    stored: str = field(default="", compare=False)
 
 
 @dataclass
@@ -324,11 +330,20 @@ def load_record(output: Path, code_key: str) -> dict[str, ProductRecord]:
     bytes come out the same are still not rewritten, but every page is rendered again and
     every product rebuilt.
     """
+    folder = output / STATE_DIR
     try:
-        raw = json.loads((output / STATE_DIR / BUILD_RECORD).read_text())
+        raw = json.loads((folder / BUILD_RECORD).read_text())
         if raw.get("format") != RECORD_FORMAT:
             return {}
-        records = {name: ProductRecord(**rec) for name, rec in raw["products"].items()}
+        records = {}
+        for name, head in raw["products"].items():
+            stored = str(head["record"])
+            if not re.fullmatch(r"[\w.-]+\.json", stored):
+                return {}
+            body = json.loads((folder / PRODUCT_RECORDS / stored).read_text())
+            records[name] = ProductRecord(
+                head["key"], head["tree"], head["newest"], **body, stored=stored
+            )
     except (OSError, ValueError, TypeError, KeyError):
         return {}
     if raw.get("code") != code_key:
@@ -337,26 +352,31 @@ def load_record(output: Path, code_key: str) -> dict[str, ProductRecord]:
 
 
 def save_record(output: Path, code_key: str, records: dict[str, ProductRecord]) -> None:
-    """Write the build record last: it is only ever as new as the files it describes."""
+    """Write the build record last: it is only ever as new as the files it describes.
+
+    Each product's file list goes to its own file, named by its digest, which is written
+    only when it changed; ``build.json`` names them and is written last (atomically), and
+    then the files it no longer names are deleted.
+    """
     folder = output / STATE_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    body = {
-        "format": RECORD_FORMAT,
-        "code": code_key,
-        "products": {
-            name: {
-                "key": r.key,
-                "tree": r.tree,
-                "newest": r.newest,
-                "files": r.files,
-                "inputs": r.inputs,
-                "extras": r.extras,
-            }
-            for name, r in sorted(records.items())
-        },
-    }
-    # Compact and in build order (which is fixed): the record lists every file of the site.
-    atomic_write(folder / BUILD_RECORD, json.dumps(body, separators=(",", ":")).encode())
+    parts = folder / PRODUCT_RECORDS
+    parts.mkdir(parents=True, exist_ok=True)
+    heads = {}
+    for name, r in sorted(records.items()):
+        if not r.stored or not (parts / r.stored).is_file():
+            body = {"files": r.files, "inputs": r.inputs, "extras": r.extras}
+            # Compact and in build order (which is fixed): it lists every file written.
+            data = json.dumps(body, separators=(",", ":")).encode()
+            r.stored = f"{name or '_site'}-{hashlib.sha256(data).hexdigest()[:16]}.json"
+            atomic_write(parts / r.stored, data)
+        heads[name] = {"key": r.key, "tree": r.tree, "newest": r.newest, "record": r.stored}
+    body = {"format": RECORD_FORMAT, "code": code_key, "products": heads}
+    atomic_write(folder / BUILD_RECORD, json.dumps(body, indent=1, sort_keys=True).encode())
+    named = {r.stored for r in records.values()}
+    for path in parts.iterdir():
+        if path.name not in named:
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 # --- keys for incremental builds ------------------------------------------------------------
@@ -712,7 +732,12 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
             },
         )
         self.previous = {} if site.force else load_record(site.output, self.code)
-        trees = product_trees(site.repo) if site.cache else {}
+        # Whether each product's files are all still in the output (tens of thousands of
+        # stat calls) is checked in a thread while git describes the products' folders.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            presence = pool.submit(_complete_products, str(site.output), self.previous)
+            trees = product_trees(site.repo) if site.cache else {}
+            complete = presence.result()
         self.trust_digest = hashlib.sha256(self.trust_bytes).hexdigest()
         self.now = site.now()
         self.records: dict[str, ProductRecord] = {}
@@ -726,7 +751,7 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
             old = self.previous.get(product.name, ProductRecord())
             tree = trees.get(product.name, "")
             key = self.key(tree, old.newest)
-            if key and key == old.key and _all_exist(str(site.output), old.files):
+            if key and key == old.key and complete.get(product.name, False):
                 self.records[product.name] = old
                 self.report.products_skipped.append(product.name)
                 continue
@@ -762,7 +787,10 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
         shared = Output(site.output, self.report, self.previous.get("", ProductRecord()))
         shared.write(f"{MANIFESTS}/{TRUST_FILE}", self.trust_bytes)
         shared.remove_stale()
-        records[""] = ProductRecord(files=shared.files)
+        site_record = self.previous.get("")
+        if site_record is None or site_record.files != shared.files:
+            site_record = ProductRecord(files=shared.files)
+        records[""] = site_record
         if self.workers is not None:
             results = self.workers.finish()
         else:
@@ -936,9 +964,13 @@ def _rebuild_error(payload: tuple[str, Any]) -> FortnightError:
     return cls(message, hint=hint) if issubclass(cls, FortnightError) else SiteError(message)
 
 
-def _all_exist(root: str, files: dict[str, str]) -> bool:
-    isfile = os.path.isfile
-    return all(isfile(os.path.join(root, rel)) for rel in files)
+def _complete_products(root: str, records: dict[str, ProductRecord]) -> dict[str, bool]:
+    """Per product of the last build, whether every file it wrote is still there."""
+    isfile, join = os.path.isfile, os.path.join
+    return {
+        name: all(isfile(join(root, rel)) for rel in record.files)
+        for name, record in records.items()
+    }
 
 
 def content_pages(context: dict[str, Any]) -> list[tuple[str, str]]:

@@ -723,6 +723,37 @@ def test_products_build_in_worker_processes_with_the_same_result(
     assert (parallel / "cloud-base/index.html").is_file()
 
 
+def test_build_record_rewrites_only_what_changed(make_history: MakeHistory, tmp_path: Path) -> None:
+    """Each product's file list is kept in its own record file: a build that rebuilds one
+    product rewrites that one; a damaged record means a full build, not a failure."""
+    h = make_history()
+    now = two_products(h)
+    out = tmp_path / "out"
+    h.build(out, now)
+    parts = out / ".fortnight/products"
+
+    def stored() -> dict[str, tuple[str, int]]:
+        return {p.name.rsplit("-", 1)[0]: (p.name, p.stat().st_mtime_ns) for p in parts.iterdir()}
+
+    first = stored()
+    assert set(first) == {"_site", "atomic-host", "cloud-base"}
+    again = h.build(out, now)
+    assert again.products_skipped == ["atomic-host", "cloud-base"] and stored() == first
+
+    h.compose(now - timedelta(hours=2))  # a new atomic-host compose
+    third = h.build(out, now)
+    assert third.products_built == ["atomic-host"]
+    after = stored()
+    assert after["cloud-base"] == first["cloud-base"] and after["_site"] == first["_site"]
+    assert after["atomic-host"][0] != first["atomic-host"][0]
+    assert len(list(parts.iterdir())) == 3  # the old atomic-host list is gone
+
+    (parts / after["cloud-base"][0]).write_text("{not json")
+    fourth = h.build(out, now)
+    assert fourth.products_built == ["atomic-host", "cloud-base"]
+    assert h.build(out, now).products_skipped == ["atomic-host", "cloud-base"]
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_bad_manifest_in_any_product_fails_the_whole_build(
     make_history: MakeHistory, tmp_path: Path, workers: int
