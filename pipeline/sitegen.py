@@ -412,6 +412,8 @@ def product_trees(repo: Path) -> dict[str, str]:
             ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
         )
 
+    root = repo / MANIFESTS
+    times = _FolderTimes.start(root)  # runs while git does
     listing = git("ls-tree", "-z", "HEAD", f"{MANIFESTS}/")
     # Tracked files changed (in the work tree or staged); untracked ones show in the folders'
     # times below (git's scan for them costs seconds on a long history).
@@ -432,12 +434,54 @@ def product_trees(repo: Path) -> dict[str, str]:
         parts = entry[3:].split("/")
         if len(parts) > 2:
             dirty.add(parts[1])
-    root = repo / MANIFESTS
+    newest = times.result()
     return {
-        name: f"{tree}:{_folders_mtime(str(root / name))}"
+        name: f"{tree}:{newest[name] if name in newest else _folders_mtime(str(root / name))}"
         for name, tree in trees.items()
         if name not in dirty
     }
+
+
+class _FolderTimes:
+    """:func:`_folders_mtime` of every product folder at once, from one GNU ``find`` run in
+    the background (fourteen thousand folders at ten years: a tenth of a second, against
+    several times that from Python). Where ``find`` is missing or not GNU, the answer is
+    empty and the folders are walked from Python instead."""
+
+    def __init__(self, proc: subprocess.Popen[bytes] | None) -> None:
+        self.proc = proc
+
+    @classmethod
+    def start(cls, root: Path) -> _FolderTimes:
+        args = ["find", str(root), "-mindepth", "1", "-maxdepth", "3", "-type", "d"]
+        try:
+            proc = subprocess.Popen(
+                [*args, "-printf", "%P\\t%T@\\n"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+        except OSError:
+            proc = None
+        return cls(proc)
+
+    def result(self) -> dict[str, int]:
+        """Product folder name -> the newest time (ns) of it and its folders."""
+        if self.proc is None:
+            return {}
+        out, _ = self.proc.communicate()
+        if self.proc.returncode != 0:
+            return {}
+        newest: dict[str, int] = {}
+        for line in out.decode("utf-8", "surrogateescape").splitlines():
+            path, tab, stamp = line.rpartition("\t")
+            seconds, dot, fraction = stamp.partition(".")
+            if not tab or not dot or not seconds.isdigit() or not fraction.isdigit():
+                return {}  # not GNU find's output: walk from Python
+            ns = int(seconds) * 1_000_000_000 + int(fraction[:9].ljust(9, "0"))
+            name = path.partition("/")[0]
+            if ns > newest.get(name, -1):
+                newest[name] = ns
+        return newest
 
 
 def _folders_mtime(top: str) -> int:

@@ -26,7 +26,7 @@ from pipeline.errors import SiteError, VerificationError
 from pipeline.models import LogRef, VerdictManifest
 from pipeline.outputs import checksum_file
 from pipeline.pages import DASHBOARD_PAGE, Urls, dashboard_pages, http_url, region_names
-from pipeline.sitegen import Workers
+from pipeline.sitegen import Workers, _folders_mtime, _FolderTimes, product_trees
 from pipeline.state import derive
 from pipeline.store import WriteOptions
 from tests.conftest import FIXTURES, ROOT, make_result, run_invoke
@@ -768,6 +768,27 @@ def test_a_bad_manifest_in_any_product_fails_the_whole_build(
         h.build(out, now, overrides={"FORTNIGHT_WORKERS": workers})
     assert not (out / "atomic-host").exists()
     assert not (out / "index.html").exists()
+
+
+def test_folder_times_from_find_match_the_python_walk(
+    make_history: MakeHistory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = make_history()
+    two_products(h)
+    root = h.log.repo / "manifests"
+    products = ["atomic-host", "cloud-base"]
+    from_find = _FolderTimes.start(root).result()
+    walked = {p: _folders_mtime(str(root / p)) for p in products}
+    assert {p: from_find[p] for p in products} == walked
+    trees = product_trees(h.log.repo)
+    assert set(trees) == set(products)
+    # Without GNU find (here: no find at all), the folders are walked from Python instead.
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "git").symlink_to(shutil.which("git") or "git")
+    monkeypatch.setenv("PATH", str(bare))
+    assert _FolderTimes.start(root).result() == {}
+    assert product_trees(h.log.repo) == trees
 
 
 def test_uncommitted_manifests_are_noticed(make_history: MakeHistory, tmp_path: Path) -> None:
