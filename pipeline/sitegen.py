@@ -10,12 +10,16 @@ through Pelican's own page generator, with the same theme.
 
 Incremental: ``<output>/.fortnight/build.json`` remembers, per product, a key made of the
 product's git tree, ``trust.json``, the code and theme, the settings and the day being
-built for, and the digest of every file written. A product whose key is unchanged is not
-loaded again; a file whose bytes are unchanged is not rewritten; files a product no
-longer produces are removed. Same log and same ``--at``: byte-identical output.
+built for, and the digest of every file written (each product's list in its own file under
+``.fortnight/products/``). A product whose key is unchanged is not loaded again; a page
+whose inputs are unchanged is not rendered again (a compose page is recognised by the git
+blob ids of its manifests, without building its model); a file whose bytes are unchanged
+is not rewritten; files a product no longer produces are removed. Same log and same
+``--at``: byte-identical output.
 
-Writes are atomic per file (temp file, then rename) and the build record is written last,
-so an interrupted build leaves complete files and a re-run finishes the job.
+An existing file is replaced atomically (temp file, then rename), a new one is created
+in place, and the build record is written last, so an interrupted build leaves complete
+files and a re-run finishes the job.
 """
 
 from __future__ import annotations
@@ -122,7 +126,9 @@ class ProductRecord:
     key: str = ""
     tree: str = ""
     newest: str = ""  # the newest manifest's created time, ISO
-    files: dict[str, str] = field(default_factory=dict)  # site path -> sha256 (or "copy:...")
+    #: Site path -> sha256 of what was written, or ``blob:<git blob id>`` / ``copy:<size>:<mtime>``
+    #: for a file linked or copied in.
+    files: dict[str, str] = field(default_factory=dict)
     #: Site path -> digest of the page model a page was rendered from (pages that have one).
     inputs: dict[str, str] = field(default_factory=dict)
     #: Page path -> the files it brought along (test logs it links): kept with the page.
