@@ -343,11 +343,7 @@ def banners(state: State, urls: Urls) -> list[Banner]:
     current = state.current
     fresh = state.freshness
     open_bug = state.open_bugs[-1] if state.open_bugs else None
-    bug_link = (
-        [Link(f"Failure bug {open_bug.bug}", bug_href(open_bug, urls), open_bug.backend != "local")]
-        if open_bug
-        else []
-    )
+    failure_bug = [bug_link(open_bug, urls, f"Failure bug {open_bug.bug}")] if open_bug else []
     if current is None:
         out.append(
             Banner(
@@ -355,7 +351,7 @@ def banners(state: State, urls: Urls) -> list[Banner]:
                 "No image has been released yet",
                 "Nothing has passed its tests on a release day so far. "
                 f"The next release day is {state.next_release_day.isoformat()}.",
-                [*bug_link, Link("Nightly test results", urls.dashboard())],
+                [*failure_bug, Link("Nightly test results", urls.dashboard())],
             )
         )
     elif fresh.stale:
@@ -366,7 +362,7 @@ def banners(state: State, urls: Urls) -> list[Banner]:
                 f"{_sentence(fresh.reason or 'no fresh image')}. Showing the previous image, "
                 f"released {current.released.astimezone(UTC).date().isoformat()}.",
                 [
-                    *bug_link,
+                    *failure_bug,
                     Link(
                         f"Previous release {current.release_id}",
                         urls.release_anchor(current.release_id),
@@ -423,11 +419,18 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _bug_link(state: State, bug: str, url: str, urls: Urls) -> Link:
+def _named_bug_link(state: State, bug: str, url: str, urls: Urls) -> Link:
+    """The bug a release decision names: as :func:`bug_link` when the log knows it, else
+    its recorded URL."""
     view = state.bugs.get(bug)
     if view is not None:
-        return Link(bug, bug_href(view, urls), view.backend != "local")
+        return bug_link(view, urls)
     return Link(bug, http_url(url) or "", True)
+
+
+def bug_link(bug: BugView, urls: Urls, label: str | None = None) -> Link:
+    """A link to a bug (labelled with its name unless ``label``): see :func:`bug_href`."""
+    return Link(label or bug.bug, bug_href(bug, urls), bug.backend != "local")
 
 
 def bug_href(bug: BugView, urls: Urls) -> str:
@@ -484,7 +487,7 @@ def compose_bugs(state: State, urls: Urls) -> dict[str, list[Link]]:
     out: dict[str, list[Link]] = defaultdict(list)
     for bug in state.bugs.values():
         for cid in sorted(bug.composes):
-            out[cid].append(Link(bug.bug, bug_href(bug, urls), bug.backend != "local"))
+            out[cid].append(bug_link(bug, urls))
     return out
 
 
@@ -762,7 +765,11 @@ def archive_rows(state: State, urls: Urls) -> list[ArchiveRow]:
                 compose_href=urls.compose(m.compose_id) if m.compose_id in known else None,
                 explanation=m.explanation,
                 fallen=r.fallen,
-                bug=_bug_link(state, m.open_bug.bug, m.open_bug.url, urls) if m.open_bug else None,
+                bug=(
+                    _named_bug_link(state, m.open_bug.bug, m.open_bug.url, urls)
+                    if m.open_bug
+                    else None
+                ),
                 checksum=urls.checksum(r.release_id) if has_files else None,
                 sha256sums=urls.sha256sums(r.release_id) if has_files else None,
                 manifest=urls.manifest(m),

@@ -184,18 +184,27 @@ class Output:
 
     def write(self, rel: str, data: bytes) -> None:
         """Write ``data`` at ``rel`` unless the last build wrote the same bytes there."""
-        digest = hashlib.sha256(data).hexdigest()
-        self.files[rel] = digest
+        self._put(rel, hashlib.sha256(data).hexdigest(), lambda path: _create(path, data))
+
+    def _put(self, rel: str, mark: str, make: Callable[[str], bool]) -> None:
+        """Make the file at ``rel`` with ``make(path)`` (False: ``path`` exists), unless the
+        last build put the same one (``mark``) there.
+
+        A new file is made in place; one that exists is replaced atomically.
+        """
+        self.files[rel] = mark
         path = self.path(rel)
         known = self.old.files.get(rel)
-        if known == digest and os.path.isfile(path):
+        if known == mark and os.path.isfile(path):
             self.report.unchanged += 1
             return
-        if known is None and _create(path, data):
+        if known is None and make(path):
             self.report.written += 1
             return
         tmp = f"{path}.fortnight-tmp"
-        _create(tmp, data, replace=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # left by an interrupted build
+        make(tmp)
         os.replace(tmp, path)
         self.report.written += 1
 
@@ -268,21 +277,7 @@ class Output:
             self._page.append(rel)
         if self.files.get(rel) == mark:
             return  # already put there by this build (a log two tests share)
-        self.files[rel] = mark
-        path = self.path(rel)
-        known = self.old.files.get(rel)
-        if known == mark and os.path.isfile(path):
-            self.report.unchanged += 1
-            return
-        if known is None and _link(src, path):
-            self.report.written += 1
-            return
-        tmp = f"{path}.fortnight-tmp"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        _link(src, tmp)
-        os.replace(tmp, path)
-        self.report.written += 1
+        self._put(rel, mark, lambda path: _link(src, path))
 
     def remove_stale(self) -> None:
         """Delete files the last build wrote that this one does not produce."""
@@ -292,19 +287,15 @@ class Output:
                 self.report.removed += 1
 
 
-def _create(path: str, data: bytes, *, replace: bool = False) -> bool:
-    """Write ``data`` to a new file at ``path``, making its folders; False if it exists.
-
-    With ``replace``, an existing file (a temp file an interrupted build left) is overwritten.
-    """
-    mode = "wb" if replace else "xb"
+def _create(path: str, data: bytes) -> bool:
+    """Write ``data`` to a new file at ``path``, making its folders; False if it exists."""
     try:
-        f = open(path, mode)  # noqa: SIM115 - closed below
+        f = open(path, "xb")  # noqa: SIM115 - closed below
     except FileExistsError:
         return False
     except FileNotFoundError:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        f = open(path, mode)  # noqa: SIM115 - closed below
+        f = open(path, "xb")  # noqa: SIM115 - closed below
     with f:
         f.write(data)
     return True
@@ -648,7 +639,7 @@ def build_product(
     config = hashlib.sha256(state.product.model_dump_json().encode()).hexdigest()
     for view in state.composes:
         rel = urls.compose(view.compose_id)
-        key = _compose_key(view, blobs, config, bugs, releases, log_exists, logs is not None)
+        key = _compose_key(view, blobs, config, bugs, releases, log_exists if logs else None)
 
         def model(view: ComposeView = view) -> pages.ComposePage:
             return pages.compose_page(state, view, urls, bugs, releases, has_log)
@@ -694,19 +685,18 @@ def _compose_key(
     config: str,
     bugs: dict[str, list[pages.Link]],
     releases: dict[str, str],
-    log_exists: Callable[[str], bool],
-    has_store: bool = True,
+    log_exists: Callable[[str], bool] | None,
 ) -> str | None:
     """Everything a compose page shows depends on, named without building its model.
 
     The blob ids of the compose's manifests (the compose, its test results and verdicts),
     the product's configuration, the bugs and release naming the compose, and which of
-    its test logs the log store holds. None when git does not vouch for one of the
-    manifests (then the model itself is the key).
+    its test logs the log store holds (``log_exists``; None: there is no log store). None
+    when git does not vouch for one of the manifests (then the model itself is the key).
     """
     parts = [config, repr(bugs.get(view.compose_id)), repr(releases.get(view.compose_id))]
     runs = [r for s in view.suites.values() for r in s.runs]
-    if has_store:
+    if log_exists is not None:
         parts += [
             f"log:{case.log.path}:{log_exists(case.log.path)}"
             for r in runs
