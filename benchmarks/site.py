@@ -12,8 +12,8 @@ Every build runs in a forked child (modules already imported, a fresh heap: noth
 load freezes or caches in memory carries over) and describes the same moment, the next
 release day after the history at 18:00 UTC. It times:
 
-- cold: an empty output folder (no build record), the verification cache warm; for the
-  largest size, once more with the verification cache deleted as well;
+- cold: an empty output folder (no build record), the verification cache (with its blob
+  store) warm; for the largest size, once more with the verification cache deleted as well;
 - warm, nothing changed: building again into the same output;
 - warm, after one new nightly compose (and its test results, one per arch) committed in
   the primary product, then after a release decision (``pipeline.release.decide``)
@@ -395,11 +395,16 @@ def cold_build(scratch: Scratch, at: datetime) -> Build:
 
 
 def warm_verification_cache(scratch: Scratch) -> None:
-    """Load the whole log once, so that the verification cache holds every file."""
+    """Load the whole log once, so that the verification cache (and its blob store, which
+    the site's manifest mirror links) holds every file."""
 
     def load() -> int:
         log = ManifestLog(scratch.log)
-        return len(log.load_verified(log.load_trust()))
+        verified = log.load_verified(log.load_trust())
+        store = log.blob_store()
+        if store is not None:
+            store.fill({v.name: v.blob for v in verified if v.blob}, log.root)
+        return len(verified)
 
     must(in_child(load))
 

@@ -30,12 +30,13 @@ import hashlib
 import json
 import logging
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
 import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
@@ -59,6 +60,7 @@ from pipeline.fsutil import atomic_write
 from pipeline.models import Manifest, Trust
 from pipeline.state import ComposeView, State, derive
 from pipeline.store import MANIFESTS, TRUST_FILE, ManifestLog
+from pipeline.verifycache import BlobStore
 
 STATE_DIR = ".fortnight"
 BUILD_RECORD = "build.json"
@@ -589,11 +591,15 @@ def build_product(
     renderer: Renderer,
     out: Output,
     blobs: dict[str, str] | None = None,
+    store: BlobStore | None = None,
+    held: Collection[str] = (),
 ) -> None:
     """Write every page and file of one product into ``out``.
 
     ``blobs`` (manifest name -> git blob id) lets a compose page be kept without building
-    its model when its manifests, bugs and release are what the last build saw.
+    its model when its manifests, bugs and release are what the last build saw. The
+    manifest mirror links the ``store``'s file of each blob it ``held``, else the work
+    tree's file.
     """
     product = state.product.name
     urls = pages.Urls(product)
@@ -673,10 +679,28 @@ def build_product(
         out.write(latest.name_path, (latest.filename + "\n").encode())
         out.write(latest.path, renderer.render("redirect.html", latest.path, latest=latest))
 
-    root = str(log.root)
+    _mirror(out, manifests, str(log.root), blobs, store, held)
+
+
+def _mirror(
+    out: Output,
+    manifests: list[Manifest],
+    root: str,
+    blobs: dict[str, str],
+    store: BlobStore | None,
+    held: Collection[str],
+) -> None:
+    """Put the product's signed manifests under ``manifests/``, in the log's layout: each
+    a link to its blob in the ``store`` when it ``held`` it, else to the file under
+    ``root``."""
     for m in manifests:
         name = m.relname()
-        out.copy(f"{MANIFESTS}/{name}", os.path.join(root, name), blobs.get(name))
+        blob = blobs.get(name)
+        if store is not None and blob is not None and blob in held:
+            src = store.path(blob)
+        else:
+            src = os.path.join(root, name)
+        out.copy(f"{MANIFESTS}/{name}", src, blob)
 
 
 def _compose_key(
@@ -785,6 +809,10 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
             cache_dir = site.output / TEMPLATE_CACHE
             cache_dir.mkdir(parents=True, exist_ok=True)
             self.env.bytecode_cache = FileSystemBytecodeCache(str(cache_dir))
+        # A build is one pass over templates that do not change while it runs: without
+        # this, Jinja checks each template's file times at every page, for the page and
+        # for each template it extends or imports.
+        self.env.auto_reload = False
         self.renderer = Renderer(self.env, site, self.nav, self.content_pages)
         jobs = []
         for product in self.products:
@@ -876,13 +904,20 @@ class ProductJob:
         self.newest = max((iso_key(m.created) for m in everything), default="")
         self.manifests = [m for m in everything if m.created <= gen.now]
         self.state = derive(self.manifests, self.product, gen.now)
+        # The mirror's links come from the blob store (filled from the work tree here, as
+        # needed: not the output, so before every product has verified is fine).
+        self.store = gen.log.blob_store()
+        self.held = self.store.fill(self.blobs, gen.log.root) if self.store else set()
 
     def write(self) -> tuple[ProductRecord, BuildReport]:
         """Write the product's pages and files; the record of what was written."""
         gen = self.gen
         report = BuildReport()
         out = Output(gen.site.output, report, self.old)
-        build_product(self.state, self.manifests, gen.log, gen.renderer, out, self.blobs)
+        build_product(
+            self.state, self.manifests, gen.log, gen.renderer, out, self.blobs,
+            self.store, self.held,
+        )  # fmt: skip
         out.remove_stale()
         key = gen.key(self.tree, self.newest)
         record = ProductRecord(key, self.tree, self.newest, out.files, out.inputs, out.extras)
@@ -892,14 +927,18 @@ class ProductJob:
 class Workers:
     """Product jobs in forked worker processes, in two phases.
 
-    Each worker prepares its product (load, verify, derive) and reports; only when every
-    product verified are they told to write (fail closed across products). A semaphore
-    lets at most ``workers`` of them load or write at once. Forking shares
-    the loaded theme and settings; results come back as small records.
+    Each worker prepares its product (load, verify, derive) and reports its size; only when
+    every product verified are they told to write (fail closed across products). At most
+    ``slots`` of them load at once (a semaphore) or write at once: writes are handed out
+    largest product first, the next as soon as one finishes, so the last to finish is a
+    small one and no core idles while a big product is written alone. Forking shares the
+    loaded theme and settings; results come back as small records.
     """
 
-    def __init__(self, procs: list[tuple[Any, Any]]) -> None:
+    def __init__(self, procs: list[tuple[Any, Any]], sizes: list[int], slots: int) -> None:
         self.procs = procs
+        self.sizes = sizes
+        self.slots = slots
 
     @classmethod
     def start(cls, jobs: list[ProductJob], workers: int) -> Workers | None:
@@ -911,7 +950,7 @@ class Workers:
         if workers <= 1 or threading.active_count() > 1 or "fork" not in mp.get_all_start_methods():
             return None  # a process with threads cannot fork safely
         ctx = mp.get_context("fork")
-        busy = ctx.BoundedSemaphore(workers)  # at most ``workers`` load or write at once
+        busy = ctx.BoundedSemaphore(workers)  # at most ``workers`` load at once
         procs = []
         for job in jobs:
             parent, child = ctx.Pipe()
@@ -919,48 +958,60 @@ class Workers:
             proc.start()
             child.close()
             procs.append((proc, parent))
-        pool = cls(procs)
-        errors = [pool._receive(conn, proc) for proc, conn in procs]
-        failed = next((e for e in errors if e is not None), None)
+        answers = [cls._receive(conn, proc) for proc, conn in procs]
+        pool = cls(procs, [a if isinstance(a, int) else 0 for a in answers], workers)
+        failed = next((a for a in answers if isinstance(a, FortnightError)), None)
         if failed is not None:
             pool.stop()
             raise failed
         return pool
 
     @staticmethod
-    def _receive(conn: Any, proc: Any) -> FortnightError | None:
+    def _receive(conn: Any, proc: Any) -> int | FortnightError:
+        """A prepared worker's size, or what went wrong."""
         try:
             kind, payload = conn.recv()
         except EOFError:
             return SiteError(f"a site worker died (exit code {proc.exitcode})")
         if kind == "ok":
-            return None
+            return int(payload)
         return _rebuild_error(payload)
 
     def finish(self) -> list[tuple[ProductRecord, BuildReport]]:
-        """Tell every worker to write; their records, in job order.
+        """Let the workers write, largest first, ``slots`` at a time; their records, in job
+        order.
 
         Raises:
             FortnightError: a worker failed while writing.
         """
-        for _, conn in self.procs:
-            conn.send(True)
-        results = []
-        for proc, conn in self.procs:
-            try:
-                kind, payload = conn.recv()
-            except EOFError:
-                raise SiteError(f"a site worker died (exit code {proc.exitcode})") from None
-            if kind != "done":
-                self.stop()
-                raise _rebuild_error(payload)
-            results.append(payload)
+        waiting = sorted(range(len(self.procs)), key=lambda i: -self.sizes[i])
+        writing: dict[Any, int] = {}
+        results: dict[int, tuple[ProductRecord, BuildReport]] = {}
+        while waiting or writing:
+            while waiting and len(writing) < self.slots:
+                i = waiting.pop(0)
+                conn = self.procs[i][1]
+                conn.send(True)
+                writing[conn] = i
+            ready: list[Any] = mp_connection.wait(list(writing))
+            for conn in ready:
+                i = writing.pop(conn)
+                try:
+                    kind, payload = conn.recv()
+                except EOFError:
+                    self.stop()
+                    code = self.procs[i][0].exitcode
+                    raise SiteError(f"a site worker died (exit code {code})") from None
+                if kind != "done":
+                    self.stop()
+                    raise _rebuild_error(payload)
+                results[i] = payload
         for proc, _ in self.procs:
             proc.join()
-        return results
+        return [results[i] for i in range(len(self.procs))]
 
     def stop(self) -> None:
-        """Tell every worker to stop without writing."""
+        """Tell every worker still waiting to stop without writing; end them all."""
         for proc, conn in self.procs:
             with contextlib.suppress(OSError, ValueError):
                 conn.send(False)
@@ -970,15 +1021,14 @@ class Workers:
 
 
 def _work(job: ProductJob, conn: Any, busy: Any) -> None:
-    """A worker: prepare, report, wait for the go, write, report."""
+    """A worker: prepare, report its size, wait for the go, write, report."""
     try:
         with busy:
             job.prepare()
-        conn.send(("ok", None))
+        conn.send(("ok", len(job.manifests)))
         if not conn.recv():
             return
-        with busy:
-            result = job.write()
+        result = job.write()
         conn.send(("done", result))
     except Exception as e:  # reported to the parent, which raises it at the boundary
         conn.send(("error", _describe_error(e)))

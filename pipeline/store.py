@@ -38,7 +38,7 @@ from pipeline.signing import (
     sign_manifest,
     verify_manifest,
 )
-from pipeline.verifycache import VerifyCache, gc_paused, verify_files
+from pipeline.verifycache import BlobStore, VerifyCache, gc_paused, verify_files
 
 MANIFESTS = "manifests"
 TRUST_FILE = "trust.json"
@@ -243,6 +243,20 @@ class ManifestLog:
     def product_dir(self, product: str) -> Path:
         """The folder of one product's configuration and manifests."""
         return self.root / product
+
+    def blob_store(self) -> BlobStore | None:
+        """Where verified manifests' bytes are kept by blob id, for links that leave the
+        work tree alone (:class:`pipeline.verifycache.BlobStore`); None without the cache
+        or outside git."""
+        if not self.cache:
+            return None
+        try:
+            out = self.git.run("rev-parse", "--absolute-git-dir", check=False)
+        except StoreError:
+            return None
+        if out.returncode != 0 or not out.stdout.strip():
+            return None
+        return BlobStore.of(Path(out.stdout.strip()))
 
     def manifest_files(self) -> list[PurePosixPath]:
         """Every manifest file in the log, relative to ``manifests/``, sorted."""

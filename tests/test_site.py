@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing as mp
+import os
 import re
 import shutil
 import subprocess
 import threading
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -26,9 +29,17 @@ from pipeline.errors import SiteError, VerificationError
 from pipeline.models import LogRef, VerdictManifest
 from pipeline.outputs import checksum_file
 from pipeline.pages import DASHBOARD_PAGE, Urls, dashboard_pages, http_url, region_names
-from pipeline.sitegen import Workers, _folders_mtime, _FolderTimes, product_trees
+from pipeline.sitegen import (
+    BuildReport,
+    ProductRecord,
+    Workers,
+    _folders_mtime,
+    _FolderTimes,
+    product_trees,
+)
 from pipeline.state import derive
 from pipeline.store import WriteOptions
+from pipeline.verifycache import CACHE_DIR, BlobStore, git_blob_id
 from tests.conftest import FIXTURES, ROOT, make_result, run_invoke
 from tests.sitekit import (
     REGIONS,
@@ -830,3 +841,98 @@ def test_uncommitted_manifests_are_noticed(make_history: MakeHistory, tmp_path: 
 )
 def test_only_safe_urls_become_links(url: str, kept: bool) -> None:
     assert (http_url(url) == url) is kept
+
+
+def _log_manifests(h: History) -> dict[Path, os.stat_result]:
+    root = h.log.repo / "manifests"
+    return {
+        p: p.stat() for p in root.rglob("*.json") if "schema" not in p.parts and p.parent != root
+    }
+
+
+def test_the_mirror_links_the_blob_store_and_leaves_the_work_tree_alone(
+    make_history: MakeHistory, tmp_path: Path
+) -> None:
+    """Published manifests are links to the blob store's files, not to the work tree's:
+    the work tree's files keep their ctime (git would re-read every changed one at each
+    status), and an edit made in place in the work tree cannot reach the site."""
+    h = make_history()
+    now = scenario_current(h)
+    before = _log_manifests(h)
+    out = tmp_path / "out"
+    h.build(out, now)
+    after = _log_manifests(h)
+    assert {p: s.st_ctime_ns for p, s in after.items()} == {
+        p: s.st_ctime_ns for p, s in before.items()
+    }
+    store = BlobStore.of(h.log.repo / ".git")
+    repo = h.log.repo
+    for path in before:
+        rel = path.relative_to(repo).as_posix()
+        published = out / rel
+        blob = h.log.git("rev-parse", f"HEAD:{rel}").strip()
+        assert published.read_bytes() == path.read_bytes()
+        assert published.stat().st_ino == os.stat(store.path(blob)).st_ino != path.stat().st_ino
+        assert git_blob_id(Path(store.path(blob)).read_bytes()) == blob
+        assert os.stat(store.path(blob)).st_mode & 0o222 == 0  # read-only
+    # An in-place edit of a work-tree file leaves the published bytes as they were.
+    victim = next(iter(before))
+    published_bytes = (out / victim.relative_to(repo)).read_bytes()
+    with open(victim, "r+b") as f:
+        f.write(b" ")
+    assert (out / victim.relative_to(repo)).read_bytes() == published_bytes
+
+
+def test_the_blob_store_refills_and_stores_only_matching_bytes(
+    make_history: MakeHistory, tmp_path: Path
+) -> None:
+    h = make_history()
+    now = scenario_current(h)
+    repo = h.log.repo
+    store = BlobStore.of(repo / ".git")
+    h.build(tmp_path / "first", now)
+    held = store.held()
+    assert len(held) == len(_log_manifests(h))
+    # Deleted with the rest of the cache: the next build stores every blob again.
+    shutil.rmtree(repo / ".git" / CACHE_DIR)
+    h.build(tmp_path / "second", now)
+    assert store.held() == held
+    # A file whose bytes are not its blob any more is not stored.
+    name, blob = "a/x.json", "0" * 40
+    (repo / "manifests/a").mkdir()
+    (repo / "manifests/a/x.json").write_bytes(b"{}")
+    assert blob not in store.fill({name: blob}, repo / "manifests")
+    assert not os.path.exists(store.path(blob))
+    # Without the cache there is no store: the mirror links the work tree's files.
+    shutil.rmtree(repo / ".git" / CACHE_DIR)
+    out = tmp_path / "nocache"
+    h.build(out, now, cache=False)
+    assert not (repo / ".git" / CACHE_DIR).exists()
+    one = next(iter(_log_manifests(h)))
+    assert (out / one.relative_to(repo)).stat().st_ino == one.stat().st_ino
+
+
+def _fake_writer(index: int, conn: Any, log: str) -> None:
+    """A worker that waits for the go, notes it, works a little, and reports."""
+    if conn.recv():
+        with open(log, "a") as f:
+            f.write(f"{index}\n")
+        time.sleep(0.2)
+        conn.send(("done", (ProductRecord(key=str(index)), BuildReport())))
+
+
+def test_workers_write_the_largest_products_first(tmp_path: Path) -> None:
+    """Writes go out largest product first, two at a time, the next when one is done; the
+    records come back in job order."""
+    ctx = mp.get_context("fork")
+    log = tmp_path / "order"
+    procs = []
+    for i in range(4):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_fake_writer, args=(i, child, str(log)), daemon=True)
+        proc.start()
+        procs.append((proc, parent))
+    results = Workers(procs, sizes=[1, 5, 3, 4], slots=2).finish()
+    assert [record.key for record, _ in results] == ["0", "1", "2", "3"]
+    started = log.read_text().split()
+    assert sorted(started[:2]) == ["1", "3"] and started[2:] == ["2", "0"]
