@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipeline.models import CloudImage, CloudImagesManifest, Image, Manifest
 from pipeline.state import BugView, ComposeView, ReleaseView, State, SuiteView
@@ -568,11 +568,9 @@ def dashboard_pages(
     return pages
 
 
-@dataclass(frozen=True)
-class TestRow:
-    """One test's latest result on one image."""
-
-    __test__ = False  # not a pytest class
+class ResultRow(NamedTuple):
+    """One test's latest result on one image (a named tuple, not a frozen dataclass: a
+    ten-year history has a hundred thousand rows, and a tuple is made several times faster)."""
 
     name: str
     image: str
@@ -592,8 +590,8 @@ class SuiteDetail:
     name: str
     verdict: str
     runs: list[tuple[str, str, str]]  # (run id, runner, manifest href)
-    blocking: list[TestRow]
-    advisory: list[TestRow]
+    blocking: list[ResultRow]
+    advisory: list[ResultRow]
     missing: list[str]
 
 
@@ -648,7 +646,7 @@ def _suite_detail(s: SuiteView, urls: Urls, has_log: Callable[[str], bool]) -> S
         case = t.case
         log = case.log.path if case.log and safe_relpath(case.log.path) else None
         rows.append(
-            TestRow(
+            ResultRow(
                 name=case.name,
                 image=f"{case.image.arch} {case.image.type}" if case.image else "",
                 blocking=case.blocking,
