@@ -350,6 +350,21 @@ def load_record(output: Path, code_key: str) -> dict[str, ProductRecord]:
     return records
 
 
+def store_product_record(output: Path, name: str, record: ProductRecord) -> None:
+    """Write one product's file list to its own file, named by its digest (``stored``).
+
+    Nothing names the file until :func:`save_record` writes ``build.json``, so each worker
+    writes its product's as soon as it is done, in parallel.
+    """
+    parts = output / STATE_DIR / PRODUCT_RECORDS
+    parts.mkdir(parents=True, exist_ok=True)
+    body = {"files": record.files, "inputs": record.inputs, "extras": record.extras}
+    # Compact and in build order (which is fixed): it lists every file written.
+    data = json.dumps(body, separators=(",", ":")).encode()
+    record.stored = f"{name or '_site'}-{hashlib.sha256(data).hexdigest()[:16]}.json"
+    atomic_write(parts / record.stored, data)  # even when there: it may be damaged
+
+
 def save_record(output: Path, code_key: str, records: dict[str, ProductRecord]) -> None:
     """Write the build record last: it is only ever as new as the files it describes.
 
@@ -359,15 +374,10 @@ def save_record(output: Path, code_key: str, records: dict[str, ProductRecord]) 
     """
     folder = output / STATE_DIR
     parts = folder / PRODUCT_RECORDS
-    parts.mkdir(parents=True, exist_ok=True)
     heads = {}
     for name, r in sorted(records.items()):
         if not r.stored or not (parts / r.stored).is_file():
-            body = {"files": r.files, "inputs": r.inputs, "extras": r.extras}
-            # Compact and in build order (which is fixed): it lists every file written.
-            data = json.dumps(body, separators=(",", ":")).encode()
-            r.stored = f"{name or '_site'}-{hashlib.sha256(data).hexdigest()[:16]}.json"
-            atomic_write(parts / r.stored, data)
+            store_product_record(output, name, r)
         heads[name] = {"key": r.key, "tree": r.tree, "newest": r.newest, "record": r.stored}
     body = {"format": RECORD_FORMAT, "code": code_key, "products": heads}
     atomic_write(folder / BUILD_RECORD, json.dumps(body, indent=1, sort_keys=True).encode())
@@ -921,6 +931,7 @@ class ProductJob:
         out.remove_stale()
         key = gen.key(self.tree, self.newest)
         record = ProductRecord(key, self.tree, self.newest, out.files, out.inputs, out.extras)
+        store_product_record(gen.site.output, self.product.name, record)  # here: in parallel
         return record, report
 
 
