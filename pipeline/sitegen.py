@@ -36,7 +36,8 @@ import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
@@ -135,6 +136,9 @@ class ProductRecord:
     inputs: dict[str, str] = field(default_factory=dict)
     #: Page path -> the files it brought along (test logs it links): kept with the page.
     extras: dict[str, list[str]] = field(default_factory=dict)
+    #: Folder (below the output's top) -> its modification time (ns) when the product's
+    #: build was done with it: how a later build tells that the files are all still there.
+    folders: dict[str, int] = field(default_factory=dict, compare=False)
     #: The file under ``.fortnight/products/`` this record was read from or saved to.
     stored: str = field(default="", compare=False)
 
@@ -358,7 +362,12 @@ def store_product_record(output: Path, name: str, record: ProductRecord) -> None
     """
     parts = output / STATE_DIR / PRODUCT_RECORDS
     parts.mkdir(parents=True, exist_ok=True)
-    body = {"files": record.files, "inputs": record.inputs, "extras": record.extras}
+    body = {
+        "files": record.files,
+        "inputs": record.inputs,
+        "extras": record.extras,
+        "folders": record.folders,
+    }
     # Compact and in build order (which is fixed): it lists every file written.
     data = json.dumps(body, separators=(",", ":")).encode()
     record.stored = f"{name or '_site'}-{hashlib.sha256(data).hexdigest()[:16]}.json"
@@ -930,7 +939,11 @@ class ProductJob:
         )  # fmt: skip
         out.remove_stale()
         key = gen.key(self.tree, self.newest)
-        record = ProductRecord(key, self.tree, self.newest, out.files, out.inputs, out.extras)
+        root = str(gen.site.output)
+        folders = {d: _mtime(os.path.join(root, d)) for d in _folders_of(out.files)}
+        record = ProductRecord(
+            key, self.tree, self.newest, out.files, out.inputs, out.extras, folders
+        )
         store_product_record(gen.site.output, self.product.name, record)  # here: in parallel
         return record, report
 
@@ -1065,13 +1078,40 @@ def _rebuild_error(payload: tuple[str, Any]) -> FortnightError:
     return cls(message, hint=hint) if issubclass(cls, FortnightError) else SiteError(message)
 
 
+def _folders_of(files: Iterable[str]) -> set[str]:
+    """The folders (below the output's top) that ``files`` (output paths) are in."""
+    return {head for rel in files if (head := rel.rpartition("/")[0])}
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
+
+
 def _complete_products(root: str, records: dict[str, ProductRecord]) -> dict[str, bool]:
-    """Per product of the last build, whether every file it wrote is still there."""
+    """Per product of the last build, whether every file it wrote is still there.
+
+    A file deleted, renamed or replaced changes its folder's modification time. A folder
+    only one product writes to holds all of that product's files when it still has the
+    time the product's build left it with (``ProductRecord.folders``): one ``stat`` per
+    folder, none per file, and no look into the folders. Files at the output's top (where
+    Pelican writes its pages) or in folders several products share (``streams/``), and
+    records without folder times, are looked up file by file.
+    """
     isfile, join = os.path.isfile, os.path.join
-    return {
-        name: all(isfile(join(root, rel)) for rel in record.files)
-        for name, record in records.items()
-    }
+    folders = {name: _folders_of(record.files) for name, record in records.items()}
+    owners = Counter(d for found in folders.values() for d in found)
+    complete = {}
+    for name, record in records.items():
+        noted = record.folders
+        mine = {d for d in folders[name] if owners[d] == 1 and d in noted}
+        loose = [rel for rel in record.files if rel.rpartition("/")[0] not in mine]
+        complete[name] = all(isfile(join(root, rel)) for rel in loose) and all(
+            _mtime(join(root, d)) == noted[d] for d in mine
+        )
+    return complete
 
 
 def content_pages(context: dict[str, Any]) -> list[tuple[str, str]]:

@@ -936,3 +936,37 @@ def test_workers_write_the_largest_products_first(tmp_path: Path) -> None:
     assert [record.key for record, _ in results] == ["0", "1", "2", "3"]
     started = log.read_text().split()
     assert sorted(started[:2]) == ["1", "3"] and started[2:] == ["2", "0"]
+
+
+@pytest.mark.parametrize("times", ["noted", "not noted"])
+def test_files_deleted_from_the_output_are_put_back(
+    make_history: MakeHistory, tmp_path: Path, times: str
+) -> None:
+    """A product whose files are not all in the output any more is built again: noticed
+    from the times of its own folders (or, where those were not noted, file by file),
+    for a file deep in a product's folders, at the output's top, or in a shared folder."""
+    h = make_history()
+    now = two_products(h)
+    out = tmp_path / "out"
+    h.build(out, now)
+    record = next((out / ".fortnight/products").glob("atomic-host-*.json"))
+    body = json.loads(record.read_text())
+    assert "manifests/atomic-host/composes" in body["folders"]
+    assert "streams" in body["folders"]  # noted, but shared: its files are looked up
+    if times == "not noted":
+        body["folders"] = {}
+        record.write_text(json.dumps(body))
+    assert h.build(out, now).products_skipped == ["atomic-host", "cloud-base"]
+    for victim in (
+        next((out / "manifests/atomic-host/composes").glob("*.json")),
+        out / "atomic-host/composes/Fedora-Atomic-28-20180514.0.html",
+        out / "index.html",
+        out / "streams/atomic-host.json",
+    ):
+        data = victim.read_bytes()
+        victim.unlink()
+        again = h.build(out, now)
+        assert again.products_built == ["atomic-host"], victim
+        assert again.products_skipped == ["cloud-base"], victim
+        assert victim.read_bytes() == data
+        assert h.build(out, now).products_skipped == ["atomic-host", "cloud-base"]
