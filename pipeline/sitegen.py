@@ -174,10 +174,15 @@ class Output:
     a long history writes tens of thousands of files.
     """
 
-    def __init__(self, root: Path, report: BuildReport, old: ProductRecord) -> None:
+    def __init__(
+        self, root: Path, report: BuildReport, old: ProductRecord, *, all_there: bool = False
+    ) -> None:
         self.root = str(root)
         self.report = report
         self.old = old
+        #: Every file of ``old`` was still in the output when the build began (checked from
+        #: its folders' times): they are not looked up one by one again.
+        self.all_there = all_there
         self.files: dict[str, str] = {}
         self.inputs: dict[str, str] = {}
         self.extras: dict[str, list[str]] = {}
@@ -201,7 +206,7 @@ class Output:
         self.files[rel] = mark
         path = self.path(rel)
         known = self.old.files.get(rel)
-        if known == mark and os.path.isfile(path):
+        if known == mark and (self.all_there or os.path.isfile(path)):
             self.report.unchanged += 1
             return
         if known is None and make(path):
@@ -252,10 +257,13 @@ class Output:
         the same ``key`` and it is still there."""
         old = self.old
         digest = old.files.get(rel)
-        if not digest or old.inputs.get(rel) != key or not os.path.isfile(self.path(rel)):
+        if not digest or old.inputs.get(rel) != key:
             return False
+        there = self.all_there or os.path.isfile(self.path(rel))
         brought = old.extras.get(rel, [])
-        if not all(f in old.files and os.path.isfile(self.path(f)) for f in brought):
+        if not there or not all(
+            f in old.files and (self.all_there or os.path.isfile(self.path(f))) for f in brought
+        ):
             return False
         self.inputs[rel] = key
         self.files[rel] = digest
@@ -842,7 +850,7 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
                 self.records[product.name] = old
                 self.report.products_skipped.append(product.name)
                 continue
-            jobs.append(ProductJob(self, product, tree, old, trust))
+            jobs.append(ProductJob(self, product, tree, old, trust, complete.get(product.name)))
         # Every product that needs building is loaded and verified before anything is
         # written (fail closed): in worker processes, one per product, when that helps.
         self.workers = Workers.start(jobs, site.workers) if len(jobs) > 1 else None
@@ -902,12 +910,15 @@ class ProductJob:
         tree: str,
         old: ProductRecord,
         trust: Trust,
+        all_there: bool | None = False,
     ) -> None:
         self.gen = gen
         self.product = product
         self.tree = tree
         self.old = old
         self.trust = trust
+        #: Whether every file of ``old`` was still in the output when the build began.
+        self.all_there = bool(all_there)
 
     def prepare(self) -> None:
         """Load and verify the product's manifests (fail closed) and derive its state.
@@ -932,7 +943,7 @@ class ProductJob:
         """Write the product's pages and files; the record of what was written."""
         gen = self.gen
         report = BuildReport()
-        out = Output(gen.site.output, report, self.old)
+        out = Output(gen.site.output, report, self.old, all_there=self.all_there)
         build_product(
             self.state, self.manifests, gen.log, gen.renderer, out, self.blobs,
             self.store, self.held,
