@@ -19,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -303,12 +304,18 @@ class ManifestLog:
         return report
 
     def _verify_all(self, trust: Trust, products: frozenset[str] | None) -> LogReport:
-        names = self._manifest_names(products)
-        cache = (
-            VerifyCache.open(self.repo, MANIFESTS, trust, products)
-            if self.cache and names
-            else None
-        )
+        # git names the files' content identities (for the cache) while the folders are
+        # walked: both mostly wait on the kernel.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            opening = (
+                pool.submit(VerifyCache.open, self.repo, MANIFESTS, trust, products)
+                if self.cache
+                else None
+            )
+            names = self._manifest_names(products)
+            cache = opening.result() if opening is not None else None
+        if not names:
+            cache = None
         verified: dict[str, Manifest] = {}
         misses: list[str] = []
         for name in names:
