@@ -206,7 +206,7 @@ class Output:
         self.files[rel] = mark
         path = self.path(rel)
         known = self.old.files.get(rel)
-        if known == mark and (self.all_there or os.path.isfile(path)):
+        if known == mark and self._there(path):
             self.report.unchanged += 1
             return
         if known is None and make(path):
@@ -257,13 +257,10 @@ class Output:
         the same ``key`` and it is still there."""
         old = self.old
         digest = old.files.get(rel)
-        if not digest or old.inputs.get(rel) != key:
+        if not digest or old.inputs.get(rel) != key or not self._there(self.path(rel)):
             return False
-        there = self.all_there or os.path.isfile(self.path(rel))
         brought = old.extras.get(rel, [])
-        if not there or not all(
-            f in old.files and (self.all_there or os.path.isfile(self.path(f))) for f in brought
-        ):
+        if not all(f in old.files and self._there(self.path(f)) for f in brought):
             return False
         self.inputs[rel] = key
         self.files[rel] = digest
@@ -274,6 +271,10 @@ class Output:
         self.report.unchanged += 1
         self.report.reused += 1
         return True
+
+    def _there(self, path: str) -> bool:
+        """Whether a file the last build wrote is still at ``path``."""
+        return self.all_there or os.path.isfile(path)
 
     def copy(self, rel: str, src: str, identity: str | None = None) -> None:
         """Put a file (a manifest, a log) at ``rel``: a hard link when it can, else a copy.
@@ -850,7 +851,9 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
                 self.records[product.name] = old
                 self.report.products_skipped.append(product.name)
                 continue
-            jobs.append(ProductJob(self, product, tree, old, trust, complete.get(product.name)))
+            jobs.append(
+                ProductJob(self, product, tree, old, trust, complete.get(product.name, False))
+            )
         # Every product that needs building is loaded and verified before anything is
         # written (fail closed): in worker processes, one per product, when that helps.
         self.workers = Workers.start(jobs, site.workers) if len(jobs) > 1 else None
@@ -910,7 +913,7 @@ class ProductJob:
         tree: str,
         old: ProductRecord,
         trust: Trust,
-        all_there: bool | None = False,
+        all_there: bool = False,
     ) -> None:
         self.gen = gen
         self.product = product
@@ -918,7 +921,7 @@ class ProductJob:
         self.old = old
         self.trust = trust
         #: Whether every file of ``old`` was still in the output when the build began.
-        self.all_there = bool(all_there)
+        self.all_there = all_there
 
     def prepare(self) -> None:
         """Load and verify the product's manifests (fail closed) and derive its state.

@@ -252,12 +252,9 @@ class ManifestLog:
         if not self.cache:
             return None
         try:
-            out = self.git.run("rev-parse", "--absolute-git-dir", check=False)
+            return BlobStore.of(self.git.git_dir())
         except StoreError:
             return None
-        if out.returncode != 0 or not out.stdout.strip():
-            return None
-        return BlobStore.of(Path(out.stdout.strip()))
 
     def manifest_files(self) -> list[PurePosixPath]:
         """Every manifest file in the log, relative to ``manifests/``, sorted."""

@@ -67,7 +67,7 @@ import pydantic
 from pydantic import BaseModel
 
 from pipeline import models
-from pipeline.fsutil import atomic_write
+from pipeline.fsutil import atomic_create, atomic_write
 from pipeline.models import Manifest, Trust
 from pipeline.signing import ManifestRejected, verify_manifest
 
@@ -862,18 +862,8 @@ class BlobStore:
         return held
 
     def _add(self, oid: str, data: bytes) -> None:
-        path = self.path(oid)
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
-        try:
-            with open(tmp, "xb") as f:
-                f.write(data)
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, path)  # the same bytes as any file already there
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        # Read-only (the output's links share the inode); no fsync: the store is a cache.
+        atomic_create(Path(self.path(oid)), data, mode=0o444, durable=False)
 
 
 def remove(git_dir: Path) -> None:
