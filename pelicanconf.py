@@ -14,8 +14,8 @@ OUTPUT_PATH = "output"
 TIMEZONE = "UTC"
 DEFAULT_LANG = "en"
 
-# Our generator (pipeline/sitegen.py) makes the pages from the manifest log.
-PLUGINS = ["pipeline.sitegen"]
+# Our generator (pipeline/site/plugin.py) makes the pages from the manifest log.
+PLUGINS = ["pipeline.site.plugin"]
 
 # The product whose download page is the site's front door.
 FORTNIGHT_PRIMARY = "atomic-host"

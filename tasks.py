@@ -28,23 +28,17 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 from securesystemslib.signer import Signer
 
-from pipeline import console
-from pipeline.clouds import ClientFactory, WithdrawAction
-from pipeline.compose import (
-    failed_compose_manifest,
-    record_compose,
-    record_failed_compose,
-)
-from pipeline.config import ProductConfig, load_product
-from pipeline.demo import run_demo
+from pipeline.adapters.clouds import ClientFactory, WithdrawAction
+from pipeline.adapters.ingest import http_session, is_url, load_compose
+from pipeline.cli import console
+from pipeline.core.config import ProductConfig, load_product
+from pipeline.core.models import ROLES, RoleName, Trust
+from pipeline.core.state import derive, summary
+from pipeline.demo.run import run_demo
+from pipeline.demo.simulate import DayReport
 from pipeline.errors import CloudError, ConfigError, FortnightError
-from pipeline.ingest import http_session, is_url, load_compose
-from pipeline.models import ROLES, RoleName, Trust
-from pipeline.schema import write_schemas
-from pipeline.signing import empty_trust, load_signers
-from pipeline.simulate import DayReport
-from pipeline.state import derive, summary
-from pipeline.store import (
+from pipeline.log.signing import empty_trust, load_signers
+from pipeline.log.store import (
     ManifestLog,
     PushConfig,
     WriteOptions,
@@ -52,8 +46,14 @@ from pipeline.store import (
     dump_json,
     init_log,
 )
-from pipeline.testing import LogStore
-from pipeline.workflow import (
+from pipeline.stages.compose import (
+    failed_compose_manifest,
+    record_compose,
+    record_failed_compose,
+)
+from pipeline.stages.schema import write_schemas
+from pipeline.stages.testing import LogStore
+from pipeline.stages.workflow import (
     cut_release,
     discover_clouds,
     import_results,
@@ -846,7 +846,7 @@ def release_revoke(
 def _ec2_factory(endpoint_url: str | None) -> ClientFactory:
     """EC2 clients through boto3's standard credential chain (never logged here).
 
-    boto3's own retries are off: ``pipeline.clouds`` retries a region itself, so a
+    boto3's own retries are off: ``pipeline.adapters.clouds`` retries a region itself, so a
     failing region is reported once, with its reason.
     """
     import boto3  # noqa: PLC0415 - only this task needs it; keeps other tasks fast
@@ -997,7 +997,7 @@ def demo(
     download_url = "/composes/{compose_id}/compose/"
     server = None
     if serve:  # bind first: the pages then carry absolute download links to this server
-        from pipeline.sitegen import site_server  # noqa: PLC0415 - Pelican loads only here
+        from pipeline.site.plugin import site_server  # noqa: PLC0415 - Pelican loads only here
 
         server = site_server(workdir / "www", "127.0.0.1", port)
         download_url = f"http://127.0.0.1:{server.server_address[1]}{download_url}"
@@ -1036,7 +1036,7 @@ def demo(
     console.out.print(f"keys:         {result.keys}  (generated for this run)")
     console.out.print(f"site:         {result.site}")
     if server is not None:
-        from pipeline.sitegen import serve_forever  # noqa: PLC0415 - Pelican is loaded by now
+        from pipeline.site.plugin import serve_forever  # noqa: PLC0415 - Pelican is loaded by now
 
         serve_forever(server, result.site)
 
@@ -1073,7 +1073,7 @@ def site_build(
     workers: int = 0,
 ) -> None:
     """Build the download site from the verified log (fails closed on any bad manifest)."""
-    from pipeline.sitegen import build_site  # noqa: PLC0415 - Pelican loads only for the site
+    from pipeline.site.plugin import build_site  # noqa: PLC0415 - Pelican loads only for the site
 
     log = _log(repo)
     out = _output(output, log)
@@ -1122,7 +1122,7 @@ def site_publish(
     attempts: int = 5,
 ) -> None:
     """Sync the built site to S3: only what changed, pages after what they link, deletes last."""
-    from pipeline.publish import publish, s3_client_factory  # noqa: PLC0415 - boto3 is slow
+    from pipeline.site.publish import publish, s3_client_factory  # noqa: PLC0415 - boto3 is slow
 
     out = _output(output, _log(repo))
     where = target or os.environ.get("FORTNIGHT_PUBLISH_TARGET")
@@ -1175,7 +1175,7 @@ def site_serve(
     port: int = 8000,
 ) -> None:
     """Preview the built site over HTTP until interrupted (Ctrl-C)."""
-    from pipeline.sitegen import serve_site  # noqa: PLC0415 - Pelican loads only for the site
+    from pipeline.site.plugin import serve_site  # noqa: PLC0415 - Pelican loads only for the site
 
     out = _output(output, _log(repo))
     if not (out / "index.html").is_file():
@@ -1198,7 +1198,7 @@ def listen(
     c: Context, product: str | None = None, config: str | None = None, repo: str | None = None
 ) -> None:
     """Run the pipeline from Pungi's and fedimg's bus messages until stopped; announce."""
-    from pipeline import bus  # noqa: PLC0415 - fedora-messaging is slow to import
+    from pipeline.adapters import bus  # noqa: PLC0415 - fedora-messaging is slow to import
 
     path = bus.config_path(config, os.environ, ROOT)
     settings = bus.load_settings(path)
@@ -1222,7 +1222,7 @@ def announce(
     dry_run: bool = False,
 ) -> None:
     """Publish a bus message for each manifest recorded since the last announcement."""
-    from pipeline import bus  # noqa: PLC0415 - fedora-messaging is slow to import
+    from pipeline.adapters import bus  # noqa: PLC0415 - fedora-messaging is slow to import
 
     settings = bus.load_settings(bus.config_path(config, os.environ, ROOT))
     log = _log(repo or settings.repo)

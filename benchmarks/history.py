@@ -10,7 +10,7 @@ nightly compose (two images; now and then one that produced no image), one test-
 manifest per image arch (some failing, some re-run, a few waived or failed by hand, a
 few never tested), a release decision every 14 days (the newest passing compose, or a
 stale decision when a whole cycle failed, then a late release), a few withdrawals and
-failure-bug tracker events. Every file is signed through ``pipeline.signing.sign_manifest``
+failure-bug tracker events. Every file is signed through ``pipeline.log.signing.sign_manifest``
 and the whole history lands in one commit.
 
 It then times, on a warm page cache:
@@ -18,12 +18,12 @@ It then times, on a warm page cache:
 - the floor: read, ``json.loads`` and signature-check every manifest in a tight loop;
 - cold: ``ManifestLog.load_verified`` of the whole log with the verification cache
   deleted, then ``derive`` for every product;
-- warm, one product: ``pipeline.workflow.load_state`` (load that product's manifests,
+- warm, one product: ``pipeline.stages.workflow.load_state`` (load that product's manifests,
   then ``derive``) with the cache in place, as every task that works on one product
   does; the slowest product is shown;
 - warm, whole log: ``load_verified`` of every product, then ``derive`` for each, as
   ``invoke status`` does;
-- one decision: warm ``load_state`` + ``pipeline.release.decide`` for one product (the
+- one decision: warm ``load_state`` + ``pipeline.core.release.decide`` for one product (the
   first one, ``atomic-host``), as ``release.cut`` does.
 
 Targets (10 years x 4 products): cold <= 1.5x the floor, warm for one product <= 1 s,
@@ -66,9 +66,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key  #
 from securesystemslib.signer import CryptoSigner, SSlibKey  # noqa: E402
 from securesystemslib.signer import Signature as SslibSignature  # noqa: E402
 
-from pipeline import verifycache  # noqa: E402
-from pipeline.config import ProductConfig, load_product  # noqa: E402
-from pipeline.models import (  # noqa: E402
+from pipeline.core.config import ProductConfig, load_product  # noqa: E402
+from pipeline.core.models import (  # noqa: E402
     ROLES,
     BaseRef,
     BugLink,
@@ -88,16 +87,17 @@ from pipeline.models import (  # noqa: E402
     VerdictManifest,
     suite_verdict,
 )
-from pipeline.signing import (  # noqa: E402
+from pipeline.core.state import ComposeView, State, derive, next_release_day  # noqa: E402
+from pipeline.log import cache as verifycache  # noqa: E402
+from pipeline.log.signing import (  # noqa: E402
     add_key_to_trust,
     empty_trust,
     save_trust,
     sign_manifest,
     signed_bytes,
 )
-from pipeline.state import ComposeView, State, derive, next_release_day  # noqa: E402
-from pipeline.store import MANIFESTS, ManifestLog, dump_json, init_log  # noqa: E402
-from pipeline.workflow import load_state  # noqa: E402
+from pipeline.log.store import MANIFESTS, ManifestLog, dump_json, init_log  # noqa: E402
+from pipeline.stages.workflow import load_state  # noqa: E402
 
 #: Bump when the generated history changes shape: cached histories are then regenerated.
 GENERATOR_VERSION = 1
@@ -153,7 +153,7 @@ class DayPlan:
 
     @functools.cached_property
     def status(self) -> str:
-        """The status ``pipeline.state.derive`` gives the compose once its runs landed."""
+        """The status ``pipeline.core.state.derive`` gives the compose once its runs landed."""
         if self.outcome == "no-image":
             return "no-image"
         if self.manual_fail:
@@ -932,14 +932,14 @@ def _measure_decision(
     what = (
         f"load_state + decide for {config.name} (decide: {outcome[0]})"
         if decide is not None
-        else f"load_state for {config.name}; pipeline.release.decide is missing"
+        else f"load_state for {config.name}; pipeline.core.release.decide is missing"
     )
     return decision_s, only, what
 
 
 def _decide_function() -> Callable[[State, datetime], Any] | None:
     try:
-        module = importlib.import_module("pipeline.release")
+        module = importlib.import_module("pipeline.core.release")
     except ImportError:
         return None
     decide = getattr(module, "decide", None)

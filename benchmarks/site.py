@@ -1,4 +1,4 @@
-"""Benchmark the download site: ``pipeline.sitegen.build_site`` cold and warm, against Pelican.
+"""Benchmark the download site: ``pipeline.site.plugin.build_site`` cold and warm, against Pelican.
 
 Usage (from the repository root)::
 
@@ -16,7 +16,7 @@ release day after the history at 18:00 UTC. It times:
   store) warm; for the largest size, once more with the verification cache deleted as well;
 - warm, nothing changed: building again into the same output;
 - warm, after one new nightly compose (and its test results, one per arch) committed in
-  the primary product, then after a release decision (``pipeline.release.decide``)
+  the primary product, then after a release decision (``pipeline.core.release.decide``)
   committed too; each repeat starts again from the history (``git reset``), with a
   compose of another respin, so the new files always miss the verification cache;
 - pages (``BuildReport.pages`` plus Pelican's content pages) and the output's size;
@@ -71,14 +71,15 @@ from pelican import Pelican  # noqa: E402
 from pelican.settings import read_settings  # noqa: E402
 from securesystemslib.signer import CryptoSigner  # noqa: E402
 
-from pipeline import sitegen, verifycache  # noqa: E402
-from pipeline.config import load_product  # noqa: E402
-from pipeline.models import ROLES, ComposeManifest, Manifest, RoleName  # noqa: E402
-from pipeline.release import decide  # noqa: E402
-from pipeline.signing import add_key_to_trust, save_trust, sign_manifest  # noqa: E402
-from pipeline.state import next_release_day  # noqa: E402
-from pipeline.store import ManifestLog, PendingManifest  # noqa: E402
-from pipeline.workflow import load_state  # noqa: E402
+from pipeline.core.config import load_product  # noqa: E402
+from pipeline.core.models import ROLES, ComposeManifest, Manifest, RoleName  # noqa: E402
+from pipeline.core.release import decide  # noqa: E402
+from pipeline.core.state import next_release_day  # noqa: E402
+from pipeline.log import cache as verifycache  # noqa: E402
+from pipeline.log.signing import add_key_to_trust, save_trust, sign_manifest  # noqa: E402
+from pipeline.log.store import ManifestLog, PendingManifest  # noqa: E402
+from pipeline.site import plugin as sitegen  # noqa: E402
+from pipeline.stages.workflow import load_state  # noqa: E402
 
 CONF = REPO / "pelicanconf.py"
 #: Bump when the scratch clone's setup changes: older clones are then made afresh.
@@ -624,7 +625,7 @@ def phase_build(scratch: Scratch, at: datetime, profile: Path | None) -> Phases:
     def run() -> Phases:
         import pelican.generators  # noqa: PLC0415 - only the timed child needs it
 
-        from pipeline import outputs, pages  # noqa: PLC0415 - only the timed child
+        from pipeline.core import outputs, pages  # noqa: PLC0415 - only the timed child
 
         clock = PhaseClock()
         clock.wrap(ManifestLog, "load_verified", "load + verify (cache hits)")
@@ -635,7 +636,7 @@ def phase_build(scratch: Scratch, at: datetime, profile: Path | None) -> Phases:
                 if getattr(value, "__module__", "") == pages.__name__ and not isinstance(
                     value, type
                 ):
-                    clock.wrap(pages, name, "page models (pipeline.pages)")
+                    clock.wrap(pages, name, "page models (pipeline.core.pages)")
         clock.wrap(sitegen.Renderer, "render", "render (Jinja)")
         clock.wrap(sitegen.Output, "write", "write (sha256, compare, atomic write)")
         clock.wrap(sitegen.Output, "copy", "copy (manifests, logs)")

@@ -5,11 +5,11 @@ Usage (from the repository root)::
     python benchmarks/year.py [--days 365] [--seed 2018] [--dir DIR] [--arches x86_64]
                               [--site-every 30] [--default-battery]
 
-Plays :func:`pipeline.simulate.year_script` through :class:`pipeline.simulate.Simulation`
+Plays :func:`pipeline.demo.simulate.year_script` through :class:`pipeline.demo.simulate.Simulation`
 (compose.record, test.run, tracker.sync, the operator's fail, withdrawal and base switch,
 release.cut: the functions the tasks call) in a scratch manifest log under ``--dir``
 (default: a temporary folder, removed afterwards), with the year's battery
-(:data:`pipeline.simulate.FAST_BATTERY`, shell one-liners; ``--default-battery`` runs the
+(:data:`pipeline.demo.simulate.FAST_BATTERY`, shell one-liners; ``--default-battery`` runs the
 product's own, one ``python -m pipeline.checks`` per test and image). Every
 ``--site-every`` days, and on the last, it builds the site for that moment (incremental,
 into the same folder, as a scheduled ``site.build`` would).
@@ -39,14 +39,14 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from pipeline.simulate import (  # noqa: E402
+from pipeline.core.state import ReleaseView  # noqa: E402
+from pipeline.demo.simulate import (  # noqa: E402
     PRODUCT,
     DayReport,
     Simulation,
     with_battery,
     year_script,
 )
-from pipeline.state import ReleaseView  # noqa: E402
 
 START = date(2018, 1, 1)
 #: year_script's story (a failing cycle, the missed cut, the operator fail) needs nine
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, workdir: Path) -> None:
     """Play the year in ``workdir`` and print what happened and where the time went."""
-    from pipeline.sitegen import build_site  # noqa: PLC0415 - Pelican is slow to import
+    from pipeline.site.plugin import build_site  # noqa: PLC0415 - Pelican is slow to import
 
     started = time.perf_counter()
     script = year_script(args.seed, START, args.days)

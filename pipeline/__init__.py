@@ -1,8 +1,32 @@
 """Fortnight: ship an operating-system image every two weeks, unattended.
 
-The package is layered, lowest first: ``errors``, ``models``, ``signing``,
-``store``, ``config``; then the clients (``ingest``, ``hashing``); then the
-stages (``compose``). A lower layer never imports a higher one.
+The package is layered. A module imports only from its own layer or a lower one,
+never from a higher one, so two layers never import each other
+(``tests/test_layers.py`` reads the list below and enforces it, lazy imports included).
+
+Layers, lowest first:
+    errors fsutil
+    core
+    log
+    adapters
+    stages
+    checks
+    site
+    demo
+    cli
+
+- ``errors``, ``fsutil``: the error tree and atomic file writes; they import nothing of ours.
+- ``core``: pure data and decisions, no I/O: manifest and product-config models, state
+  derivation, the release decision, tracker reconciliation, page models, checksum files.
+- ``log``: the manifest log: git, signing and keys, the store, the verification cache.
+- ``adapters``: one module per outside system: compose sources (productmd), image hashing,
+  Bugzilla, AWS.
+- ``stages``: what tasks run: record a compose, run or import tests, verdicts, tracker sync,
+  release cut and revoke, cloud discovery, the message bus listener and announcer.
+- ``checks``: the built-in image checks, run as ``python -m pipeline.checks NAME``.
+- ``site``: the Pelican plugin, rendering, incremental builds, serving, publishing.
+- ``demo``: sample composes, the day-by-day simulation, the demo.
+- ``cli``: what the invoke tasks share: console output and option parsing.
 """
 
 __version__ = "0.1.0"

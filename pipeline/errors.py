@@ -6,6 +6,11 @@ prints ``error: <message>`` on one line and exits with ``exit_code``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class FortnightError(Exception):
     """Base of every error Fortnight raises on purpose.
@@ -121,3 +126,14 @@ class BusError(FortnightError):
     """
 
     exit_code = 10
+
+
+def describe_validation_error(e: ValidationError) -> str:
+    """The first pydantic error as ``field.path: message``, on one line."""
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    msg = err["msg"]
+    if err["type"] == "json_invalid":
+        return f"not valid JSON ({err.get('ctx', {}).get('error', msg)})"
+    return f"{loc}: {msg}{more}"

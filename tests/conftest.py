@@ -23,8 +23,8 @@ import pytest
 from productmd.composeinfo import get_date_type_respin
 from securesystemslib.signer import CryptoSigner
 
-from pipeline.config import ProductConfig, load_product
-from pipeline.models import (
+from pipeline.core.config import ProductConfig, load_product
+from pipeline.core.models import (
     ROLES,
     CaseResult,
     ComposeManifest,
@@ -34,9 +34,9 @@ from pipeline.models import (
     RoleName,
     suite_verdict,
 )
-from pipeline.samples import write_image
-from pipeline.signing import add_key_to_trust, empty_trust, save_trust
-from pipeline.store import ManifestLog, dump_json, init_log
+from pipeline.demo.samples import write_image
+from pipeline.log.signing import add_key_to_trust, empty_trust, save_trust
+from pipeline.log.store import ManifestLog, dump_json, init_log
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "real"
@@ -145,7 +145,7 @@ class ComposeTree:
 
 def compose_tree(folder: Path, compose_id: str = "Fedora-28-20180425.0") -> ComposeTree:
     """The real F28 metadata at ``folder/composes/<compose_id>``, re-pointed at small,
-    well-formed generated image files (pipeline.samples) for the AtomicHost images, so
+    well-formed generated image files (pipeline.demo.samples) for the AtomicHost images, so
     checksums and checks really run; both metadata files carry ``compose_id``."""
     info = load_json(F28_INFO)
     images = load_json(F28_IMAGES)

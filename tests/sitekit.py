@@ -14,19 +14,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pipeline.compose import build_compose_manifest
-from pipeline.config import ProductConfig, load_product
-from pipeline.ingest import load_compose
-from pipeline.models import (
+from pipeline.adapters.ingest import load_compose
+from pipeline.core.config import ProductConfig, load_product
+from pipeline.core.models import (
     CloudImage,
     CloudImagesManifest,
     ComposeManifest,
     Manifest,
     MissingRegion,
 )
-from pipeline.sitegen import BuildReport, build_site
-from pipeline.store import WriteOptions
-from pipeline.workflow import cut_release, make_tracker, revoke_release, sync_tracker
+from pipeline.log.store import WriteOptions
+from pipeline.site.plugin import BuildReport, build_site
+from pipeline.stages.compose import build_compose_manifest
+from pipeline.stages.workflow import cut_release, make_tracker, revoke_release, sync_tracker
 from tests.conftest import ROOT, ComposeTree, Log, make_result
 
 #: Release days of the scenarios: the product's anchor, then every 14 days.

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from pipeline.schema import write_schemas
+from pipeline.stages.schema import write_schemas
 from tests.conftest import ROOT, ComposeTree, Log, run_invoke
 
 

@@ -1,0 +1,7 @@
+"""``python -m pipeline.checks NAME``: run one built-in image check."""
+
+import sys
+
+from pipeline.checks import main
+
+sys.exit(main())

@@ -1,0 +1,191 @@
+"""Stage: keep exactly one open failure bug per product while its newest compose fails.
+
+``sync`` compares the derived state with the tracker and acts:
+
+- newest decided compose failing (failed, no image, failed by an operator):
+  make sure one bug is open, filing it if there is none, and add one comment
+  per newly failed compose since the last good one;
+- newest decided compose passed: close the open bug, naming that compose.
+
+Every action is recorded at once as a signed tracker-event manifest (its own
+commit), so a crash loses at most the record of one action. Each comment and
+description carries a marker, ``[fortnight:<product>:<compose-id>]``; before
+acting, ``sync`` looks for the marker on the tracker, so an action whose
+response was lost is recorded, never repeated. Safe to run any number of times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pipeline.core.models import TrackerEventManifest
+from pipeline.core.state import BugView, ComposeView, State
+from pipeline.core.trackers import Bug, TrackerBackend
+
+Recorder = Callable[[TrackerEventManifest], None]
+
+
+def marker(product: str, compose_id: str, *, closing: bool = False) -> str:
+    """The text that marks a comment as Fortnight's report of one compose (or its closing)."""
+    return f"[fortnight:{product}:{compose_id}{':closed' if closing else ''}]"
+
+
+def bug_ref(backend: str, bug_id: str) -> str:
+    """A bug's short reference in the log: ``bz1234`` or ``local3``."""
+    return f"{'bz' if backend == 'bugzilla' else 'local'}{bug_id}"
+
+
+@dataclass
+class SyncReport:
+    """What a sync did, for the summary."""
+
+    events: list[TrackerEventManifest] = field(default_factory=list)
+    open_bug: Bug | None = None
+
+
+def _describe(c: ComposeView) -> str:
+    reasons = "\n".join(f"- {r}" for r in c.reasons) or "- (no reason recorded)"
+    return f"Compose {c.compose_id} {c.status.replace('-', ' ')}.\n\n{reasons}"
+
+
+def sync(state: State, backend: TrackerBackend, record: Recorder, now: datetime) -> SyncReport:
+    """Reconcile the tracker with the state; record each action as it happens.
+
+    Raises:
+        TrackerError: the tracker failed; actions done and recorded so far stand.
+    """
+    product = state.product
+    tag = product.tracker.tag
+    report = SyncReport()
+    decided = state.decided
+    known = {b.bug_id: b for b in state.bugs.values() if b.backend == backend.name}
+
+    def emit(
+        bug: Bug, action: str, compose: ComposeView, comment: str, summary: str | None = None
+    ) -> None:
+        ref = bug_ref(backend.name, bug.id)
+        view = known.get(bug.id)
+        reported = ("opened", "commented")
+        if view is not None and any(
+            e.compose_id == compose.compose_id
+            and (e.action == action or (action in reported and e.action in reported))
+            for e in view.events
+        ):
+            return  # already recorded (a compose is reported once per bug, in one way)
+        event = TrackerEventManifest(
+            product=product.name,
+            created=now,
+            event_id=f"{ref}-{action}-{compose.compose_id}",
+            backend=backend.name,  # type: ignore[arg-type]
+            bug=ref,
+            bug_id=bug.id,
+            url=bug.url,
+            action=action,  # type: ignore[arg-type]
+            compose_id=compose.compose_id,
+            compose_status=compose.status,
+            summary=summary,
+            comment=comment,
+        )
+        record(event)
+        report.events.append(event)
+        view = known.setdefault(bug.id, BugView(ref, backend.name, bug.id, bug.url))
+        view.events.append(event)
+
+    open_bugs = backend.find_open(tag)
+    open_ids = {b.id for b in open_bugs}
+    if not decided:
+        report.open_bug = open_bugs[0] if open_bugs else None
+        return report
+    newest = decided[-1]
+
+    # Bugs the log thinks are open but the tracker closed (by us, response lost; or by hand).
+    for view in [v for v in known.values() if v.is_open and v.bug_id not in open_ids]:
+        remote = backend.get(view.bug_id)
+        if not remote.is_open:
+            emit(remote, "closed", newest, "closed on the tracker")
+
+    bug = open_bugs[0] if open_bugs else None
+    if not newest.failing:
+        if bug is not None:
+            text = (
+                f"Compose {newest.compose_id} passed its tests; closing.\n"
+                f"{marker(product.name, newest.compose_id, closing=True)}"
+            )
+            backend.close(bug.id, text)  # one request: a lost answer leaves it closed
+            emit(bug, "closed", newest, text)
+        return report
+
+    last_pass = max((i for i, c in enumerate(decided) if not c.failing), default=-1)
+    reported_elsewhere = {
+        cid for v in known.values() if v.bug_id not in open_ids for cid in v.composes
+    }
+    for compose in decided[last_pass + 1 :]:
+        mark = marker(product.name, compose.compose_id)
+        text = f"{_describe(compose)}\n{mark}"
+        if bug is not None and any(mark in c for c in bug.comments):
+            # Already on the open bug (maybe with the answer lost): record, never repeat.
+            action = "opened" if mark in bug.comments[0] else "commented"
+            emit(bug, action, compose, text)
+        elif compose.compose_id in reported_elsewhere and not (bug is None and compose is newest):
+            continue  # reported on a bug closed since; only the newest failure reopens
+        elif bug is None:
+            summary = f"{product.display_name}: compose {compose.compose_id} {compose.status}"
+            filed = backend.create(tag, summary, text)
+            emit(filed, "opened", compose, text, summary)
+            bug = filed
+        else:
+            backend.comment(bug.id, text)
+            bug = Bug(bug.id, bug.url, True, bug.summary, (*bug.comments, text))
+            emit(bug, "commented", compose, text)
+    report.open_bug = bug
+    return report
+
+
+class LocalTracker:
+    """The embedded tracker: bugs are the tracker-event records in the log itself.
+
+    Filing, commenting and closing cannot fail; the recorded events are the bugs.
+    Bug URLs point at the pages the site renders for them.
+    """
+
+    name = "local"
+
+    def __init__(self, state: State, url_prefix: str = "bugs/") -> None:
+        self.product = state.product.name
+        self.url_prefix = url_prefix
+        self.bugs: dict[str, Bug] = {}
+        for view in state.bugs.values():
+            if view.backend != "local":
+                continue
+            texts = tuple(e.comment for e in view.events if e.action != "closed")
+            self.bugs[view.bug_id] = Bug(view.bug_id, view.url, view.is_open, view.summary, texts)
+
+    def _url(self, bug_id: str) -> str:
+        return f"{self.url_prefix}{self.product}-{bug_id}.html"
+
+    def find_open(self, tag: str) -> list[Bug]:
+        """Open local bugs (the tag is the product's own)."""
+        return sorted((b for b in self.bugs.values() if b.is_open), key=lambda b: int(b.id))
+
+    def get(self, bug_id: str) -> Bug:
+        """One local bug."""
+        return self.bugs[bug_id]
+
+    def create(self, tag: str, summary: str, description: str) -> Bug:
+        """A new local bug, numbered after the last."""
+        bug_id = str(max((int(i) for i in self.bugs), default=0) + 1)
+        bug = Bug(bug_id, self._url(bug_id), True, summary, (description,))
+        self.bugs[bug_id] = bug
+        return bug
+
+    def comment(self, bug_id: str, text: str) -> None:
+        """Add a comment."""
+        b = self.bugs[bug_id]
+        self.bugs[bug_id] = Bug(b.id, b.url, b.is_open, b.summary, (*b.comments, text))
+
+    def close(self, bug_id: str, comment: str) -> None:
+        """Close the bug."""
+        b = self.bugs[bug_id]
+        self.bugs[bug_id] = Bug(b.id, b.url, False, b.summary, (*b.comments, comment))

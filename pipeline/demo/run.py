@@ -1,0 +1,74 @@
+"""The main job on embedded defaults: weeks of nightly composes through the real pipeline.
+
+A fresh release repository in a scratch folder (keys generated for the run, the local
+tracker, a local log store), then :mod:`pipeline.demo.simulate` plays the demo's story day by
+day (compose.record, test.run with the default battery, tracker.sync, release.cut, one
+operator fail, one withdrawal, a base switch to a Beta), then the site is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+
+from pipeline.demo.simulate import DayReport, Simulation, Totals, demo_script
+from pipeline.log.store import LogReport
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo made, for the summary."""
+
+    repo: Path
+    keys: Path
+    site: Path
+    totals: Totals
+    report: LogReport
+    current: str | None
+    stale: bool
+
+
+def run_demo(
+    workdir: Path,
+    product_toml: Path,
+    settings: Path,
+    *,
+    weeks: int,
+    seed: int,
+    today: date,
+    on_day: Callable[[int, DayReport], None] = lambda n, r: None,
+    on_plan: Callable[[int], None] = lambda days: None,
+    download_url: str = "/composes/{compose_id}/compose/",
+) -> DemoResult:
+    """Play ``weeks`` weeks ending ``today`` in ``workdir`` and build the site.
+
+    ``settings`` is the Pelican settings file (``pelicanconf.py``); ``download_url`` is
+    where users download images (the composes are written beside the site, under
+    ``composes/``).
+
+    Raises:
+        FortnightError: any step failed (the demo uses the same code as the tasks).
+    """
+    from pipeline.site.plugin import build_site  # noqa: PLC0415 - Pelican loads after the run
+
+    script = demo_script(weeks, seed, today)
+    on_plan(script.days)
+    sim = Simulation(
+        workdir, script, product_toml=product_toml.read_bytes(), download_url=download_url
+    )
+    totals = sim.run(on_day)
+    end = datetime.combine(today, time(23), tzinfo=sim.at(0, time(0)).tzinfo)
+    build_site(settings, sim.repo, sim.www, at=end, logs=sim.logs.root)
+    state = sim.state(end)
+    current = state.current
+    return DemoResult(
+        repo=sim.repo,
+        keys=sim.keys,
+        site=sim.www,
+        totals=totals,
+        report=sim.log.verify_all(sim.log.load_trust()),
+        current=f"{current.release_id} ({current.manifest.compose_id})" if current else None,
+        stale=state.freshness.stale,
+    )

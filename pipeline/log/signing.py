@@ -1,0 +1,360 @@
+"""Keys, signatures and trust: sign manifests, and verify them fail-closed.
+
+The bytes that get signed come from one function, :func:`signed_bytes`: the OLPC
+canonical JSON of the ``signed`` payload. Verification always uses the payload
+exactly as read from the file, never a re-serialised model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from pydantic import ValidationError
+from securesystemslib.exceptions import Error as SslibError
+from securesystemslib.exceptions import FormatError, UnverifiedSignatureError
+from securesystemslib.formats import encode_canonical
+from securesystemslib.signer import (
+    SIGNER_FOR_URI_SCHEME,
+    CryptoSigner,
+    Key,
+    Signer,
+    SSlibKey,
+)
+from securesystemslib.signer import Signature as SslibSignature
+
+from pipeline.core.models import (
+    KINDS,
+    Envelope,
+    Manifest,
+    PublicKey,
+    Role,
+    RoleName,
+    Signature,
+    Trust,
+)
+from pipeline.errors import ConfigError, KeyConfigError, describe_validation_error
+from pipeline.fsutil import atomic_create, atomic_write
+
+KEY_ENV_PREFIX = "FORTNIGHT_KEY_"
+KEYID_ENV_PREFIX = "FORTNIGHT_KEYID_"
+
+
+class ManifestRejected(Exception):
+    """One manifest failed verification; ``reason`` says why (stable wording).
+
+    Internal to verification: callers collect these into a
+    :class:`pipeline.errors.VerificationError`.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def signed_bytes(signed: Mapping[str, Any]) -> bytes:
+    """The exact bytes a signature covers: canonical JSON of ``signed``.
+
+    Raises:
+        ManifestRejected: the payload holds a value canonical JSON forbids (a float).
+    """
+    try:
+        text = encode_canonical(dict(signed))
+    except FormatError as e:
+        raise ManifestRejected(f"schema error: not canonical JSON ({e})") from e
+    assert text is not None  # only None when writing to an output function
+    return text.encode("utf-8")
+
+
+def dump_envelope(signed: Mapping[str, Any], signatures: Sequence[SslibSignature]) -> bytes:
+    """A manifest file's bytes: sorted keys, two-space indent, trailing newline."""
+    doc = {"signed": signed, "signatures": [s.to_dict() for s in signatures]}
+    return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def sign_manifest(manifest: Manifest, signers: Sequence[Signer]) -> bytes:
+    """Sign ``manifest`` with every signer and return the file's bytes."""
+    payload = manifest.signed_dict()
+    data = signed_bytes(payload)
+    return dump_envelope(payload, [s.sign(data) for s in signers])
+
+
+# --- trust.json ----------------------------------------------------------------------
+
+
+def empty_trust() -> Trust:
+    """A trust file with the three roles and no keys yet."""
+    return Trust(
+        keys={}, roles={r: Role(keyids=[], threshold=1) for r in ("compose", "test", "release")}
+    )
+
+
+def load_trust(path: Path) -> Trust:
+    """Read and validate ``trust.json``.
+
+    Raises:
+        ConfigError: the file is missing, not JSON, or not a valid trust file.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: not found", hint="run 'invoke init' to create a manifest log"
+        ) from None
+    try:
+        return Trust.model_validate_json(raw, strict=True)
+    except ValidationError as e:
+        raise ConfigError(
+            f"{path}: {describe_validation_error(e)}",
+            hint="fix trust.json (see README, 'Keys and trust')",
+        ) from e
+
+
+def save_trust(path: Path, trust: Trust) -> None:
+    """Write ``trust.json`` atomically, in the same readable layout as manifests."""
+    text = json.dumps(trust.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+    atomic_write(path, text.encode("utf-8"))
+
+
+# --- keys ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GeneratedKey:
+    """A new key pair: where its private half went, and its public key."""
+
+    private_path: Path
+    public_key: SSlibKey
+
+    def env_line(self, role: RoleName) -> str:
+        """The line that tells signing tasks where the key is."""
+        return f"{KEY_ENV_PREFIX}{role.upper()}={self.private_path}"
+
+
+def generate_key(role: RoleName, out_dir: Path, repo: Path) -> GeneratedKey:
+    """Create an Ed25519 key pair, the private key at ``out_dir/<role>.key`` (0600).
+
+    Raises:
+        KeyConfigError: ``out_dir`` is inside the repository, or the key file exists.
+    """
+    out = out_dir.resolve()
+    if out.is_relative_to(repo.resolve()):
+        raise KeyConfigError(
+            f"--out {out_dir}: is inside the repository {repo}",
+            hint="private keys must never enter the repository; choose a folder outside it",
+        )
+    signer = CryptoSigner.generate_ed25519()
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = out / f"{role}.key"
+    if not atomic_create(path, signer.private_bytes, mode=0o600):
+        raise KeyConfigError(
+            f"{path}: already exists",
+            hint="move it away or choose another --out; keys are never overwritten",
+        )
+    return GeneratedKey(private_path=path, public_key=signer.public_key)
+
+
+def add_key_to_trust(trust: Trust, role: RoleName, key: Key) -> Trust:
+    """A copy of ``trust`` with ``key`` added to ``role`` (idempotent)."""
+    keys = dict(trust.keys)
+    keys[key.keyid] = PublicKey.model_validate(key.to_dict(), strict=True)
+    roles = dict(trust.roles)
+    old = roles[role]
+    if key.keyid not in old.keyids:
+        roles[role] = Role(keyids=[*old.keyids, key.keyid], threshold=old.threshold)
+    return Trust(keys=keys, roles=roles)
+
+
+_URI_RE = re.compile(r"^([a-z][a-z0-9+.-]*):")
+
+
+def load_signers(role: RoleName, env: Mapping[str, str], trust: Trust) -> list[Signer]:
+    """Every signer configured for ``role``: ``FORTNIGHT_KEY_<ROLE>``, then
+    ``FORTNIGHT_KEY_<ROLE>_2`` … ``_9`` (with ``FORTNIGHT_KEYID_<ROLE>_<N>`` for URIs), as
+    many as the role's threshold in ``trust.json`` needs (a threshold of two: two keys).
+
+    Raises:
+        KeyConfigError: a key is missing, unreadable or not trusted for ``role``, two
+            variables hold the same key, or fewer keys are set than the threshold.
+    """
+    signers = [load_signer(role, env, trust)]
+    for n in range(2, 10):
+        if env.get(f"{KEY_ENV_PREFIX}{role.upper()}_{n}", "").strip():
+            signers.append(load_signer(role, env, trust, suffix=f"_{n}"))
+    keyids = [s.public_key.keyid for s in signers]
+    if len(set(keyids)) != len(keyids):
+        raise KeyConfigError(
+            f"{KEY_ENV_PREFIX}{role.upper()}*: the same {role} key is set twice",
+            hint="each variable must hold a different key",
+        )
+    threshold = trust.roles[role].threshold
+    if len(signers) < threshold:
+        raise KeyConfigError(
+            f"trust.json: role {role} needs {threshold} signatures, "
+            f"and {len(signers)} {role} key(s) are set",
+            hint=f"set {KEY_ENV_PREFIX}{role.upper()}_{len(signers) + 1} to another {role} key",
+        )
+    return signers
+
+
+def load_signer(
+    role: RoleName, env: Mapping[str, str], trust: Trust, *, suffix: str = ""
+) -> Signer:
+    """The signer for ``role``, from ``FORTNIGHT_KEY_<ROLE>`` (plus ``suffix``) in ``env``.
+
+    The value is a private key file (PEM/PKCS8) or any securesystemslib private
+    key URI (``file2:``, ``gnupg:``, ``awskms:``…). For a URI whose public key
+    cannot be derived locally, the role must hold one key, or
+    ``FORTNIGHT_KEYID_<ROLE>`` names which.
+
+    Raises:
+        KeyConfigError: the variable is unset, the key unreadable, or not trusted for ``role``.
+    """
+    var = f"{KEY_ENV_PREFIX}{role.upper()}{suffix}"
+    value = env.get(var, "").strip()
+    if not value:
+        raise KeyConfigError(
+            f"{var} is not set",
+            hint=f"point it at the {role} private key file or a key URI "
+            f"(create one with 'invoke keys.generate --role {role} --out DIR')",
+        )
+    role_keyids = trust.roles[role].keyids
+    if not role_keyids:
+        raise KeyConfigError(
+            f"trust.json has no {role} key",
+            hint=f"add one with 'invoke keys.generate --role {role} --out DIR'",
+        )
+    match = _URI_RE.match(value)
+    scheme = match.group(1) if match else None
+    if scheme is None or scheme == CryptoSigner.SCHEME:
+        path = Path(value[len("file2:") :] if scheme else value)
+        prefix = env.get(CryptoSigner.PREFIX_ENV_VAR) if scheme else None
+        if prefix:
+            path = Path(prefix) / path
+        return _file_signer(var, path, role, role_keyids)
+    if scheme not in SIGNER_FOR_URI_SCHEME:
+        raise KeyConfigError(
+            f"{var}: unknown key URI scheme '{scheme}:'",
+            hint=f"use a file path or one of {', '.join(sorted(SIGNER_FOR_URI_SCHEME))}",
+        )
+    keyid_var = f"{KEYID_ENV_PREFIX}{role.upper()}{suffix}"
+    keyid = env.get(keyid_var, "").strip()
+    if not keyid:
+        if len(role_keyids) > 1:
+            raise KeyConfigError(
+                f"{var}: role {role} has {len(role_keyids)} keys",
+                hint=f"set {keyid_var} to the keyid this URI signs for",
+            )
+        keyid = role_keyids[0]
+    if keyid not in role_keyids:
+        raise KeyConfigError(f"{keyid_var}: {keyid} is not a {role} key in trust.json")
+    public = SSlibKey.from_dict(keyid, trust.keys[keyid].model_dump(mode="json"))
+    try:
+        return Signer.from_priv_key_uri(value, public)
+    except (SslibError, ValueError, OSError) as e:
+        raise KeyConfigError(f"{var}: cannot load signer ({e})") from e
+
+
+def _file_signer(var: str, path: Path, role: RoleName, role_keyids: list[str]) -> Signer:
+    try:
+        pem = path.read_bytes()
+    except OSError as e:
+        raise KeyConfigError(f"{var}={path}: cannot read key file ({e.strerror})") from e
+    try:
+        private = load_pem_private_key(pem, password=None)
+        signer = CryptoSigner(private)
+    except (ValueError, TypeError, SslibError) as e:
+        raise KeyConfigError(
+            f"{var}={path}: not an unencrypted PEM private key ({e})",
+            hint="use the file written by 'invoke keys.generate'",
+        ) from e
+    if signer.public_key.keyid not in role_keyids:
+        raise KeyConfigError(
+            f"{var}={path}: key {signer.public_key.keyid[:12]} is not a {role} key in trust.json",
+            hint=f"add it with 'invoke keys.generate --role {role}' or use the right key file",
+        )
+    return signer
+
+
+# --- verification --------------------------------------------------------------------
+
+
+def verify_manifest(raw: bytes, relpath: PurePosixPath, trust: Trust) -> Manifest:
+    """Verify one manifest file's bytes stored at ``relpath`` (relative to ``manifests/``).
+
+    Checks, in order: JSON, envelope, kind, signatures against the kind's role
+    and threshold, schema, and that the path matches the payload's identity.
+
+    Raises:
+        ManifestRejected: with the reason (``unsigned``, ``bad signature``,
+            ``unknown key``, ``wrong role``, ``threshold not met``, ``schema error``,
+            ``path does not match identity``, ``not valid JSON``).
+    """
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ManifestRejected(f"not valid JSON ({e})") from e
+    try:
+        envelope = Envelope.model_validate(doc, strict=True)
+    except ValidationError as e:
+        raise ManifestRejected(f"schema error: envelope {describe_validation_error(e)}") from e
+    kind_name = envelope.signed.get("_type")
+    kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
+    if kind is None:
+        raise ManifestRejected(f"schema error: _type: unknown kind {kind_name!r}")
+    data = signed_bytes(envelope.signed)
+    if not envelope.signatures:
+        raise ManifestRejected("unsigned: no signatures")
+    _check_signatures(envelope, kind.ROLE, trust, data)
+    try:
+        manifest = kind.model_validate(envelope.signed, strict=True)
+    except ValidationError as e:
+        raise ManifestRejected(f"schema error: {describe_validation_error(e)}") from e
+    expected = manifest.relpath()
+    if relpath != expected:
+        raise ManifestRejected(f"path does not match identity: its payload belongs at {expected}")
+    return manifest
+
+
+def _check_signatures(envelope: Envelope, role_name: RoleName, trust: Trust, data: bytes) -> None:
+    role = trust.roles[role_name]
+    valid: set[str] = set()
+    problems: list[str] = []
+    for sig in envelope.signatures:
+        problem = _check_one(sig, role_name, role, trust, data)
+        if problem is None:
+            valid.add(sig.keyid)
+        else:
+            problems.append(problem)
+    if len(valid) >= role.threshold:
+        return
+    if not valid and problems:
+        raise ManifestRejected(problems[0])
+    raise ManifestRejected(
+        f"threshold not met: {len(valid)} of {role.threshold} required {role_name} signatures"
+    )
+
+
+def _check_one(
+    sig: Signature, role_name: RoleName, role: Role, trust: Trust, data: bytes
+) -> str | None:
+    short = sig.keyid[:12]
+    if sig.keyid not in trust.keys:
+        return f"unknown key: {short} is not in trust.json"
+    if sig.keyid not in role.keyids:
+        roles = [n for n, r in trust.roles.items() if sig.keyid in r.keyids]
+        return (
+            f"wrong role: key {short} signs for {', '.join(roles) or 'no role'}, "
+            f"this kind needs a {role_name} key"
+        )
+    key = SSlibKey.from_dict(sig.keyid, trust.keys[sig.keyid].model_dump(mode="json"))
+    try:
+        key.verify_signature(SslibSignature(sig.keyid, sig.sig), data)
+    except (UnverifiedSignatureError, SslibError):
+        return f"bad signature from key {short}"
+    return None

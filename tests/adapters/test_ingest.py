@@ -1,0 +1,293 @@
+"""Reading Pungi metadata with productmd, from folders and over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.adapters.ingest import http_session, load_compose
+from pipeline.core.config import load_product
+from pipeline.core.models import ComposeManifest
+from pipeline.errors import FetchError, InputError
+from pipeline.stages.compose import build_compose_manifest
+from tests.conftest import FIXTURES, NOW, ROOT, ComposeTree, StaticServer
+
+PRODUCT = load_product(ROOT / "manifests", "atomic-host")
+
+
+def test_f28_real_metadata_selects_atomic_host_images(f28_metadata_dir: Path) -> None:
+    loaded = load_compose(str(f28_metadata_dir))
+    manifest = build_compose_manifest(loaded, PRODUCT, NOW, checksums_verified=False)
+    assert manifest.compose_id == "Fedora-28-20180425.0"
+    assert (manifest.date, manifest.respin, manifest.compose_type, manifest.label) == (
+        "20180425",
+        0,
+        "production",
+        "RC-1.1",
+    )
+    assert manifest.release is not None and manifest.release.version == "28"
+    keys = sorted((i.arch, i.type) for i in manifest.images)
+    assert keys == [
+        ("aarch64", "qcow2"),
+        ("aarch64", "raw-xz"),
+        ("ppc64le", "qcow2"),
+        ("ppc64le", "raw-xz"),
+        ("x86_64", "qcow2"),
+        ("x86_64", "raw-xz"),
+        ("x86_64", "vagrant-libvirt"),
+        ("x86_64", "vagrant-virtualbox"),
+    ]
+    qcow = next(i for i in manifest.images if i.arch == "x86_64" and i.type == "qcow2")
+    # The real CHECKSUM file Fedora published agrees with what we recorded.
+    checksum_file = (
+        FIXTURES / "fedora-websites-Fedora-AtomicHost-28-1.1-x86_64-CHECKSUM"
+    ).read_text()
+    assert f"SHA256 ({qcow.filename}) = {qcow.checksums.sha256}" in checksum_file
+    assert f"# {qcow.filename}: {qcow.size} bytes" in checksum_file
+    assert qcow.url == (
+        "https://kojipkgs.fedoraproject.org/compose/twoweek/Fedora-28-20180425.0/"
+        "compose/AtomicHost/x86_64/images/Fedora-AtomicHost-28-1.1.x86_64.qcow2"
+    )
+    assert all(i.subvariant == "AtomicHost" and i.variant == "AtomicHost" for i in manifest.images)
+
+
+def test_compose_folder_itself_is_accepted(f28_metadata_dir: Path) -> None:
+    loaded = load_compose(str(f28_metadata_dir / "compose"))
+    assert loaded.info.compose.id == "Fedora-28-20180425.0"
+
+
+def test_cloud_27_has_no_atomic_host_image(tmp_path: Path) -> None:
+    meta = tmp_path / "c" / "compose" / "metadata"
+    meta.mkdir(parents=True)
+    shutil.copy(
+        FIXTURES / "fedimg-vcr-Fedora-Cloud-27-20180317.0-composeinfo.json",
+        meta / "composeinfo.json",
+    )
+    shutil.copy(
+        FIXTURES / "fedimg-vcr-Fedora-Cloud-27-20180317.0-images.json", meta / "images.json"
+    )
+    loaded = load_compose(str(tmp_path / "c"))
+    with pytest.raises(
+        InputError, match="compose Fedora-Cloud-27-20180317.0 has no image for product atomic-host"
+    ):
+        build_compose_manifest(loaded, PRODUCT, NOW, checksums_verified=False)
+    cloud = PRODUCT.model_copy(
+        update={"images": PRODUCT.images.model_copy(update={"subvariants": ["Cloud_Base"]})}
+    )
+    manifest = build_compose_manifest(loaded, cloud, NOW, checksums_verified=False)
+    assert {i.variant for i in manifest.images} == {"CloudImages"}
+    assert manifest.release is not None and manifest.release.short == "Fedora-Cloud"
+
+
+def f23_compose(tmp_path: Path) -> Path:
+    """The productmd 1.1 sample with the composeinfo a compose of that id would carry."""
+    meta = tmp_path / "f23" / "compose" / "metadata"
+    meta.mkdir(parents=True)
+    shutil.copy(FIXTURES / "productmd-tests-images-f23.json", meta / "images.json")
+    info = json.loads((FIXTURES / "fedimg-vcr-Fedora-28-20180425.0-composeinfo.json").read_text())
+    info["header"]["version"] = "1.1"
+    info["payload"]["compose"].update(id="Fedora-23-20151030.0", date="20151030", label=None)
+    info["payload"]["compose"].pop("label")
+    info["payload"]["release"]["version"] = "23"
+    (meta / "composeinfo.json").write_text(json.dumps(info))
+    return tmp_path / "f23"
+
+
+def test_productmd_1_1_images_keep_iso_fields(tmp_path: Path) -> None:
+    loaded = load_compose(str(f23_compose(tmp_path)))
+    server = PRODUCT.model_copy(
+        update={
+            "images": PRODUCT.images.model_copy(
+                update={"variants": ["Server"], "types": ["dvd", "netinst"]}
+            )
+        }
+    )
+    manifest = build_compose_manifest(loaded, server, NOW, checksums_verified=False)
+    dvd = next(i for i in manifest.images if i.type == "dvd")
+    assert (dvd.bootable, dvd.volume_id, dvd.implant_md5, dvd.format) == (
+        True,
+        "Fedora-S-23-x86_64",
+        "1cd120922a791d03e829392a2b6b2107",
+        "iso",
+    )
+    assert manifest.label is None
+
+
+def load_and_build(source: Path) -> ComposeManifest:
+    loaded = load_compose(str(source))
+    return build_compose_manifest(loaded, PRODUCT, NOW, checksums_verified=False)
+
+
+def _edit(tree: ComposeTree, which: str, mutate: Callable[[dict[str, Any]], None]) -> None:
+    mutate(tree.images if which == "images" else tree.info)
+    tree.rewrite()
+
+
+@pytest.mark.parametrize(
+    ("which", "mutate", "message"),
+    [
+        (
+            "images",
+            lambda d: d["header"].__setitem__("type", "productmd.rpms"),
+            "images.json: header.type is 'productmd.rpms', expected 'productmd.images'",
+        ),
+        (
+            "images",
+            lambda d: d["header"].__setitem__("version", "9.0"),
+            "images.json: header.version '9.0' is not supported",
+        ),
+        (
+            "composeinfo",
+            lambda d: d["header"].__setitem__("version", "2.0"),
+            "composeinfo.json: header.version '2.0' is not supported",
+        ),
+        ("images", lambda d: d.pop("header"), "images.json: no 'header' object"),
+        ("images", lambda d: d["payload"].pop("compose"), "images.json: missing field 'compose'"),
+        (
+            "images",
+            lambda d: d["payload"]["images"]["AtomicHost"]["x86_64"][0].__setitem__("size", "big"),
+            "images.json: invalid literal for int()",
+        ),
+        (
+            "images",
+            lambda d: d["payload"]["images"]["AtomicHost"]["x86_64"][0].__setitem__(
+                "type", "floppy"
+            ),
+            "images.json: Image: Field 'type' has invalid value: floppy",
+        ),
+        (
+            "images",
+            lambda d: d["payload"]["images"]["AtomicHost"]["x86_64"][0].__setitem__(
+                "path", "../../../etc/passwd"
+            ),
+            "escapes the compose ('..')",
+        ),
+        (
+            "images",
+            lambda d: d["payload"]["images"]["AtomicHost"]["x86_64"][0].__setitem__(
+                "path", "/etc/passwd"
+            ),
+            "image path '/etc/passwd' is absolute",
+        ),
+        (
+            "images",
+            lambda d: d["payload"]["images"]["AtomicHost"]["x86_64"][0].__setitem__(
+                "checksums", {"md5": "0" * 32}
+            ),
+            "has no sha256 checksum",
+        ),
+        (
+            "images",
+            lambda d: d["payload"]["compose"].__setitem__("id", "Fedora-28-20180426.0"),
+            "composeinfo.json is for Fedora-28-20180425.0 "
+            "but images.json is for Fedora-28-20180426.0",
+        ),
+    ],
+)
+def test_bad_metadata_is_a_clear_error(
+    make_compose_tree: Callable[..., ComposeTree],
+    which: str,
+    mutate: Callable[[dict[str, Any]], None],
+    message: str,
+) -> None:
+    tree = make_compose_tree()
+    _edit(tree, which, mutate)
+    with pytest.raises(InputError) as exc:
+        load_and_build(tree.root)
+    assert message in exc.value.message
+    assert "\n" not in exc.value.diagnostics()
+
+
+def test_malformed_json_and_missing_files(
+    make_compose_tree: Callable[..., ComposeTree], tmp_path: Path
+) -> None:
+    tree = make_compose_tree()
+    (tree.compose_dir / "metadata" / "images.json").write_text('{"header": ')
+    with pytest.raises(InputError, match=r"images.json: not valid JSON"):
+        load_compose(str(tree.root))
+    (tree.compose_dir / "metadata" / "images.json").unlink()
+    with pytest.raises(InputError, match=r"images.json: missing"):
+        load_compose(str(tree.root))
+    with pytest.raises(
+        InputError, match="no metadata/composeinfo.json in it or in its compose/ folder"
+    ):
+        load_compose(str(tmp_path))
+    with pytest.raises(InputError, match="not a directory or an http"):
+        load_compose(str(tmp_path / "nowhere"))
+
+
+def test_symlink_escaping_the_compose_is_refused(
+    make_compose_tree: Callable[..., ComposeTree], tmp_path: Path
+) -> None:
+    tree = make_compose_tree()
+    img = tree.atomic_x86_64()[0]
+    target = tree.compose_dir / img["path"]
+    outside = tmp_path / "outside.qcow2"
+    shutil.move(target, outside)
+    target.symlink_to(outside)
+    with pytest.raises(InputError, match="escapes the compose through a symlink"):
+        build_compose_manifest(load_compose(str(tree.root)), PRODUCT, NOW, checksums_verified=False)
+
+
+# --- over HTTP -------------------------------------------------------------------------
+
+
+def test_url_source_root_and_compose_folder(
+    make_compose_tree: Callable[..., ComposeTree],
+    serve_dir: Callable[[Path], StaticServer],
+) -> None:
+    tree = make_compose_tree()
+    server = serve_dir(tree.root.parent)
+    for suffix in ("Fedora-28-20180425.0", "Fedora-28-20180425.0/compose/"):
+        loaded = load_compose(server.url + suffix, http_session(backoff=0))
+        assert loaded.images.compose.id == "Fedora-28-20180425.0"
+        assert loaded.location.base_url == server.url + "Fedora-28-20180425.0/compose/"
+
+
+def test_url_retries_server_errors(
+    make_compose_tree: Callable[..., ComposeTree],
+    serve_dir: Callable[[Path], StaticServer],
+) -> None:
+    tree = make_compose_tree()
+    server = serve_dir(tree.root.parent)
+    server.fail_next.extend([503, 502])
+    loaded = load_compose(server.url + "Fedora-28-20180425.0", http_session(backoff=0))
+    assert loaded.info.compose.id == "Fedora-28-20180425.0"
+    assert server.requests.count("/Fedora-28-20180425.0/compose/metadata/composeinfo.json") == 3
+
+
+def test_url_server_keeps_failing(
+    make_compose_tree: Callable[..., ComposeTree],
+    serve_dir: Callable[[Path], StaticServer],
+) -> None:
+    tree = make_compose_tree()
+    server = serve_dir(tree.root.parent)
+    server.fail_next.extend([503] * 10)
+    with pytest.raises(
+        FetchError, match=r"composeinfo.json: server error after retries \(HTTP 503\)"
+    ):
+        load_compose(server.url + "Fedora-28-20180425.0", http_session(retries=2, backoff=0))
+    assert len(server.requests) == 3  # one try and two retries, on the first layout only
+
+
+def test_url_not_a_compose(serve_dir: Callable[[Path], StaticServer], tmp_path: Path) -> None:
+    server = serve_dir(tmp_path)
+    with pytest.raises(InputError, match=r"no metadata/composeinfo.json under it \(HTTP 404\)"):
+        load_compose(server.url + "nothing", http_session(backoff=0))
+
+
+def test_unreachable_url_is_retried_then_a_clear_error() -> None:
+    with socket.socket() as s:  # a port that nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(
+        FetchError,
+        match=rf"{port}/x/compose/metadata/composeinfo.json: unreachable \(ConnectionError",
+    ):
+        load_compose(f"http://127.0.0.1:{port}/x", http_session(retries=2, backoff=0))
