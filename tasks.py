@@ -1198,7 +1198,7 @@ def listen(
     c: Context, product: str | None = None, config: str | None = None, repo: str | None = None
 ) -> None:
     """Run the pipeline from Pungi's and fedimg's bus messages until stopped; announce."""
-    from pipeline.adapters import bus  # noqa: PLC0415 - fedora-messaging is slow to import
+    from pipeline.stages import bus  # noqa: PLC0415 - fedora-messaging is slow to import
 
     path = bus.config_path(config, os.environ, ROOT)
     settings = bus.load_settings(path)
@@ -1222,7 +1222,7 @@ def announce(
     dry_run: bool = False,
 ) -> None:
     """Publish a bus message for each manifest recorded since the last announcement."""
-    from pipeline.adapters import bus  # noqa: PLC0415 - fedora-messaging is slow to import
+    from pipeline.stages import bus  # noqa: PLC0415 - fedora-messaging is slow to import
 
     settings = bus.load_settings(bus.config_path(config, os.environ, ROOT))
     log = _log(repo or settings.repo)
