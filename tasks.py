@@ -37,33 +37,26 @@ from pipeline.core.state import derive, summary
 from pipeline.demo.run import run_demo
 from pipeline.demo.simulate import DayReport
 from pipeline.errors import CloudError, ConfigError, FortnightError
+from pipeline.log.git import PushConfig
 from pipeline.log.signing import empty_trust, load_signers
-from pipeline.log.store import (
-    ManifestLog,
-    PushConfig,
-    WriteOptions,
-    WriteResult,
-    dump_json,
-    init_log,
-)
+from pipeline.log.store import ManifestLog, WriteOptions, WriteResult, dump_json, init_log
+from pipeline.stages.clouds import discover_clouds, withdraw_clouds
 from pipeline.stages.compose import (
     failed_compose_manifest,
     record_compose,
     record_failed_compose,
 )
+from pipeline.stages.load import load_state
 from pipeline.stages.schema import write_schemas
 from pipeline.stages.testing import LogStore
 from pipeline.stages.workflow import (
     cut_release,
-    discover_clouds,
     import_results,
-    load_state,
     make_tracker,
     record_verdict,
     revoke_release,
     run_battery,
     sync_tracker,
-    withdraw_clouds,
 )
 
 ROOT = Path(__file__).resolve().parent

@@ -97,7 +97,7 @@ from pipeline.log.signing import (  # noqa: E402
     signed_bytes,
 )
 from pipeline.log.store import MANIFESTS, ManifestLog, dump_json, init_log  # noqa: E402
-from pipeline.stages.workflow import load_state  # noqa: E402
+from pipeline.stages.load import load_state  # noqa: E402
 
 #: Bump when the generated history changes shape: cached histories are then regenerated.
 GENERATOR_VERSION = 1

@@ -79,7 +79,7 @@ from pipeline.log import cache as verifycache  # noqa: E402
 from pipeline.log.signing import add_key_to_trust, save_trust, sign_manifest  # noqa: E402
 from pipeline.log.store import ManifestLog, PendingManifest  # noqa: E402
 from pipeline.site import plugin as sitegen  # noqa: E402
-from pipeline.stages.workflow import load_state  # noqa: E402
+from pipeline.stages.load import load_state  # noqa: E402
 
 CONF = REPO / "pelicanconf.py"
 #: Bump when the scratch clone's setup changes: older clones are then made afresh.

@@ -5,7 +5,7 @@ never from a higher one, so two layers never import each other
 (``tests/test_layers.py`` reads the list below and enforces it, lazy imports included).
 
 Layers, lowest first:
-    errors fsutil
+    errors fsutil retry
     core
     log
     adapters
@@ -15,7 +15,8 @@ Layers, lowest first:
     demo
     cli
 
-- ``errors``, ``fsutil``: the error tree and atomic file writes; they import nothing of ours.
+- ``errors``, ``fsutil``, ``retry``: the error tree, atomic file writes and the one retry
+  policy; they import nothing of ours.
 - ``core``: pure data and decisions, no I/O: manifest and product-config models, state
   derivation, the release decision, tracker reconciliation, page models, checksum files.
 - ``log``: the manifest log: git, signing and keys, the store, the verification cache.

@@ -42,10 +42,10 @@ from pipeline.errors import TrackerError
 from pipeline.log.signing import empty_trust, load_signer
 from pipeline.log.store import ManifestLog, WriteOptions, dump_json, init_log
 from pipeline.stages.compose import failed_compose_manifest, record_compose, record_failed_compose
+from pipeline.stages.load import load_state
 from pipeline.stages.testing import LogStore
 from pipeline.stages.workflow import (
     cut_release,
-    load_state,
     record_verdict,
     revoke_release,
     run_battery,

@@ -69,6 +69,7 @@ from pydantic import BaseModel
 from pipeline.core import models
 from pipeline.core.models import Manifest, Trust
 from pipeline.fsutil import atomic_create, atomic_write
+from pipeline.log.git import Git
 from pipeline.log.signing import ManifestRejected, verify_manifest
 
 CACHE_DIR = "fortnight-cache"
@@ -119,16 +120,6 @@ def git_blob_id(data: bytes) -> str:
 # --- content identities from git ---------------------------------------------------------------
 
 
-def _git(worktree: Path, *args: str) -> bytes | None:
-    try:
-        proc = subprocess.run(
-            ["git", *args], cwd=worktree, capture_output=True, check=False, timeout=600
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout if proc.returncode == 0 else None
-
-
 def clean_blob_ids(
     worktree: Path, folder: str, subfolders: Collection[str] | None = None
 ) -> tuple[Path, dict[str, str]] | None:
@@ -139,7 +130,7 @@ def clean_blob_ids(
     both git commands, and the answer, to those folders; None means all of ``folder``.
     None when ``worktree`` is not a git work tree or git fails.
     """
-    out = _git(worktree, "rev-parse", "--absolute-git-dir", "--show-prefix")
+    out = Git(worktree).output("rev-parse", "--absolute-git-dir", "--show-prefix")
     if out is None:
         return None
     lines = out.decode("utf-8", "surrogateescape").split("\n")
@@ -155,8 +146,7 @@ def clean_blob_ids(
     specs = [top] if wanted is None else sorted(f"{top}/{name}" for name in wanted)
     # First what differs from the index, then the index: a file changed in between can
     # only look unchanged if it was also staged, and then the index names its new bytes.
-    status = _git(
-        worktree,
+    status = Git(worktree).output(
         "--no-optional-locks",
         "--literal-pathspecs",
         "status",
@@ -170,8 +160,7 @@ def clean_blob_ids(
     )
     # -v tags each entry: "H" is a plain tracked file; lowercase (assume-unchanged) and "S"
     # (skip-worktree) mean git does not look at the working copy, so neither do we.
-    listing = _git(
-        worktree,
+    listing = Git(worktree).output(
         "--literal-pathspecs",
         "ls-files",
         "--stage",

@@ -13,10 +13,7 @@ import fcntl
 import gc
 import json
 import os
-import random
-import subprocess
 import threading
-import time
 from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +27,7 @@ from pipeline.core.models import Manifest, RoleName, Trust
 from pipeline.errors import ConflictError, KeyConfigError, StoreError, VerificationError
 from pipeline.fsutil import atomic_create, atomic_write
 from pipeline.log.cache import BlobStore, VerifyCache, gc_paused, verify_files
+from pipeline.log.git import Git, PushConfig
 from pipeline.log.signing import (
     GeneratedKey,
     ManifestRejected,
@@ -86,14 +84,6 @@ class PendingManifest:
 
 
 @dataclass(frozen=True)
-class PushConfig:
-    """Where to push after committing, and how hard to try."""
-
-    remote: str = "origin"
-    attempts: int = 5
-
-
-@dataclass(frozen=True)
 class WriteOptions:
     """How a mutating task writes: commit or not, push or not, or only show the plan."""
 
@@ -111,107 +101,6 @@ class WriteResult:
     commit: str | None = None
     pushed: bool = False
     dry_run: bool = False
-
-
-def git_reason(output: str) -> str:
-    """The telling line of git's output: its first ``fatal:``/``error:`` line, else the last."""
-    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith(("fatal:", "error:")):
-            return line
-    return lines[-1] if lines else ""
-
-
-class Git:
-    """A thin wrapper over the ``git`` command in one work tree."""
-
-    def __init__(self, worktree: Path) -> None:
-        self.worktree = worktree
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run ``git ARGS`` in the work tree.
-
-        Raises:
-            StoreError: git failed and ``check`` is true.
-        """
-        try:
-            proc = subprocess.run(
-                ["git", *args], cwd=self.worktree, capture_output=True, text=True, check=False
-            )
-        except FileNotFoundError as e:
-            raise StoreError("git is not installed", hint="install git and re-run") from e
-        if check and proc.returncode != 0:
-            detail = git_reason(proc.stderr or proc.stdout) or f"exit {proc.returncode}"
-            raise StoreError(f"git {args[0]} failed in {self.worktree}: {detail}")
-        return proc
-
-    def is_repo(self) -> bool:
-        """Whether the work tree is inside a git repository."""
-        return self.run("rev-parse", "--git-dir", check=False).returncode == 0
-
-    def git_dir(self) -> Path:
-        """The repository's private folder (``.git``)."""
-        out = self.run("rev-parse", "--absolute-git-dir").stdout.strip()
-        return Path(out)
-
-    def head(self) -> str:
-        """The commit id of HEAD."""
-        return self.run("rev-parse", "HEAD").stdout.strip()
-
-    def branch(self) -> str:
-        """The current branch name.
-
-        Raises:
-            StoreError: HEAD is detached.
-        """
-        name = self.run("symbolic-ref", "--quiet", "--short", "HEAD", check=False).stdout.strip()
-        if not name:
-            raise StoreError(
-                f"{self.worktree}: HEAD is detached", hint="check out a branch before recording"
-            )
-        return name
-
-    def commit_paths(self, paths: Sequence[PurePosixPath | str], message: str) -> str:
-        """Stage ``paths`` and commit exactly them; return the new commit id."""
-        names = [str(p) for p in paths]
-        self.run("add", "--", *names)
-        self.run("commit", "--quiet", "--no-verify", "-m", message, "--", *names)
-        return self.head()
-
-    def push_with_retry(self, push: PushConfig) -> None:
-        """Push the current branch; on a non-fast-forward, rebase on the remote and retry.
-
-        Manifests are append-only and one file each, so two runners recording
-        different manifests never conflict and both land.
-
-        Raises:
-            StoreError: the push still fails after ``push.attempts`` tries, or a
-                rebase conflicts (two runners wrote the same file).
-        """
-        branch = self.branch()
-        last = ""
-        for attempt in range(1, push.attempts + 1):
-            proc = self.run(
-                "push", "--quiet", push.remote, f"HEAD:refs/heads/{branch}", check=False
-            )
-            if proc.returncode == 0:
-                return
-            last = git_reason(proc.stderr)
-            if "[rejected]" in proc.stderr or "non-fast-forward" in proc.stderr:
-                # Someone pushed first: replay our commit on theirs.
-                rebase = self.run("pull", "--quiet", "--rebase", push.remote, branch, check=False)
-                if rebase.returncode != 0:
-                    self.run("rebase", "--abort", check=False)
-                    raise StoreError(
-                        f"cannot rebase on {push.remote}/{branch}: {git_reason(rebase.stderr)}",
-                        hint="the commit is kept locally; resolve by hand, then push",
-                    )
-            # Back off (with jitter) before the next try: the remote may be busy or down.
-            time.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0))
-        raise StoreError(
-            f"push to {push.remote} failed after {push.attempts} tries: {last}",
-            hint="the commit is kept locally; re-run with --push when the remote is back",
-        )
 
 
 class ManifestLog:

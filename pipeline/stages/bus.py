@@ -82,7 +82,7 @@ from pipeline.fsutil import atomic_write
 from pipeline.log.signing import ManifestRejected, verify_manifest
 from pipeline.log.store import ManifestLog
 from pipeline.stages.battery import plan_suites
-from pipeline.stages.workflow import load_state
+from pipeline.stages.load import load_state
 
 logger = logging.getLogger(__name__)
 

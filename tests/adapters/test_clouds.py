@@ -20,7 +20,8 @@ from pipeline.core.config import AwsClouds, load_product
 from pipeline.core.models import BaseRef, CloudImagesManifest, ComposeManifest, ReleaseManifest
 from pipeline.errors import ConfigError, InputError
 from pipeline.log.store import WriteOptions
-from pipeline.stages.workflow import discover_clouds, load_state, withdraw_clouds
+from pipeline.stages.clouds import discover_clouds, withdraw_clouds
+from pipeline.stages.load import load_state
 from tests.conftest import NOW, ROOT, Log, make_compose, run_invoke
 
 OWNER = "123456789012"  # moto's account

@@ -18,6 +18,7 @@ from securesystemslib.signer import CryptoSigner
 from pipeline.core.models import Manifest, Trust
 from pipeline.errors import VerificationError
 from pipeline.log import cache as verifycache
+from pipeline.log.git import Git
 from pipeline.log.signing import add_key_to_trust, save_trust, sign_manifest, verify_manifest
 from pipeline.log.store import LogReport, ManifestLog, WriteOptions
 from tests.conftest import Log, compose_on, make_result
@@ -498,13 +499,13 @@ def test_a_product_load_asks_git_about_that_product_only(
 ) -> None:
     log = two_products(make_log)
     calls: list[tuple[str, ...]] = []
-    real_git = verifycache._git
+    real_output = Git.output
 
-    def spy(worktree: Path, *args: str) -> bytes | None:
+    def spy(self: Git, *args: str) -> bytes | None:
         calls.append(args)
-        return real_git(worktree, *args)
+        return real_output(self, *args)
 
-    monkeypatch.setattr(verifycache, "_git", spy)
+    monkeypatch.setattr(Git, "output", spy)
     load_products(log, [OTHER])
     scoped = [args for args in calls if "status" in args or "ls-files" in args]
     assert len(scoped) == 2

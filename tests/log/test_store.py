@@ -11,8 +11,9 @@ import pytest
 
 from pipeline.core.models import ComposeManifest
 from pipeline.errors import ConflictError, KeyConfigError, StoreError, VerificationError
+from pipeline.log.git import PushConfig
 from pipeline.log.signing import sign_manifest
-from pipeline.log.store import ManifestLog, PendingManifest, PushConfig, WriteOptions, WriteResult
+from pipeline.log.store import ManifestLog, PendingManifest, WriteOptions, WriteResult
 from tests.conftest import NOW, ComposeTree, Log, make_compose, run_invoke
 
 

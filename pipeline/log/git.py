@@ -1,0 +1,145 @@
+"""The one way Fortnight runs git: a work tree, its commands, and pushing with retries."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from pipeline.errors import StoreError
+from pipeline.retry import Backoff, retry
+
+
+@dataclass(frozen=True)
+class PushConfig:
+    """Where to push after committing, and how hard to try."""
+
+    remote: str = "origin"
+    attempts: int = 5
+
+
+class _PushFailed(Exception):
+    """One push that did not land; its message is git's reason."""
+
+
+def git_reason(output: str) -> str:
+    """The telling line of git's output: its first ``fatal:``/``error:`` line, else the last."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("fatal:", "error:")):
+            return line
+    return lines[-1] if lines else ""
+
+
+class Git:
+    """A thin wrapper over the ``git`` command in one work tree."""
+
+    def __init__(self, worktree: Path, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.worktree = worktree
+        self.sleep = sleep
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run ``git ARGS`` in the work tree.
+
+        Raises:
+            StoreError: git failed and ``check`` is true.
+        """
+        try:
+            proc = subprocess.run(
+                ["git", *args], cwd=self.worktree, capture_output=True, text=True, check=False
+            )
+        except FileNotFoundError as e:
+            raise StoreError("git is not installed", hint="install git and re-run") from e
+        if check and proc.returncode != 0:
+            detail = git_reason(proc.stderr or proc.stdout) or f"exit {proc.returncode}"
+            raise StoreError(f"git {args[0]} failed in {self.worktree}: {detail}")
+        return proc
+
+    def is_repo(self) -> bool:
+        """Whether the work tree is inside a git repository."""
+        return self.run("rev-parse", "--git-dir", check=False).returncode == 0
+
+    def git_dir(self) -> Path:
+        """The repository's private folder (``.git``)."""
+        out = self.run("rev-parse", "--absolute-git-dir").stdout.strip()
+        return Path(out)
+
+    def head(self) -> str:
+        """The commit id of HEAD."""
+        return self.run("rev-parse", "HEAD").stdout.strip()
+
+    def branch(self) -> str:
+        """The current branch name.
+
+        Raises:
+            StoreError: HEAD is detached.
+        """
+        name = self.run("symbolic-ref", "--quiet", "--short", "HEAD", check=False).stdout.strip()
+        if not name:
+            raise StoreError(
+                f"{self.worktree}: HEAD is detached", hint="check out a branch before recording"
+            )
+        return name
+
+    def commit_paths(self, paths: Sequence[PurePosixPath | str], message: str) -> str:
+        """Stage ``paths`` and commit exactly them; return the new commit id."""
+        names = [str(p) for p in paths]
+        self.run("add", "--", *names)
+        self.run("commit", "--quiet", "--no-verify", "-m", message, "--", *names)
+        return self.head()
+
+    def push_with_retry(self, push: PushConfig) -> None:
+        """Push the current branch; on a non-fast-forward, rebase on the remote and retry.
+
+        Manifests are append-only and one file each, so two runners recording
+        different manifests never conflict and both land.
+
+        Raises:
+            StoreError: the push still fails after ``push.attempts`` tries, or a
+                rebase conflicts (two runners wrote the same file).
+        """
+        branch = self.branch()
+
+        def attempt() -> None:
+            proc = self.run(
+                "push", "--quiet", push.remote, f"HEAD:refs/heads/{branch}", check=False
+            )
+            if proc.returncode == 0:
+                return
+            if "[rejected]" in proc.stderr or "non-fast-forward" in proc.stderr:
+                # Someone pushed first: replay our commit on theirs.
+                rebase = self.run("pull", "--quiet", "--rebase", push.remote, branch, check=False)
+                if rebase.returncode != 0:
+                    self.run("rebase", "--abort", check=False)
+                    raise StoreError(
+                        f"cannot rebase on {push.remote}/{branch}: {git_reason(rebase.stderr)}",
+                        hint="the commit is kept locally; resolve by hand, then push",
+                    )
+            raise _PushFailed(git_reason(proc.stderr))
+
+        # Back off with jitter between tries: the remote may be busy, or other runners
+        # may be pushing in step with this one.
+        policy = Backoff(attempts=push.attempts, first=0.1, cap=2.0, jitter=True)
+        try:
+            retry(attempt, policy, retryable=_PushFailed, sleep=self.sleep)
+        except _PushFailed as e:
+            raise StoreError(
+                f"push to {push.remote} failed after {push.attempts} tries: {e}",
+                hint="the commit is kept locally; re-run with --push when the remote is back",
+            ) from None
+
+    def output(self, *args: str) -> bytes | None:
+        """``git ARGS``' standard output as bytes, or None when git fails or is missing.
+
+        For callers that only take a shortcut when git answers (the caches), and fall
+        back to the slow path otherwise.
+        """
+        try:
+            proc = subprocess.run(
+                ["git", *args], cwd=self.worktree, capture_output=True, check=False, timeout=600
+            )
+        except (OSError, subprocess.SubprocessError):  # missing, or hung for ten minutes
+            return None
+        return proc.stdout if proc.returncode == 0 else None

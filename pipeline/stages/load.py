@@ -1,0 +1,43 @@
+"""What every stage starts with: the verified state of one product, and a compose in it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pipeline.core.config import ProductConfig
+from pipeline.core.models import Trust
+from pipeline.core.state import ComposeView, State, derive
+from pipeline.errors import InputError
+from pipeline.log.store import ManifestLog
+
+
+def load_state(log: ManifestLog, product: ProductConfig, now: datetime) -> tuple[State, Trust]:
+    """Verify the product's manifests (fail closed) and derive its state at ``now``.
+
+    Only ``manifests/<product>/`` is loaded: :func:`derive` reads nothing else, and a
+    log with many products or a long history loads in a fraction of the time. Fail
+    closed covers what is loaded; ``invoke verify`` (and ``invoke status``) check every
+    product's manifests.
+
+    Raises:
+        VerificationError: a manifest of the product failed verification.
+        ConfigError: ``trust.json`` is invalid.
+    """
+    trust = log.load_trust()
+    verified = log.load_verified(trust, products=[product.name])
+    return derive([v.manifest for v in verified], product, now), trust
+
+
+def require_compose(state: State, compose_id: str) -> ComposeView:
+    """The view of a recorded compose.
+
+    Raises:
+        InputError: the compose is not recorded for this product.
+    """
+    view = state.compose(compose_id)
+    if view is None:
+        raise InputError(
+            f"--compose-id {compose_id}: not recorded for {state.product.name}",
+            hint="record it first with 'invoke compose.record'",
+        )
+    return view
