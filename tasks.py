@@ -28,7 +28,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 from securesystemslib.signer import Signer
 
-from pipeline.adapters.clouds import ClientFactory, WithdrawAction
+from pipeline.adapters.aws.ec2 import ClientFactory, WithdrawAction
 from pipeline.adapters.ingest import http_session, is_url, load_compose
 from pipeline.cli import console
 from pipeline.core.config import ProductConfig, load_product
@@ -839,7 +839,7 @@ def release_revoke(
 def _ec2_factory(endpoint_url: str | None) -> ClientFactory:
     """EC2 clients through boto3's standard credential chain (never logged here).
 
-    boto3's own retries are off: ``pipeline.adapters.clouds`` retries a region itself, so a
+    boto3's own retries are off: ``pipeline.adapters.aws.ec2`` retries a region itself, so a
     failing region is reported once, with its reason.
     """
     import boto3  # noqa: PLC0415 - only this task needs it; keeps other tasks fast
@@ -1115,7 +1115,8 @@ def site_publish(
     attempts: int = 5,
 ) -> None:
     """Sync the built site to S3: only what changed, pages after what they link, deletes last."""
-    from pipeline.site.publish import publish, s3_client_factory  # noqa: PLC0415 - boto3 is slow
+    from pipeline.adapters.aws.s3 import s3_client_factory  # noqa: PLC0415 - boto3 is slow
+    from pipeline.site.publish import publish  # noqa: PLC0415 - boto3 is slow
 
     out = _output(output, _log(repo))
     where = target or os.environ.get("FORTNIGHT_PUBLISH_TARGET")

@@ -47,8 +47,9 @@ if str(REPO) not in sys.path:
 import boto3  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
+from pipeline.adapters.aws.s3 import s3_client_factory  # noqa: E402
 from pipeline.site import plugin as sitegen  # noqa: E402
-from pipeline.site.publish import PublishReport, publish, s3_client_factory  # noqa: E402
+from pipeline.site.publish import PublishReport, publish  # noqa: E402
 
 BUCKET = "fortnight-benchmark"
 START = date(2015, 1, 6)

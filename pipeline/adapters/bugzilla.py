@@ -44,6 +44,7 @@ so inject a :class:`TimeoutSession` to keep requests bounded.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 import urllib.parse
@@ -57,6 +58,7 @@ import urllib3.exceptions
 
 from pipeline.core.trackers import Bug
 from pipeline.errors import ConfigError, TrackerError
+from pipeline.retry import Backoff, retry
 
 __all__ = ["BugzillaTracker", "TimeoutSession"]
 
@@ -168,6 +170,14 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         yield e
         linked = (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
         todo.extend(x for x in linked if isinstance(x, BaseException))
+
+
+class _Transient(Exception):
+    """A transient fault, worth another try."""
+
+    def __init__(self, fault: _Fault) -> None:
+        super().__init__(fault.detail)
+        self.fault = fault
 
 
 def _classify(exc: Exception, secrets: frozenset[str]) -> _Fault:
@@ -447,21 +457,13 @@ class BugzillaTracker:
         return self._bz
 
     def _call(self, op: str, fn: Callable[[Any], T], *, write: bool = False) -> T:
-        """Run ``fn`` on the connected client, retrying transient faults (see the module doc)."""
-        fault: _Fault | None = None
-        for attempt in range(1, self.attempts + 1):
-            if fault is not None:
-                delay = self.backoff * 2 ** (attempt - 2)
-                log.warning(
-                    "bugzilla %s: %s failed (%s); try %d of %d in %.1fs",
-                    self.url,
-                    op,
-                    fault.detail,
-                    attempt,
-                    self.attempts,
-                    delay,
-                )
-                self._sleep(delay)
+        """Run ``fn`` on the connected client, retrying transient faults (see the module doc).
+
+        Raises:
+            TrackerError: Bugzilla refused, a write may have reached it, or the tries ran out.
+        """
+
+        def once() -> T:
             sending_write = False
             try:
                 bz = self._connect()  # a read, whatever the operation
@@ -479,8 +481,25 @@ class BugzillaTracker:
                     "since Bugzilla may have made the change",
                     hint=RETRY_HINT,
                 ) from _BugzillaFailure(fault.detail)
-        assert fault is not None
-        raise TrackerError(
-            f"bugzilla {self.url}: {op} failed after {self.attempts} tries ({fault.detail})",
-            hint=RETRY_HINT,
-        ) from _BugzillaFailure(fault.detail)
+            raise _Transient(fault)
+
+        def tell(attempt: int, error: BaseException, delay: float) -> None:
+            detail = error.fault.detail if isinstance(error, _Transient) else str(error)
+            log.warning(
+                "bugzilla %s: %s failed (%s); try %d of %d in %.1fs",
+                self.url,
+                op,
+                detail,
+                attempt + 1,
+                self.attempts,
+                delay,
+            )
+
+        policy = Backoff(attempts=self.attempts, first=self.backoff, cap=math.inf)
+        try:
+            return retry(once, policy, retryable=_Transient, sleep=self._sleep, on_retry=tell)
+        except _Transient as e:
+            raise TrackerError(
+                f"bugzilla {self.url}: {op} failed after {self.attempts} tries ({e.fault.detail})",
+                hint=RETRY_HINT,
+            ) from _BugzillaFailure(e.fault.detail)

@@ -23,7 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from pipeline.adapters.clouds import WithdrawAction
+from pipeline.adapters.aws.ec2 import WithdrawAction
 from pipeline.core.models import (
     CloudImagesManifest,
     ComposeManifest,

@@ -3,7 +3,8 @@
 
 Three steps. :func:`scan` reads the site folder (skipping dot-files and dot-folders, so
 the build record in ``.fortnight/`` is never published): size, sha256, md5 and, for HTML
-pages, the site-relative links they hold. :func:`list_remote` lists the bucket prefix.
+pages, the site-relative links they hold. :func:`pipeline.adapters.aws.s3.list_remote`
+lists the bucket prefix.
 :func:`plan`, pure, compares the two and orders the uploads; :func:`publish` runs it.
 
 What is unchanged is decided by content, never by time: an object is unchanged when its
@@ -39,45 +40,27 @@ import os
 import posixpath
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import boto3
-from boto3.exceptions import S3UploadFailedError
-from boto3.s3.transfer import S3Transfer, TransferConfig
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
+from pipeline.adapters.aws import s3
+from pipeline.adapters.aws.s3 import ClientFactory, RemoteObject, Target, Transfer
 from pipeline.errors import ConfigError, SiteError
 
-#: An S3 client (``boto3.client("s3", ...)``); ``Any`` as in :mod:`pipeline.adapters.clouds`.
-S3Client = Any
-ClientFactory = Callable[[], S3Client]
 #: Called once per uploaded object, when it is in place: ``(key, bytes)``. It may be
 #: called from worker threads (``rich.progress.Progress`` is thread-safe).
 Progress = Callable[[str, int], None]
 
 #: Files at least this large go up in parts (boto3's managed transfer).
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
-#: Attempts per request, the first included (botocore's "standard" retry mode retries
-#: throttling, 5xx and transport errors with backoff; its ``max_attempts`` counts retries
-#: only, so this is ``total_max_attempts``).
-ATTEMPTS = 5
 #: Parallel uploads within one stage of the plan.
-WORKERS = 8
-#: ``delete_objects`` takes at most this many keys.
-DELETE_BATCH = 1000
-#: The object metadata (``x-amz-meta-sha256``) that records an object's content.
-SHA256_META = "sha256"
-
+WORKERS = s3.WORKERS
 IMMUTABLE = "public, max-age=31536000, immutable"
 SHORT = "public, max-age=300"
-RERUN = "re-run site.publish to finish: it uploads only what is missing"
 TARGET_HINT = "give --target as s3://BUCKET or s3://BUCKET/PREFIX, e.g. s3://downloads-example/site"
 
 TEXT = "text/plain; charset=utf-8"
@@ -111,21 +94,6 @@ _CHUNK = 1 << 20
 
 
 # --- the target -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where the site goes: a bucket and a key prefix (``""``, or without slashes at the ends)."""
-
-    bucket: str
-    prefix: str
-
-    def key(self, rel: str) -> str:
-        """The object key of the site-relative path ``rel``."""
-        return f"{self.prefix}/{rel}" if self.prefix else rel
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
 
 def parse_target(target: str) -> Target:
@@ -247,22 +215,6 @@ class LocalFile:
     links: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
-class RemoteObject:
-    """An object under the prefix; ``sha256`` is its metadata when it was read (else None)."""
-
-    rel: str
-    size: int
-    etag: str
-    sha256: str | None = None
-
-    def same_as(self, local: LocalFile) -> bool:
-        """The object holds ``local``'s bytes (see the module's docstring)."""
-        if self.size != local.size:
-            return False
-        return self.etag == local.md5 or self.sha256 == local.sha256
-
-
 def is_html(rel: str) -> bool:
     """An HTML page (by suffix)."""
     return rel.lower().endswith((".html", ".htm"))
@@ -309,73 +261,6 @@ def _read(rel: str, path: Path) -> LocalFile:
                 html.extend(chunk)
     links = page_links(rel, html.decode("utf-8", "replace")) if html is not None else frozenset()
     return LocalFile(rel, path, size, sha256.hexdigest(), md5.hexdigest(), links)
-
-
-def list_remote(client: S3Client, target: Target) -> dict[str, RemoteObject]:
-    """The objects under the prefix, by site-relative path (``list_objects_v2``, every page).
-
-    Keys with a dot-segment (``.well-known/``…) are left out: the site does not manage them,
-    so they are never deleted.
-
-    Raises:
-        SiteError: the bucket cannot be listed (missing, access denied, unreachable).
-    """
-    start = f"{target.prefix}/" if target.prefix else ""
-    found: dict[str, RemoteObject] = {}
-    kwargs: dict[str, Any] = {"Bucket": target.bucket, "Prefix": start}
-    try:
-        while True:
-            page = client.list_objects_v2(**kwargs)
-            for obj in page.get("Contents", []):
-                rel = str(obj["Key"])[len(start) :]
-                if rel and not any(_hidden(p) for p in rel.split("/")):
-                    etag = str(obj.get("ETag", "")).strip('"')
-                    found[rel] = RemoteObject(rel, int(obj.get("Size", 0)), etag)
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return found
-            kwargs["ContinuationToken"] = token
-    except (ClientError, BotoCoreError) as e:
-        raise SiteError(
-            f"cannot list {target}: {_reason(e)}", hint="check --target and the credentials"
-        ) from e
-
-
-def read_hashes(
-    client: S3Client,
-    target: Target,
-    local: Mapping[str, LocalFile],
-    remote: Mapping[str, RemoteObject],
-    *,
-    workers: int = WORKERS,
-) -> dict[str, RemoteObject]:
-    """``remote``, with the sha256 metadata read (``head_object``) where size and ETag
-    cannot settle whether an object holds its file: same size, an ETag that is not the md5.
-
-    Raises:
-        SiteError: a ``head_object`` failed (after retries).
-    """
-    todo = [
-        rel
-        for rel, obj in remote.items()
-        if rel in local and obj.size == local[rel].size and obj.etag != local[rel].md5
-    ]
-
-    def head(rel: str) -> RemoteObject:
-        key = target.key(rel)
-        try:
-            meta = client.head_object(Bucket=target.bucket, Key=key).get("Metadata", {})
-        except (ClientError, BotoCoreError) as e:
-            raise SiteError(f"cannot read {key}: {_reason(e)}", hint=RERUN) from e
-        obj = remote[rel]
-        return RemoteObject(rel, obj.size, obj.etag, meta.get(SHA256_META))
-
-    updated = dict(remote)
-    if todo:
-        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
-            for obj in pool.map(head, todo):
-                updated[obj.rel] = obj
-    return updated
 
 
 # --- the plan (pure) ------------------------------------------------------------------------
@@ -536,26 +421,6 @@ class PublishReport:
         return len(self.plan.unchanged)
 
 
-def s3_client_factory(
-    endpoint_url: str | None = None, *, attempts: int = ATTEMPTS
-) -> ClientFactory:
-    """S3 clients through boto3's standard credential chain, with botocore's "standard"
-    retries (throttling, 5xx and transport errors, with backoff) up to ``attempts``.
-
-    ``endpoint_url``: another S3-compatible host (moto in tests, a private store).
-    """
-    config = Config(
-        retries={"total_max_attempts": max(1, attempts), "mode": "standard"},
-        connect_timeout=10,
-        read_timeout=60,
-    )
-
-    def make() -> S3Client:
-        return boto3.client("s3", endpoint_url=endpoint_url, config=config)
-
-    return make
-
-
 def publish(
     site: Path,
     target: str,
@@ -585,19 +450,39 @@ def publish(
     where = parse_target(target)
     local = scan(site)
     client = client_factory()
-    remote = list_remote(client, where)
-    remote = read_hashes(client, where, local, remote, workers=workers)
+    remote = s3.list_remote(client, where)
+    remote = s3.read_hashes(client, where, local, remote, workers=workers)
     the_plan = plan(local, remote, force=force)
     report = PublishReport(str(where), the_plan, dry_run)
     if on_plan is not None:
         on_plan(the_plan)
     if dry_run:
         return report
-    config = TransferConfig(
-        multipart_threshold=multipart_threshold,
-        multipart_chunksize=max(multipart_threshold, 5 << 20),
-        max_concurrency=4,
-    )
+    with s3.transfer(client, multipart_threshold) as transfer:
+        _upload_all(transfer, where, local, report, progress=progress, workers=workers)
+
+    def deleted(keys: list[str]) -> None:
+        report.deleted += len(keys)
+        report.deleted_keys.extend(keys)
+
+    s3.delete_keys(client, where, the_plan.deletes, deleted)
+    return report
+
+
+def _upload_all(
+    transfer: Transfer,
+    where: Target,
+    local: Mapping[str, LocalFile],
+    report: PublishReport,
+    *,
+    progress: Progress | None,
+    workers: int,
+) -> None:
+    """Upload the plan's files stage by stage, counting them in ``report``.
+
+    Raises:
+        SiteError: an upload failed (what went up before it stands).
+    """
     lock = threading.Lock()
 
     def one(upload: Upload) -> None:
@@ -610,14 +495,9 @@ def publish(
         if progress is not None:
             progress(key, upload.size)
 
-    with (
-        S3Transfer(client, config) as transfer,
-        ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
-    ):
-        for stage in the_plan.stages():
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for stage in report.plan.stages():
             _run_stage(pool, one, stage)
-    delete_keys(client, where, the_plan.deletes, report)
-    return report
 
 
 def _run_stage(
@@ -635,71 +515,19 @@ def _run_stage(
             f.result()  # raises it
 
 
-def upload_one(transfer: S3Transfer, bucket: str, key: str, file: LocalFile) -> None:
+def headers(file: LocalFile) -> dict[str, object]:
+    """The upload's headers: ``Content-Type``, ``Cache-Control`` and the ``sha256`` metadata."""
+    return {
+        "ContentType": content_type(file.rel),
+        "CacheControl": cache_control(file.rel),
+        "Metadata": {s3.SHA256_META: file.sha256},
+    }
+
+
+def upload_one(transfer: Transfer, bucket: str, key: str, file: LocalFile) -> None:
     """Upload one file with its headers and ``sha256`` metadata (in parts when large).
 
     Raises:
         SiteError: it failed after retries (names the key).
     """
-    extra = {
-        "ContentType": content_type(file.rel),
-        "CacheControl": cache_control(file.rel),
-        "Metadata": {SHA256_META: file.sha256},
-    }
-    try:
-        transfer.upload_file(str(file.path), bucket, key, extra_args=extra)
-    except (ClientError, BotoCoreError, S3UploadFailedError) as e:
-        raise SiteError(f"uploading {key} failed: {_reason(e)}", hint=RERUN) from e
-    except OSError as e:
-        raise SiteError(f"uploading {key} failed: cannot read {file.path}: {e}", hint=RERUN) from e
-
-
-def delete_keys(
-    client: S3Client, target: Target, rels: Iterable[str], report: PublishReport
-) -> None:
-    """Delete the objects of ``rels`` (``delete_objects``, up to 1000 keys a request).
-
-    Raises:
-        SiteError: a request or a key failed (names the first key that did).
-    """
-    keys = [target.key(rel) for rel in rels]
-    for start in range(0, len(keys), DELETE_BATCH):
-        batch = keys[start : start + DELETE_BATCH]
-        try:
-            answer = client.delete_objects(
-                Bucket=target.bucket,
-                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
-            )
-        except (ClientError, BotoCoreError) as e:
-            raise SiteError(f"deleting {batch[0]} failed: {_reason(e)}", hint=RERUN) from e
-        errors = answer.get("Errors", [])
-        failed = {str(e.get("Key")) for e in errors}
-        done = [k for k in batch if k not in failed]
-        report.deleted += len(done)
-        report.deleted_keys.extend(done)
-        if errors:
-            first = errors[0]
-            raise SiteError(
-                f"deleting {first.get('Key')} failed: {first.get('Code')}: {first.get('Message')}",
-                hint=RERUN,
-            )
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _reason(e: Exception) -> str:
-    """One line from the error's code and message (never the client's configuration)."""
-    if isinstance(e, ClientError):
-        error = e.response.get("Error", {})
-        code = error.get("Code") or "ClientError"
-        message = error.get("Message") or ""
-        return _one_line(f"{code}: {message}" if message else str(code))
-    if isinstance(e, NoCredentialsError):
-        return "no AWS credentials found (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and its secret)"
-    cause = e.__cause__ or e.__context__
-    if isinstance(e, S3UploadFailedError) and isinstance(cause, ClientError):
-        return _reason(cause)
-    return _one_line(f"{type(e).__name__}: {e}")
+    s3.upload_file(transfer, bucket, key, file.path, headers=headers(file))

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from securesystemslib.signer import Signer
 
-from pipeline.adapters.clouds import (
+from pipeline.adapters.aws.ec2 import (
     NO_MATCH,
     ClientFactory,
     WithdrawAction,

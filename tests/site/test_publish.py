@@ -18,15 +18,13 @@ from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from botocore.retries.standard import ExponentialBackoff
 
+from pipeline.adapters.aws.s3 import ClientFactory, RemoteObject, Target, s3_client_factory
 from pipeline.errors import ConfigError, SiteError
 from pipeline.site.publish import (
     IMMUTABLE,
     SHORT,
-    ClientFactory,
     LocalFile,
     PublishReport,
-    RemoteObject,
-    Target,
     cache_control,
     content_type,
     page_links,
@@ -34,7 +32,6 @@ from pipeline.site.publish import (
     plan,
     publish,
     resolve_link,
-    s3_client_factory,
 )
 from tests.conftest import run_invoke
 

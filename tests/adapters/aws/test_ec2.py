@@ -15,7 +15,7 @@ import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from pipeline.adapters.clouds import WITHDRAWN_TAG, ClientFactory, WithdrawAction, discover
+from pipeline.adapters.aws.ec2 import WITHDRAWN_TAG, ClientFactory, WithdrawAction, discover
 from pipeline.core.config import AwsClouds, load_product
 from pipeline.core.models import BaseRef, CloudImagesManifest, ComposeManifest, ReleaseManifest
 from pipeline.errors import ConfigError, InputError

@@ -17,14 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeVar
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
-
+from pipeline.adapters.aws.common import AwsCallFailed, call_aws, reason
 from pipeline.core.config import AwsClouds, ProductConfig
 from pipeline.core.models import CloudImage, ComposeManifest, MissingRegion
 from pipeline.errors import ConfigError
@@ -34,23 +27,6 @@ from pipeline.errors import ConfigError
 Ec2Client = Any
 ClientFactory = Callable[[str], Ec2Client]
 
-#: Error codes worth retrying: EC2 is throttling or briefly unavailable.
-RETRY_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "TooManyRequestsException",
-        "ServiceUnavailable",
-        "Unavailable",
-        "InternalError",
-        "InternalFailure",
-    }
-)
-#: Transport errors worth retrying: the endpoint is down or slow.
-RETRY_ERRORS = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)
-
 #: EC2 architecture names to the compose's.
 ARCHES = {"x86_64": "x86_64", "arm64": "aarch64", "i386": "i386"}
 #: How a region without a matching AMI is reported (as opposed to a region that failed).
@@ -59,14 +35,6 @@ NO_MATCH = "no image matched"
 WITHDRAWN_TAG = "FortnightWithdrawn"
 
 T = TypeVar("T")
-
-
-class RegionFailed(Exception):
-    """A region could not be queried; ``reason`` is one line, safe to record."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def aws_config(product: ProductConfig) -> AwsClouds:
@@ -97,49 +65,6 @@ def describe_match(config: AwsClouds, compose_id: str) -> str:
     return f"name {config.name_pattern.replace('{compose_id}', compose_id)}"
 
 
-def _one_line(text: str, limit: int = 200) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _client_reason(e: ClientError) -> str:
-    error = e.response.get("Error", {})
-    code = error.get("Code") or "ClientError"
-    message = error.get("Message") or ""
-    return _one_line(f"{code}: {message}" if message else str(code))
-
-
-def with_retry(
-    call: Callable[[], T],
-    *,
-    attempts: int,
-    backoff: float,
-    sleep: Callable[[float], None] = time.sleep,
-) -> T:
-    """``call()``, retried on throttling and transport errors with exponential backoff.
-
-    Raises:
-        RegionFailed: auth and other client errors at once; retryable errors after
-            ``attempts``. The reason is one line, from the error code and message.
-    """
-    reason = "not queried"
-    for attempt in range(max(attempts, 1)):
-        if attempt:
-            sleep(backoff * 2 ** (attempt - 1))
-        try:
-            return call()
-        except ClientError as e:
-            reason = _client_reason(e)
-            code = e.response.get("Error", {}).get("Code", "")
-            if code not in RETRY_CODES:
-                raise RegionFailed(reason) from None
-        except RETRY_ERRORS as e:
-            reason = _one_line(f"{type(e).__name__}: {e}")
-        except BotoCoreError as e:  # no credentials, bad configuration: not retried
-            raise RegionFailed(_one_line(f"{type(e).__name__}: {e}")) from None
-    raise RegionFailed(f"{reason} (after {max(attempts, 1)} attempts)")
-
-
 def query_region(
     make_client: ClientFactory,
     region: str,
@@ -153,7 +78,7 @@ def query_region(
     """``describe_images`` in one region, retried on throttling and transport errors.
 
     Raises:
-        RegionFailed: auth errors at once; retryable errors after ``attempts``.
+        AwsCallFailed: auth errors at once; retryable errors after ``attempts``.
     """
 
     def call() -> list[dict[str, Any]]:
@@ -168,7 +93,7 @@ def query_region(
                 return images
             kwargs["NextToken"] = token
 
-    return with_retry(call, attempts=attempts, backoff=backoff, sleep=sleep)
+    return call_aws(call, attempts=attempts, backoff=backoff, sleep=sleep)
 
 
 def _volume_type(image: dict[str, Any]) -> str:
@@ -237,7 +162,7 @@ def discover(
                 backoff=backoff,
                 sleep=sleep,
             )
-        except RegionFailed as e:
+        except AwsCallFailed as e:
             return region, e.reason
         images = to_images(region, found, wanted)
         if not images:
@@ -308,7 +233,7 @@ def withdraw_one(
     """
 
     def retry(call: Callable[[], T]) -> T:
-        return with_retry(call, attempts=attempts, backoff=backoff, sleep=sleep)
+        return call_aws(call, attempts=attempts, backoff=backoff, sleep=sleep)
 
     def action(was_public: bool, done: bool, tagged: bool, error: str | None) -> WithdrawAction:
         return WithdrawAction(
@@ -323,34 +248,46 @@ def withdraw_one(
 
     try:
         found = retry(lambda: client.describe_images(ImageIds=[image.ami_id]).get("Images", []))
-    except RegionFailed as e:
+    except AwsCallFailed as e:
         return action(image.public, False, False, e.reason)
     if not found:
         return action(image.public, False, False, f"{image.ami_id} not found")
-    current = found[0]
-    public = bool(current.get("Public", False))
-    tags = {t.get("Key"): t.get("Value") for t in current.get("Tags", [])}
-    tag = public or WITHDRAWN_TAG not in tags
-    if not tag:
+    public = bool(found[0].get("Public", False))
+    tags = {t.get("Key"): t.get("Value") for t in found[0].get("Tags", [])}
+    if not public and WITHDRAWN_TAG in tags:
         return action(False, False, False, None)
     if dry_run:
         return action(public, False, True, None)
     try:
-        if public:
-            retry(
-                lambda: client.modify_image_attribute(
-                    ImageId=image.ami_id, LaunchPermission={"Remove": [{"Group": "all"}]}
-                )
-            )
-        retry(
-            lambda: client.create_tags(
-                Resources=[image.ami_id],
-                Tags=[{"Key": WITHDRAWN_TAG, "Value": today.isoformat()}],
-            )
-        )
-    except RegionFailed as e:
+        _make_private_and_tag(client, image.ami_id, public, today, retry)
+    except AwsCallFailed as e:
         return action(public, False, True, e.reason)
     return action(public, True, True, None)
+
+
+def _make_private_and_tag(
+    client: Ec2Client,
+    ami_id: str,
+    public: bool,
+    today: date,
+    retry: Callable[[Callable[[], Any]], Any],
+) -> None:
+    """Drop the AMI's public launch permission (when it has it), then add the date tag.
+
+    Raises:
+        AwsCallFailed: a call failed (after retries on throttling and transport errors).
+    """
+    if public:
+        retry(
+            lambda: client.modify_image_attribute(
+                ImageId=ami_id, LaunchPermission={"Remove": [{"Group": "all"}]}
+            )
+        )
+    retry(
+        lambda: client.create_tags(
+            Resources=[ami_id], Tags=[{"Key": WITHDRAWN_TAG, "Value": today.isoformat()}]
+        )
+    )
 
 
 def withdraw(
@@ -375,6 +312,8 @@ def withdraw(
     run, only ``describe_images`` is called and the actions say what would happen.
     Sorted (arch, region).
     """
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - slow to import
+
     by_region: dict[str, list[CloudImage]] = {}
     for image in images:
         by_region.setdefault(image.region, []).append(image)
@@ -383,9 +322,9 @@ def withdraw(
         try:
             client = make_client(region)
         except (ClientError, BotoCoreError) as e:
-            reason = _one_line(f"{type(e).__name__}: {e}")
+            why = reason(e)
             return [
-                WithdrawAction(i.region, i.ami_id, i.arch, i.public, False, reason)
+                WithdrawAction(i.region, i.ami_id, i.arch, i.public, False, why)
                 for i in by_region[region]
             ]
         return [
