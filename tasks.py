@@ -32,7 +32,7 @@ from pipeline.adapters.aws.ec2 import ClientFactory, WithdrawAction
 from pipeline.adapters.ingest import http_session, is_url, load_compose
 from pipeline.cli import console
 from pipeline.core.config import ProductConfig, load_product
-from pipeline.core.models import ROLES, RoleName, Trust
+from pipeline.core.models.common import ROLES, RoleName, Trust
 from pipeline.core.state import derive, summary
 from pipeline.demo.run import run_demo
 from pipeline.demo.simulate import DayReport

@@ -67,8 +67,8 @@ from securesystemslib.signer import CryptoSigner, SSlibKey  # noqa: E402
 from securesystemslib.signer import Signature as SslibSignature  # noqa: E402
 
 from pipeline.core.config import ProductConfig, load_product  # noqa: E402
-from pipeline.core.models import (  # noqa: E402
-    ROLES,
+from pipeline.core.models.common import ROLES, Manifest, RoleName, Trust  # noqa: E402
+from pipeline.core.models.manifests import (  # noqa: E402
     BaseRef,
     BugLink,
     CaseResult,
@@ -77,13 +77,10 @@ from pipeline.core.models import (  # noqa: E402
     Image,
     ImageRef,
     LogRef,
-    Manifest,
     ReleaseManifest,
     ResultManifest,
     RevocationManifest,
-    RoleName,
     TrackerEventManifest,
-    Trust,
     VerdictManifest,
     suite_verdict,
 )

@@ -72,7 +72,8 @@ from pelican.settings import read_settings  # noqa: E402
 from securesystemslib.signer import CryptoSigner  # noqa: E402
 
 from pipeline.core.config import load_product  # noqa: E402
-from pipeline.core.models import ROLES, ComposeManifest, Manifest, RoleName  # noqa: E402
+from pipeline.core.models.common import ROLES, Manifest, RoleName  # noqa: E402
+from pipeline.core.models.manifests import ComposeManifest  # noqa: E402
 from pipeline.core.release import decide  # noqa: E402
 from pipeline.core.state import next_release_day  # noqa: E402
 from pipeline.log import cache as verifycache  # noqa: E402

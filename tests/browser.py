@@ -36,7 +36,7 @@ from playwright.sync_api import (
 )
 from securesystemslib.signer import CryptoSigner
 
-from pipeline.core.models import RoleName
+from pipeline.core.models.common import RoleName
 from tests.conftest import compose_tree, new_log
 from tests.sitekit import History, product_toml
 

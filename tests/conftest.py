@@ -24,14 +24,13 @@ from productmd.composeinfo import get_date_type_respin
 from securesystemslib.signer import CryptoSigner
 
 from pipeline.core.config import ProductConfig, load_product
-from pipeline.core.models import (
-    ROLES,
+from pipeline.core.models.common import ROLES, RoleName
+from pipeline.core.models.manifests import (
     CaseResult,
     ComposeManifest,
     Image,
     ImageRef,
     ResultManifest,
-    RoleName,
     suite_verdict,
 )
 from pipeline.demo.samples import write_image

@@ -16,11 +16,11 @@ from typing import Any
 
 from pipeline.adapters.ingest import load_compose
 from pipeline.core.config import ProductConfig, load_product
-from pipeline.core.models import (
+from pipeline.core.models.common import Manifest
+from pipeline.core.models.manifests import (
     CloudImage,
     CloudImagesManifest,
     ComposeManifest,
-    Manifest,
     MissingRegion,
 )
 from pipeline.log.store import WriteOptions

@@ -172,6 +172,30 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         todo.extend(x for x in linked if isinstance(x, BaseException))
 
 
+def _urls(url: str) -> tuple[str, str]:
+    """Bugzilla's base URL (for messages and bug links: no credentials, no query) and its
+    REST URL (``<base>/rest/``), from the configured ``url``.
+
+    Raises:
+        ConfigError: ``url`` is not an http(s) URL.
+    """
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"bugzilla url {_scrub(url)!r} is not an http(s) URL",
+            hint="set [tracker.bugzilla] url to the Bugzilla base URL",
+        )
+    path = parts.path.rstrip("/")
+    path = path.removesuffix("/rest")
+    netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    base = urllib.parse.urlunsplit((parts.scheme, netloc, path, "", ""))
+    # python-bugzilla only adds "rest/" to a URL without a path, so add it here.
+    rest = urllib.parse.urlunsplit((parts.scheme, parts.netloc, f"{path}/rest/", "", ""))
+    return base, rest
+
+
 class _Transient(Exception):
     """A transient fault, worth another try."""
 
@@ -253,29 +277,14 @@ class BugzillaTracker:
         ``/rest`` is accepted). ``session`` replaces the backend's own
         :class:`TimeoutSession`; the caller keeps ownership of it.
         """
-        parts = urllib.parse.urlsplit(url.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(
-                f"bugzilla url {_scrub(url)!r} is not an http(s) URL",
-                hint="set [tracker.bugzilla] url to the Bugzilla base URL",
-            )
+        #: Base URL for messages and bug links (no credentials, no query).
+        self.url, self._rest_url = _urls(url)
         if tag_field not in ("whiteboard", "keywords"):
             raise ConfigError(
                 f"bugzilla tag_field {tag_field!r} is neither 'whiteboard' nor 'keywords'"
             )
         if attempts < 1 or backoff < 0:
             raise ConfigError(f"bugzilla retries: attempts {attempts} < 1 or backoff {backoff} < 0")
-        path = parts.path.rstrip("/")
-        path = path.removesuffix("/rest")
-        netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-        if parts.port is not None:
-            netloc += f":{parts.port}"
-        #: Base URL for messages and bug links (no credentials, no query).
-        self.url = urllib.parse.urlunsplit((parts.scheme, netloc, path, "", ""))
-        # python-bugzilla only adds "rest/" to a URL without a path, so add it here.
-        self._rest_url = urllib.parse.urlunsplit(
-            (parts.scheme, parts.netloc, f"{path}/rest/", "", "")
-        )
         self.product = product
         self.component = component
         self.version = version

@@ -2,6 +2,6 @@
 
 import sys
 
-from pipeline.checks import main
+from pipeline.checks.command import main
 
 sys.exit(main())

@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from pipeline.adapters.aws.ec2 import WithdrawAction
-from pipeline.core.models import (
+from pipeline.core.models.manifests import (
     CloudImagesManifest,
     ComposeManifest,
     ReleaseManifest,

@@ -9,7 +9,8 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from pipeline.core.models import NonEmpty, ProductName, StrictModel, SuiteName
+from pipeline.core.models.common import NonEmpty, ProductName, StrictModel
+from pipeline.core.models.manifests import SuiteName
 from pipeline.errors import ConfigError, describe_validation_error
 
 PRODUCT_FILE = "product.toml"

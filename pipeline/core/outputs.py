@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pipeline.core.models import Image
+from pipeline.core.models.manifests import Image
 
 
 def _by_name(images: Iterable[Image]) -> list[Image]:

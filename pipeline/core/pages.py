@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
-from pipeline.core.models import CloudImage, CloudImagesManifest, Image, Manifest
+from pipeline.core.models.common import Manifest
+from pipeline.core.models.manifests import CloudImage, CloudImagesManifest, Image
 from pipeline.core.state import BugView, ComposeView, ReleaseView, State, SuiteView
 
 #: How each image type is offered, in page order. Types not listed come after, as is.

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pipeline.core.models import BaseRef, BugLink, Considered, ReleaseManifest, RevocationManifest
+from pipeline.core.models.manifests import (
+    BaseRef,
+    BugLink,
+    Considered,
+    ReleaseManifest,
+    RevocationManifest,
+)
 from pipeline.core.state import ComposeView, ReleaseView, State, compose_order, cycle_day
 
 #: How many rejected composes a decision lists (newest first); older ones are summarised.

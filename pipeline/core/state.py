@@ -14,11 +14,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Literal, TypeVar
 
 from pipeline.core.config import ProductConfig, ReleasePolicy
-from pipeline.core.models import (
+from pipeline.core.models.common import Manifest
+from pipeline.core.models.manifests import (
     CaseResult,
     CloudImagesManifest,
     ComposeManifest,
-    Manifest,
     ReleaseManifest,
     ResultManifest,
     RevocationManifest,

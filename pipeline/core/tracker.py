@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pipeline.core.models import TrackerEventManifest
+from pipeline.core.models.manifests import TrackerEventManifest
 from pipeline.core.state import BugView, ComposeView, State
 from pipeline.core.trackers import Bug, TrackerBackend
 

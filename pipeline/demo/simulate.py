@@ -33,7 +33,7 @@ import requests
 
 from pipeline.adapters.ingest import load_compose
 from pipeline.core.config import ProductConfig, load_product
-from pipeline.core.models import ROLES
+from pipeline.core.models.common import ROLES
 from pipeline.core.state import State
 from pipeline.core.tracker import LocalTracker
 from pipeline.core.trackers import Bug, TrackerBackend

@@ -66,8 +66,8 @@ from typing import Any
 import pydantic
 from pydantic import BaseModel
 
-from pipeline.core import models
-from pipeline.core.models import Manifest, Trust
+from pipeline.core.models import common, manifests
+from pipeline.core.models.common import Manifest, Trust
 from pipeline.fsutil import atomic_create, atomic_write
 from pipeline.log.git import Git
 from pipeline.log.signing import ManifestRejected, verify_manifest
@@ -86,6 +86,8 @@ KEEP_OTHER_FINGERPRINTS = 2
 REGULAR_MODES = frozenset({"100644", "100755"})
 
 Entries = dict[str, tuple[str, Manifest]]
+#: The modules whose model classes may be cached (pickled and unpickled), by name.
+MODEL_MODULES = {m.__name__: m for m in (common, manifests)}
 
 
 # --- fingerprints ------------------------------------------------------------------------------
@@ -101,8 +103,9 @@ def code_fingerprint() -> str:
     h = hashlib.sha256(f"{FORMAT}|{sys.version}|{pydantic.VERSION}".encode())
     package = Path(__file__).resolve().parents[1]
     for folder in FINGERPRINTED:
-        for path in sorted((package / folder).glob("*.py")):
-            h.update(f"{folder}/{path.name}".encode() + b"\0" + path.read_bytes())
+        for path in sorted((package / folder).rglob("*.py")):  # subpackages too
+            name = path.relative_to(package).as_posix()
+            h.update(name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 
@@ -241,7 +244,7 @@ class _Pickler(pickle.Pickler):
         if kind is ...:
             if not issubclass(cls, BaseModel):
                 kind = None
-            elif cls.__module__ != models.__name__:
+            elif cls.__module__ not in MODEL_MODULES:
                 raise pickle.PicklingError(f"cannot cache {cls.__qualname__}")
             else:
                 kind = True
@@ -290,8 +293,8 @@ class _Unpickler(pickle.Unpickler):
             return _rebuild
         if module == "datetime" and name in ("datetime", "timezone", "timedelta"):
             return super().find_class(module, name)
-        if module == models.__name__:
-            found = getattr(models, name, None)
+        if module in MODEL_MODULES:
+            found = getattr(MODEL_MODULES[module], name, None)
             if isinstance(found, type) and issubclass(found, BaseModel):
                 return found
         raise pickle.UnpicklingError(f"refusing {module}.{name}")

@@ -28,8 +28,7 @@ from securesystemslib.signer import (
 )
 from securesystemslib.signer import Signature as SslibSignature
 
-from pipeline.core.models import (
-    KINDS,
+from pipeline.core.models.common import (
     Envelope,
     Manifest,
     PublicKey,
@@ -38,6 +37,7 @@ from pipeline.core.models import (
     Signature,
     Trust,
 )
+from pipeline.core.models.manifests import KINDS
 from pipeline.errors import ConfigError, KeyConfigError, describe_validation_error
 from pipeline.fsutil import atomic_create, atomic_write
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from securesystemslib.signer import Signer
 
-from pipeline.core.models import Manifest, RoleName, Trust
+from pipeline.core.models.common import Manifest, RoleName, Trust
 from pipeline.errors import ConflictError, KeyConfigError, StoreError, VerificationError
 from pipeline.fsutil import atomic_create, atomic_write
 from pipeline.log.cache import BlobStore, VerifyCache, gc_paused, verify_files

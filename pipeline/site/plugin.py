@@ -57,7 +57,7 @@ from pelican.settings import read_settings
 from pipeline import errors
 from pipeline.core import pages
 from pipeline.core.config import ProductConfig, load_product
-from pipeline.core.models import Manifest, Trust
+from pipeline.core.models.common import Manifest, Trust
 from pipeline.core.state import ComposeView, State, derive
 from pipeline.errors import ConfigError, FortnightError, SiteError, VerificationError
 from pipeline.fsutil import atomic_write
@@ -416,8 +416,9 @@ def code_key(settings: SiteSettings, extra: dict[str, Any]) -> str:
     h = hashlib.sha256()
     package = Path(__file__).resolve().parents[1]
     for folder in CODE_FOLDERS:
-        for path in sorted((package / folder).glob("*.py")):
-            h.update(f"{folder}/{path.name}".encode() + b"\0" + path.read_bytes())
+        for path in sorted((package / folder).rglob("*.py")):  # subpackages too
+            name = path.relative_to(package).as_posix()
+            h.update(name.encode() + b"\0" + path.read_bytes())
     if settings.theme.is_dir():
         for path in sorted(settings.theme.rglob("*")):
             if path.is_file():

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.core.config import ProductConfig, SuiteSpec, TestSpec
-from pipeline.core.models import ComposeManifest, Image
+from pipeline.core.models.manifests import ComposeManifest, Image
 from pipeline.errors import ConfigError
 
 

@@ -56,18 +56,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.adapters.ingest import http_session, is_url, iter_images, load_compose
 from pipeline.core.config import ProductConfig, load_product
-from pipeline.core.models import (
-    KIND_BY_DIRECTORY,
+from pipeline.core.models.common import (
     ComposeId,
-    ComposeManifest,
     Manifest,
     ProductName,
+    StrictModel,
+    format_timestamp,
+)
+from pipeline.core.models.manifests import (
+    KIND_BY_DIRECTORY,
+    ComposeManifest,
     ReleaseManifest,
     ResultManifest,
     RevocationManifest,
-    StrictModel,
     TrackerEventManifest,
-    format_timestamp,
 )
 from pipeline.core.pages import stream
 from pipeline.core.state import derive

@@ -17,11 +17,7 @@ from pipeline.adapters.aws.ec2 import (
     withdraw,
 )
 from pipeline.core.config import ProductConfig
-from pipeline.core.models import (
-    CloudImage,
-    CloudImagesManifest,
-    MissingRegion,
-)
+from pipeline.core.models.manifests import CloudImage, CloudImagesManifest, MissingRegion
 from pipeline.errors import InputError
 from pipeline.log.store import ManifestLog, WriteOptions, WriteResult
 from pipeline.stages.load import load_state, require_compose

@@ -14,7 +14,8 @@ from securesystemslib.signer import Signer
 from pipeline.adapters.hashing import HashJob, HashResult, ProgressSink, verify_checksums
 from pipeline.adapters.ingest import LoadedCompose, check_image_path, iter_images
 from pipeline.core.config import ProductConfig
-from pipeline.core.models import ComposeManifest, Image, Release, Trust
+from pipeline.core.models.common import Trust
+from pipeline.core.models.manifests import ComposeManifest, Image, Release
 from pipeline.errors import InputError
 from pipeline.log.store import ManifestLog, WriteOptions, WriteResult
 

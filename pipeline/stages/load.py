@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pipeline.core.config import ProductConfig
-from pipeline.core.models import Trust
+from pipeline.core.models.common import Trust
 from pipeline.core.state import ComposeView, State, derive
 from pipeline.errors import InputError
 from pipeline.log.store import ManifestLog

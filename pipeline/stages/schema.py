@@ -7,7 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from pipeline.core.models import KINDS, Envelope, Trust
+from pipeline.core.models.common import Envelope, Trust
+from pipeline.core.models.manifests import KINDS
 from pipeline.fsutil import atomic_write
 
 

@@ -33,16 +33,16 @@ import pipeline
 from pipeline.adapters.hashing import CHUNK, stream_url
 from pipeline.adapters.ingest import ComposeLocation, check_image_path, is_url
 from pipeline.core.config import TestSpec
-from pipeline.core.models import (
+from pipeline.core.models.manifests import (
     CaseResult,
     ComposeManifest,
     Image,
     ImageRef,
     LogRef,
-    Outcome,
     ResultManifest,
     suite_verdict,
 )
+from pipeline.core.models.manifests import TestOutcome as Outcome
 from pipeline.errors import InputError, TestRunError
 from pipeline.stages.battery import PlannedSuite
 

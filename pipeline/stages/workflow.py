@@ -16,7 +16,7 @@ import requests
 from securesystemslib.signer import Signer
 
 from pipeline.core.config import ProductConfig
-from pipeline.core.models import (
+from pipeline.core.models.manifests import (
     Image,
     ReleaseManifest,
     ResultManifest,

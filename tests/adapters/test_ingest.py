@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.adapters.ingest import http_session, load_compose
 from pipeline.core.config import load_product
-from pipeline.core.models import ComposeManifest
+from pipeline.core.models.manifests import ComposeManifest
 from pipeline.errors import FetchError, InputError
 from pipeline.stages.compose import build_compose_manifest
 from tests.conftest import FIXTURES, NOW, ROOT, ComposeTree, StaticServer

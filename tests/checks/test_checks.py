@@ -21,18 +21,12 @@ from typing import Any
 
 import pytest
 
-from pipeline import checks
-from pipeline.checks import (
-    CheckFailed,
-    check_checksum,
-    check_format,
-    check_iso9660,
-    check_name,
-    check_qcow2,
-    check_vagrant_box,
-    check_xz,
-    main,
-)
+from pipeline.checks import disk, registry
+from pipeline.checks.command import main
+from pipeline.checks.common import CheckFailed
+from pipeline.checks.disk import check_checksum, check_qcow2, check_xz
+from pipeline.checks.media import check_iso9660, check_vagrant_box
+from pipeline.checks.registry import check_format, check_name
 from pipeline.demo import samples
 from tests.conftest import F28_IMAGES, FIXTURES, ROOT
 
@@ -322,7 +316,7 @@ def test_xz_concatenated_streams_and_padding_pass(
     xz_name: str,
     raw_size: int,
 ) -> None:
-    monkeypatch.setattr(checks, "CHUNK", chunk)  # tiny pieces split magics and padding
+    monkeypatch.setattr(disk, "CHUNK", chunk)  # tiny pieces split magics and padding
     good = damaged(sample_dir / xz_name, mutation, tmp_path)
     plural = "stream" if streams == 1 else "streams"
     assert check_xz(good) == (
@@ -405,7 +399,7 @@ def test_xz_fails(
     xz_name: str,
     raw_size: int,
 ) -> None:
-    monkeypatch.setattr(checks, "CHUNK", chunk)  # tiny pieces split magics and padding
+    monkeypatch.setattr(disk, "CHUNK", chunk)  # tiny pieces split magics and padding
     sample = sample_dir / xz_name
     bad = damaged(sample, mutation, tmp_path)
     expected = message(sample.stat().st_size)
@@ -947,7 +941,7 @@ def test_command_lists_the_checks() -> None:
     proc = run_checks("--list", env={})
     assert proc.returncode == 0
     lines = proc.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == list(checks.CHECKS)
+    assert [line.split()[0] for line in lines] == list(registry.CHECKS)
     assert all(len(line.split(maxsplit=1)) == 2 for line in lines)
 
 

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.core.config import BaseRelease, ProductConfig, ReleasePolicy
-from pipeline.core.models import (
+from pipeline.core.models.common import Manifest
+from pipeline.core.models.manifests import (
     ComposeManifest,
-    Manifest,
     ReleaseManifest,
     RevocationManifest,
     TrackerEventManifest,

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from pipeline.core.models import Manifest, VerdictManifest
+from pipeline.core.models.common import Manifest
+from pipeline.core.models.manifests import VerdictManifest
 from pipeline.core.state import derive
 from tests.conftest import NOW, compose_on, doomed_on, make_result, product_config
 

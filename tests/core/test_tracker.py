@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.core.models import ComposeManifest, Manifest, TrackerEventManifest, VerdictManifest
+from pipeline.core.models.common import Manifest
+from pipeline.core.models.manifests import ComposeManifest, TrackerEventManifest, VerdictManifest
 from pipeline.core.state import derive
 from pipeline.core.tracker import LocalTracker, marker, sync
 from pipeline.core.trackers import Bug

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from securesystemslib.signer import CryptoSigner
 
-from pipeline.core.models import Manifest, Trust
+from pipeline.core.models.common import Manifest, Trust
 from pipeline.errors import VerificationError
 from pipeline.log import cache as verifycache
 from pipeline.log.git import Git

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from securesystemslib.signer import CryptoSigner
 
-from pipeline.core.models import ROLES, Role, RoleName, Trust
+from pipeline.core.models.common import ROLES, Role, RoleName, Trust
 from pipeline.errors import ConfigError, KeyConfigError
 from pipeline.log.signing import (
     ManifestRejected,

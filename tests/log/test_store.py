@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.core.models import ComposeManifest
+from pipeline.core.models.manifests import ComposeManifest
 from pipeline.errors import ConflictError, KeyConfigError, StoreError, VerificationError
 from pipeline.log.git import PushConfig
 from pipeline.log.signing import sign_manifest

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.core.models import LogRef, VerdictManifest
+from pipeline.core.models.manifests import LogRef, VerdictManifest
 from pipeline.core.outputs import checksum_file
 from pipeline.core.pages import DASHBOARD_PAGE, Urls, dashboard_pages, http_url, region_names
 from pipeline.core.state import derive

@@ -27,7 +27,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from securesystemslib.signer import CryptoSigner
 
-from pipeline.core.models import RoleName
+from pipeline.core.models.common import RoleName
 from tests.browser import Scenario, Sites, Watch, serve, slug
 from tests.conftest import ROOT
 from tests.sitekit import (

@@ -28,7 +28,7 @@ import pytest
 from fedora_messaging.exceptions import PublishTimeout
 from fedora_messaging.message import Message
 
-from pipeline.core.models import ComposeManifest, ReleaseManifest
+from pipeline.core.models.manifests import ComposeManifest, ReleaseManifest
 from pipeline.errors import BusError
 from pipeline.stages import bus
 from tests.conftest import FIXTURES, ROOT, ComposeTree, Log, StaticServer, run_invoke

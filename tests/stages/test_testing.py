@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.adapters.ingest import http_session, load_compose
 from pipeline.core.config import ProductConfig, SuiteSpec, TestSpec, load_product
-from pipeline.core.models import ResultManifest
+from pipeline.core.models.manifests import ResultManifest
 from pipeline.core.state import derive
 from pipeline.errors import ConfigError, FetchError, InputError, TestRunError
 from pipeline.log.signing import load_signer

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from pipeline.adapters.aws.common import AwsCallFailed, call_aws, reason
 from pipeline.core.config import AwsClouds, ProductConfig
-from pipeline.core.models import CloudImage, ComposeManifest, MissingRegion
+from pipeline.core.models.manifests import CloudImage, ComposeManifest, MissingRegion
 from pipeline.errors import ConfigError
 
 #: An EC2 client (``boto3.client("ec2", region_name=...)``). boto3 ships no type

@@ -17,7 +17,12 @@ from botocore.exceptions import ClientError
 
 from pipeline.adapters.aws.ec2 import WITHDRAWN_TAG, ClientFactory, WithdrawAction, discover
 from pipeline.core.config import AwsClouds, load_product
-from pipeline.core.models import BaseRef, CloudImagesManifest, ComposeManifest, ReleaseManifest
+from pipeline.core.models.manifests import (
+    BaseRef,
+    CloudImagesManifest,
+    ComposeManifest,
+    ReleaseManifest,
+)
 from pipeline.errors import ConfigError, InputError
 from pipeline.log.store import WriteOptions
 from pipeline.stages.clouds import discover_clouds, withdraw_clouds

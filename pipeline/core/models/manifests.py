@@ -1,177 +1,24 @@
-"""Pydantic models: the single source of the manifest formats and their JSON Schema.
+"""The manifest kinds, one model each, and the registry of kinds (:data:`KINDS`).
 
-This layer knows nothing of files, git or keys. Every model is strict, frozen and
-forbids unknown fields, so anything that parses is valid. Signed payloads carry
-no floats (OLPC canonical JSON has none): sizes are bytes, times are integer
-seconds or UTC timestamps as strings.
+Each field that takes one of a few words is typed with a named ``Literal`` alias
+(:data:`TestOutcome`, :data:`TrackerAction`…), so callers can annotate with it.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from pathlib import PurePosixPath
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    WithJsonSchema,
-    model_validator,
+from pydantic import Field, model_validator
+
+from pipeline.core.models.common import (
+    ComposeId,
+    Manifest,
+    NonEmpty,
+    RoleName,
+    Sha256,
+    StrictModel,
+    UtcTimestamp,
 )
-
-SPEC_VERSION: Literal["1"] = "1"
-
-RoleName = Literal["compose", "test", "release"]
-ROLES: tuple[RoleName, ...] = ("compose", "test", "release")
-
-TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def parse_timestamp(value: object) -> datetime:
-    """Parse ``YYYY-MM-DDTHH:MM:SSZ`` (UTC, whole seconds) strictly.
-
-    Raises:
-        ValueError: the value is not a string in that exact form.
-    """
-    if isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() != UTC.utcoffset(None):
-            raise ValueError("timestamp must be timezone-aware UTC")
-        return value.replace(microsecond=0)
-    if not isinstance(value, str):
-        raise ValueError(f"timestamp must be a string like 2015-09-15T00:00:00Z, got {value!r}")
-    try:
-        return datetime.strptime(value, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        raise ValueError(
-            f"timestamp must look like 2015-09-15T00:00:00Z (UTC), got {value!r}"
-        ) from None
-
-
-def format_timestamp(value: datetime) -> str:
-    """The canonical string form of a UTC timestamp."""
-    return value.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
-
-
-UtcTimestamp = Annotated[
-    datetime,
-    BeforeValidator(parse_timestamp),
-    PlainSerializer(format_timestamp, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"}),
-]
-
-ProductName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
-# A compose id is used as a file name: no separators, no leading dot.
-ComposeId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")]
-Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-NonEmpty = Annotated[str, Field(min_length=1)]
-
-
-class StrictModel(BaseModel):
-    """Base of every model: strict types, frozen, no unknown fields."""
-
-    model_config = ConfigDict(
-        strict=True,
-        extra="forbid",
-        frozen=True,
-        validate_by_name=True,
-        validate_by_alias=True,
-        serialize_by_alias=True,
-    )
-
-
-# --- The signed envelope -------------------------------------------------------------
-
-
-class Signature(StrictModel):
-    """One signature over the canonical JSON bytes of ``signed``."""
-
-    keyid: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-    sig: Annotated[str, Field(pattern=r"^[0-9a-f]+$")]
-
-
-class Envelope(StrictModel):
-    """A manifest file: ``{"signed": {...}, "signatures": [...]}``.
-
-    ``signed`` stays a plain dict here: signatures are verified over the bytes
-    of what was read, and only then is it parsed into its kind's model.
-    """
-
-    signed: dict[str, Any]
-    signatures: list[Signature]
-
-
-# --- Trust -----------------------------------------------------------------------------
-
-
-class PublicKey(StrictModel):
-    """A securesystemslib public key dict (``SSlibKey.to_dict()``)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    keytype: NonEmpty
-    scheme: NonEmpty
-    keyval: dict[str, str]
-
-
-class Role(StrictModel):
-    """Which keys may sign a kind of manifest, and how many must."""
-
-    keyids: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]]
-    threshold: Annotated[int, Field(ge=1)] = 1
-
-
-class Trust(StrictModel):
-    """``manifests/trust.json``: public keys and the roles they may sign for."""
-
-    spec_version: Literal["1"] = SPEC_VERSION
-    keys: dict[str, PublicKey]
-    roles: dict[RoleName, Role]
-
-    @model_validator(mode="after")
-    def _roles_complete(self) -> Trust:
-        missing = [r for r in ROLES if r not in self.roles]
-        if missing:
-            raise ValueError(f"roles {', '.join(missing)} missing")
-        for name, role in self.roles.items():
-            unknown = [k for k in role.keyids if k not in self.keys]
-            if unknown:
-                raise ValueError(f"role {name} lists keyid {unknown[0]} that is not in keys")
-        return self
-
-
-# --- Manifests -------------------------------------------------------------------------
-
-
-class Manifest(StrictModel):
-    """Fields every signed payload carries. Subclasses name their kind."""
-
-    KIND: ClassVar[str]
-    ROLE: ClassVar[RoleName]
-    DIRECTORY: ClassVar[str]
-
-    spec_version: Literal["1"] = SPEC_VERSION
-    product: ProductName
-    created: UtcTimestamp
-
-    def identity(self) -> str:
-        """The file stem this manifest must be stored under."""
-        raise NotImplementedError
-
-    def relname(self) -> str:
-        """Where this manifest lives, relative to ``manifests/``, as a ``/`` string (cheap:
-        the site build names tens of thousands)."""
-        return f"{self.product}/{self.DIRECTORY}/{self.identity()}.json"
-
-    def relpath(self) -> PurePosixPath:
-        """Where this manifest lives, relative to ``manifests/``."""
-        return PurePosixPath(self.relname())
-
-    def signed_dict(self) -> dict[str, Any]:
-        """The JSON-native payload that gets signed."""
-        return self.model_dump(mode="json")
 
 
 class Checksums(StrictModel):
@@ -219,7 +66,10 @@ class Release(StrictModel):
     type: str = "ga"
 
 
+#: Whether a compose produced images (Pungi's DOOMED composes produce none).
 ComposeOutcome = Literal["images", "no-image"]
+#: productmd's compose types.
+ComposeType = Literal["production", "nightly", "test", "ci", "development"]
 
 
 class ComposeManifest(Manifest):
@@ -237,7 +87,7 @@ class ComposeManifest(Manifest):
     compose_id: ComposeId
     date: Annotated[str, Field(pattern=r"^\d{8}$")]
     respin: Annotated[int, Field(ge=0)]
-    compose_type: Literal["production", "nightly", "test", "ci", "development"]
+    compose_type: ComposeType
     label: str | None = None
     release: Release | None
     outcome: ComposeOutcome
@@ -269,8 +119,14 @@ class ComposeManifest(Manifest):
 
 SuiteName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 RunId = Annotated[str, Field(pattern=r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")]
-Outcome = Literal["PASSED", "FAILED", "SKIPPED"]
+#: What one test case came to.
+TestOutcome = Literal["PASSED", "FAILED", "SKIPPED"]
+#: What a suite came to: ``WARNED`` when only non-blocking tests failed.
 SuiteVerdict = Literal["PASSED", "WARNED", "FAILED"]
+#: Where a test result came from: the built-in battery, or an imported JUnit XML report.
+TestOrigin = Literal["battery", "junit"]
+#: What an operator's verdict does to a compose: fail it, or waive one failed test.
+VerdictAction = Literal["fail", "waive"]
 
 
 class ImageRef(StrictModel):
@@ -317,7 +173,7 @@ class CaseResult(StrictModel):
     name: NonEmpty
     blocking: bool
     expect_fail: bool = False
-    outcome: Outcome
+    outcome: TestOutcome
     reason: str | None = None
     duration_ms: Annotated[int, Field(ge=0)]
     image: ImageRef | None = None
@@ -347,7 +203,7 @@ class ResultManifest(Manifest):
     compose_id: ComposeId
     suite: SuiteName
     run: RunId
-    origin: Literal["battery", "junit"]
+    origin: TestOrigin
     runner: str
     started: UtcTimestamp
     finished: UtcTimestamp
@@ -382,7 +238,7 @@ class VerdictManifest(Manifest):
     type_: Literal["verdict"] = Field(default="verdict", alias="_type")
     compose_id: ComposeId
     number: Annotated[int, Field(ge=1)]
-    action: Literal["fail", "waive"]
+    action: VerdictAction
     test: str | None = None
     suite: SuiteName | None = None
     reason: NonEmpty
@@ -402,6 +258,10 @@ class VerdictManifest(Manifest):
 # --- tracker events --------------------------------------------------------------------
 
 BugRef = Annotated[str, Field(pattern=r"^(bz|local)[0-9]+$")]
+#: Which failure tracker a tracker event was recorded by.
+TrackerBackend = Literal["local", "bugzilla"]
+#: What a tracker event did to its bug.
+TrackerAction = Literal["opened", "commented", "closed"]
 
 
 class TrackerEventManifest(Manifest):
@@ -417,11 +277,11 @@ class TrackerEventManifest(Manifest):
 
     type_: Literal["tracker-event"] = Field(default="tracker-event", alias="_type")
     event_id: NonEmpty
-    backend: Literal["local", "bugzilla"]
+    backend: TrackerBackend
     bug: BugRef
     bug_id: NonEmpty
     url: NonEmpty
-    action: Literal["opened", "commented", "closed"]
+    action: TrackerAction
     compose_id: ComposeId
     compose_status: str
     summary: str | None = None
@@ -442,6 +302,12 @@ class TrackerEventManifest(Manifest):
 
 ReleaseId = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}(\.[2-9]|\.[1-9][0-9]+)?$")]
 CycleDate = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+#: What a release decision made of a compose it looked at.
+ConsideredVerdict = Literal["chosen", "rejected", "older"]
+#: What a release cycle decided: an image, or a stale cycle.
+ReleaseDecision = Literal["release", "stale"]
+#: What a cycle does after a stale decision: try again later in the cycle, or wait.
+ReleasePolicy = Literal["retry", "skip"]
 
 
 class BaseRef(StrictModel):
@@ -468,7 +334,7 @@ class Considered(StrictModel):
 
     compose_id: ComposeId
     status: str
-    verdict: Literal["chosen", "rejected", "older"]
+    verdict: ConsideredVerdict
     reason: str
 
 
@@ -487,12 +353,12 @@ class ReleaseManifest(Manifest):
     release_id: ReleaseId
     cycle: CycleDate
     sequence: Annotated[int, Field(ge=1)]
-    decision: Literal["release", "stale"]
+    decision: ReleaseDecision
     compose_id: ComposeId | None
     #: The release that was current when this decision was made (kept, for a stale cycle).
     previous: ReleaseId | None
     base: BaseRef
-    policy: Literal["retry", "skip"]
+    policy: ReleasePolicy
     open_bug: BugLink | None = None
     considered: list[Considered]
     explanation: NonEmpty

@@ -1,0 +1,172 @@
+"""What every manifest model shares: the field types (timestamps, names, digests), the
+strict base model, the signed envelope, the trust file, and the ``Manifest`` base class.
+
+The manifest kinds themselves are in :mod:`pipeline.core.models.manifests`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
+
+SPEC_VERSION: Literal["1"] = "1"
+
+RoleName = Literal["compose", "test", "release"]
+ROLES: tuple[RoleName, ...] = ("compose", "test", "release")
+
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def parse_timestamp(value: object) -> datetime:
+    """Parse ``YYYY-MM-DDTHH:MM:SSZ`` (UTC, whole seconds) strictly.
+
+    Raises:
+        ValueError: the value is not a string in that exact form.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() != UTC.utcoffset(None):
+            raise ValueError("timestamp must be timezone-aware UTC")
+        return value.replace(microsecond=0)
+    if not isinstance(value, str):
+        raise ValueError(f"timestamp must be a string like 2015-09-15T00:00:00Z, got {value!r}")
+    try:
+        return datetime.strptime(value, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError(
+            f"timestamp must look like 2015-09-15T00:00:00Z (UTC), got {value!r}"
+        ) from None
+
+
+def format_timestamp(value: datetime) -> str:
+    """The canonical string form of a UTC timestamp."""
+    return value.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+UtcTimestamp = Annotated[
+    datetime,
+    BeforeValidator(parse_timestamp),
+    PlainSerializer(format_timestamp, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"}),
+]
+
+ProductName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+# A compose id is used as a file name: no separators, no leading dot.
+ComposeId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class StrictModel(BaseModel):
+    """Base of every model: strict types, frozen, no unknown fields."""
+
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
+
+
+# --- The signed envelope -------------------------------------------------------------
+
+
+class Signature(StrictModel):
+    """One signature over the canonical JSON bytes of ``signed``."""
+
+    keyid: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    sig: Annotated[str, Field(pattern=r"^[0-9a-f]+$")]
+
+
+class Envelope(StrictModel):
+    """A manifest file: ``{"signed": {...}, "signatures": [...]}``.
+
+    ``signed`` stays a plain dict here: signatures are verified over the bytes
+    of what was read, and only then is it parsed into its kind's model.
+    """
+
+    signed: dict[str, Any]
+    signatures: list[Signature]
+
+
+# --- Trust -----------------------------------------------------------------------------
+
+
+class PublicKey(StrictModel):
+    """A securesystemslib public key dict (``SSlibKey.to_dict()``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    keytype: NonEmpty
+    scheme: NonEmpty
+    keyval: dict[str, str]
+
+
+class Role(StrictModel):
+    """Which keys may sign a kind of manifest, and how many must."""
+
+    keyids: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]]
+    threshold: Annotated[int, Field(ge=1)] = 1
+
+
+class Trust(StrictModel):
+    """``manifests/trust.json``: public keys and the roles they may sign for."""
+
+    spec_version: Literal["1"] = SPEC_VERSION
+    keys: dict[str, PublicKey]
+    roles: dict[RoleName, Role]
+
+    @model_validator(mode="after")
+    def _roles_complete(self) -> Trust:
+        missing = [r for r in ROLES if r not in self.roles]
+        if missing:
+            raise ValueError(f"roles {', '.join(missing)} missing")
+        for name, role in self.roles.items():
+            unknown = [k for k in role.keyids if k not in self.keys]
+            if unknown:
+                raise ValueError(f"role {name} lists keyid {unknown[0]} that is not in keys")
+        return self
+
+
+# --- Manifests -------------------------------------------------------------------------
+
+
+class Manifest(StrictModel):
+    """Fields every signed payload carries. Subclasses name their kind."""
+
+    KIND: ClassVar[str]
+    ROLE: ClassVar[RoleName]
+    DIRECTORY: ClassVar[str]
+
+    spec_version: Literal["1"] = SPEC_VERSION
+    product: ProductName
+    created: UtcTimestamp
+
+    def identity(self) -> str:
+        """The file stem this manifest must be stored under."""
+        raise NotImplementedError
+
+    def relname(self) -> str:
+        """Where this manifest lives, relative to ``manifests/``, as a ``/`` string (cheap:
+        the site build names tens of thousands)."""
+        return f"{self.product}/{self.DIRECTORY}/{self.identity()}.json"
+
+    def relpath(self) -> PurePosixPath:
+        """Where this manifest lives, relative to ``manifests/``."""
+        return PurePosixPath(self.relname())
+
+    def signed_dict(self) -> dict[str, Any]:
+        """The JSON-native payload that gets signed."""
+        return self.model_dump(mode="json")
