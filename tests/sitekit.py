@@ -24,7 +24,8 @@ from pipeline.core.models import (
     MissingRegion,
 )
 from pipeline.log.store import WriteOptions
-from pipeline.site.plugin import BuildReport, build_site
+from pipeline.site.build import build_site
+from pipeline.site.output import BuildReport
 from pipeline.stages.compose import build_compose_manifest
 from pipeline.stages.workflow import cut_release, make_tracker, revoke_release, sync_tracker
 from tests.conftest import ROOT, ComposeTree, Log, make_result

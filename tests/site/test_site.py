@@ -31,14 +31,9 @@ from pipeline.core.state import derive
 from pipeline.errors import SiteError, VerificationError
 from pipeline.log.cache import CACHE_DIR, BlobStore, git_blob_id
 from pipeline.log.store import WriteOptions
-from pipeline.site.plugin import (
-    BuildReport,
-    ProductRecord,
-    Workers,
-    _folders_mtime,
-    _FolderTimes,
-    product_trees,
-)
+from pipeline.site.incremental import _folders_mtime, _FolderTimes, product_trees
+from pipeline.site.output import BuildReport, ProductRecord
+from pipeline.site.workers import Workers
 from pipeline.stages.compose import failed_compose_manifest
 from tests.conftest import FIXTURES, ROOT, make_result, run_invoke
 from tests.sitekit import (
