@@ -34,6 +34,7 @@ from pipeline.cli import console
 from pipeline.core.config import ProductConfig, load_product
 from pipeline.core.models.common import ROLES, RoleName, Trust
 from pipeline.core.state import derive, summary
+from pipeline.core.units import human_size
 from pipeline.demo.run import run_demo
 from pipeline.demo.simulate import DayReport
 from pipeline.errors import CloudError, ConfigError, FortnightError
@@ -990,7 +991,7 @@ def demo(
     download_url = "/composes/{compose_id}/compose/"
     server = None
     if serve:  # bind first: the pages then carry absolute download links to this server
-        from pipeline.site.plugin import site_server  # noqa: PLC0415 - Pelican loads only here
+        from pipeline.site.serve import site_server  # noqa: PLC0415 - Pelican loads only here
 
         server = site_server(workdir / "www", "127.0.0.1", port)
         download_url = f"http://127.0.0.1:{server.server_address[1]}{download_url}"
@@ -1029,7 +1030,7 @@ def demo(
     console.out.print(f"keys:         {result.keys}  (generated for this run)")
     console.out.print(f"site:         {result.site}")
     if server is not None:
-        from pipeline.site.plugin import serve_forever  # noqa: PLC0415 - Pelican is loaded by now
+        from pipeline.site.serve import serve_forever  # noqa: PLC0415 - Pelican is loaded by now
 
         serve_forever(server, result.site)
 
@@ -1066,7 +1067,7 @@ def site_build(
     workers: int = 0,
 ) -> None:
     """Build the download site from the verified log (fails closed on any bad manifest)."""
-    from pipeline.site.plugin import build_site  # noqa: PLC0415 - Pelican loads only for the site
+    from pipeline.site.build import build_site  # noqa: PLC0415 - Pelican loads only for the site
 
     log = _log(repo)
     out = _output(output, log)
@@ -1138,7 +1139,7 @@ def site_publish(
         )
     uploads, deletes = report.plan.uploads, report.plan.deletes
     if dry_run:
-        size = console.human_size(sum(u.size for u in uploads))
+        size = human_size(sum(u.size for u in uploads))
         console.out.print(
             f"would publish {report.target}: upload {len(uploads)} ({size}), "
             f"{report.unchanged} unchanged, delete {len(deletes)}; dry run: nothing changed"
@@ -1146,7 +1147,7 @@ def site_publish(
         return
     console.out.print(
         f"published {report.target}: {report.uploaded} uploaded "
-        f"({console.human_size(report.bytes_uploaded)}), {report.unchanged} unchanged, "
+        f"({human_size(report.bytes_uploaded)}), {report.unchanged} unchanged, "
         f"{report.deleted} deleted"
     )
 
@@ -1169,7 +1170,7 @@ def site_serve(
     port: int = 8000,
 ) -> None:
     """Preview the built site over HTTP until interrupted (Ctrl-C)."""
-    from pipeline.site.plugin import serve_site  # noqa: PLC0415 - Pelican loads only for the site
+    from pipeline.site.serve import serve_site  # noqa: PLC0415 - Pelican loads only for the site
 
     out = _output(output, _log(repo))
     if not (out / "index.html").is_file():

@@ -10,7 +10,7 @@ a release archive with CHECKSUM and SHA256SUMS every 14 days, "latest" pointers,
 and a feed; a root index and the theme), publishes it to moto's S3 server on 127.0.0.1,
 then adds one day (a compose and a release) and publishes again. For each publish it
 prints the objects and bytes uploaded, the objects left unchanged and deleted, and the
-time. By default the site is the real build (``pipeline.site.plugin.build_site``) of the
+time. By default the site is the real build (``pipeline.site.build.build_site``) of the
 synthetic history of benchmarks/history.py (``--years``, ``--products``, reused from
 ``--dir``), and the second publish follows one more nightly compose and release decision
 committed to it, rebuilt; ``--synthetic`` publishes a generated folder shaped like it
@@ -48,7 +48,7 @@ import boto3  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
 from pipeline.adapters.aws.s3 import s3_client_factory  # noqa: E402
-from pipeline.site import plugin as sitegen  # noqa: E402
+from pipeline.site import build as sitebuild  # noqa: E402
 from pipeline.site.publish import PublishReport, publish  # noqa: E402
 
 BUCKET = "fortnight-benchmark"
@@ -175,7 +175,7 @@ def real_site(
     moment = bench.moment_for(scratch, nproducts)
 
     def build() -> Path:
-        sitegen.build_site(CONF, scratch.log, scratch.output, at=moment.build_at)
+        sitebuild.build_site(CONF, scratch.log, scratch.output, at=moment.build_at)
         return Path(scratch.output)
 
     def add_release() -> str:

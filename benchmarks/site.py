@@ -1,4 +1,4 @@
-"""Benchmark the download site: ``pipeline.site.plugin.build_site`` cold and warm, against Pelican.
+"""Benchmark the download site: ``pipeline.site.build.build_site`` cold and warm, against Pelican.
 
 Usage (from the repository root)::
 
@@ -79,7 +79,8 @@ from pipeline.core.state import next_release_day  # noqa: E402
 from pipeline.log import cache as verifycache  # noqa: E402
 from pipeline.log.signing import add_key_to_trust, save_trust, sign_manifest  # noqa: E402
 from pipeline.log.store import ManifestLog, PendingManifest  # noqa: E402
-from pipeline.site import plugin as sitegen  # noqa: E402
+from pipeline.site import build as sitebuild  # noqa: E402
+from pipeline.site import incremental, output, render, workers  # noqa: E402
 from pipeline.stages.load import load_state  # noqa: E402
 
 CONF = REPO / "pelicanconf.py"
@@ -378,7 +379,7 @@ def build(scratch: Scratch, at: datetime) -> Build:
 
     def run() -> Build:
         start = time.perf_counter()
-        report = sitegen.build_site(CONF, scratch.log, scratch.output, at=at)
+        report = sitebuild.build_site(CONF, scratch.log, scratch.output, at=at)
         return Build(
             time.perf_counter() - start,
             report.pages,
@@ -630,24 +631,24 @@ def phase_build(scratch: Scratch, at: datetime, profile: Path | None) -> Phases:
 
         clock = PhaseClock()
         clock.wrap(ManifestLog, "load_verified", "load + verify (cache hits)")
-        clock.wrap(sitegen, "derive", "derive")
+        clock.wrap(workers, "derive", "derive")
         for name in dir(pages):
             if not name.startswith("_") and callable(getattr(pages, name)):
                 value = getattr(pages, name)
-                if getattr(value, "__module__", "") == pages.__name__ and not isinstance(
+                if getattr(value, "__module__", "").startswith(pages.__name__) and not isinstance(
                     value, type
                 ):
                     clock.wrap(pages, name, "page models (pipeline.core.pages)")
-        clock.wrap(sitegen.Renderer, "render", "render (Jinja)")
-        clock.wrap(sitegen.Output, "write", "write (sha256, compare, atomic write)")
-        clock.wrap(sitegen.Output, "copy", "copy (manifests, logs)")
-        clock.wrap(sitegen.Output, "remove_stale", "remove stale files")
-        clock.wrap(sitegen, "atom_feed", "Atom feed")
+        clock.wrap(render.Renderer, "render", "render (Jinja)")
+        clock.wrap(output.Output, "write", "write (sha256, compare, atomic write)")
+        clock.wrap(output.Output, "copy", "copy (manifests, logs)")
+        clock.wrap(output.Output, "remove_stale", "remove stale files")
+        clock.wrap(render, "atom_feed", "Atom feed")
         clock.wrap(outputs, "checksum_file", "CHECKSUM files")
         clock.wrap(outputs, "sha256sums", "CHECKSUM files")
-        clock.wrap(sitegen, "product_trees", "git ls-tree + status")
-        clock.wrap(sitegen, "code_key", "code key (hash code + theme)")
-        clock.wrap(sitegen, "save_record", "build record")
+        clock.wrap(incremental, "product_trees", "git ls-tree + status")
+        clock.wrap(incremental, "code_key", "code key (hash code + theme)")
+        clock.wrap(incremental, "save_record", "build record")
         clock.wrap(pelican.generators.PagesGenerator, "generate_context", "Pelican content pages")
         clock.wrap(pelican.generators.PagesGenerator, "generate_output", "Pelican content pages")
         clock.wrap(pelican.generators.StaticGenerator, "generate_output", "Pelican theme static")
@@ -656,7 +657,7 @@ def phase_build(scratch: Scratch, at: datetime, profile: Path | None) -> Phases:
         if profiler is not None:
             profiler.enable()
         # One process: phase timers and cProfile only see the process they run in.
-        sitegen.build_site(
+        sitebuild.build_site(
             CONF, scratch.log, scratch.output, at=at, overrides={"FORTNIGHT_WORKERS": 1}
         )
         if profiler is not None:

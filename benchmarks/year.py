@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, workdir: Path) -> None:
     """Play the year in ``workdir`` and print what happened and where the time went."""
-    from pipeline.site.plugin import build_site  # noqa: PLC0415 - Pelican is slow to import
+    from pipeline.site.build import build_site  # noqa: PLC0415 - Pelican is slow to import
 
     started = time.perf_counter()
     script = year_script(args.seed, START, args.days)

@@ -8,9 +8,12 @@ Each ``scenario_*`` function leaves the log in one of the states the download pa
 
 from __future__ import annotations
 
+import re
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +27,9 @@ from pipeline.core.models.manifests import (
     MissingRegion,
 )
 from pipeline.log.store import WriteOptions
-from pipeline.site.plugin import BuildReport, build_site
-from pipeline.stages.compose import build_compose_manifest
+from pipeline.site.build import build_site
+from pipeline.site.output import BuildReport
+from pipeline.stages.compose import build_compose_manifest, failed_compose_manifest
 from pipeline.stages.workflow import cut_release, make_tracker, revoke_release, sync_tracker
 from tests.conftest import ROOT, ComposeTree, Log, make_result
 
@@ -194,3 +198,77 @@ def scenario_none(h: History) -> datetime:
     h.sync(day(-1, 6))
     h.cut(day(0, 12))
     return day(1, 12)
+
+
+def two_products(h: History) -> datetime:
+    """atomic-host's current scenario plus a cloud-base product with one compose."""
+    repo = h.log.repo
+    (repo / "manifests/cloud-base").mkdir()
+    shutil.copy(ROOT / "manifests/cloud-base/product.toml", repo / "manifests/cloud-base/")
+    h.log.git("add", "manifests/cloud-base")
+    h.log.git("commit", "-qm", "product: cloud-base")
+    now = scenario_current(h)
+    cloud = History(h.log, h.make_tree, product_name="cloud-base")
+    doomed = failed_compose_manifest(
+        cloud.product, "Fedora-Cloud-28-20180515.0", "DOOMED", None, day(14)
+    )
+    cloud.record([doomed], "compose: doomed")
+    return now
+
+
+class Page(HTMLParser):
+    """Links, text and banners of one HTML page."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self.links: list[tuple[str, str]] = []  # (href, text)
+        self.banners: list[str] = []
+        self.metas: list[dict[str, str]] = []
+        self.text_parts: list[str] = []
+        self._href: str | None = None
+        self._link_text: list[str] = []
+        self.feed(path.read_text())
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "a" and "href" in a:
+            self._href, self._link_text = a["href"], []
+        if "data-banner" in a:
+            self.banners.append(a["data-banner"])
+        if tag == "meta":
+            self.metas.append(a)
+        if tag == "link" and "href" in a:
+            self.links.append((a["href"], ""))
+        if tag == "script" and "src" in a:
+            self.links.append((a["src"], ""))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._href is not None:
+            self.links.append((self._href, "".join(self._link_text).strip()))
+            self._href = None
+
+    def handle_data(self, data: str) -> None:
+        self.text_parts.append(data)
+        if self._href is not None:
+            self._link_text.append(data)
+
+    @property
+    def text(self) -> str:
+        return re.sub(r"\s+", " ", "".join(self.text_parts))
+
+    def href(self, text: str) -> str:
+        return next(h for h, t in self.links if t == text)
+
+
+def internal_targets(out: Path) -> list[tuple[Path, str]]:
+    """Every (page, relative link) in the built site whose target is missing."""
+    broken = []
+    for html in out.rglob("*.html"):
+        for href, _ in Page(html).links:
+            if re.match(r"^[a-z]+:", href) or href.startswith(("#", "//")):
+                continue
+            target = (html.parent / href.split("#")[0]).resolve()
+            if not target.exists():
+                broken.append((html, href))
+    return broken

@@ -31,6 +31,7 @@ from pipeline.core.models.manifests import (
     ResultManifest,
 )
 from pipeline.core.state import State
+from pipeline.core.units import human_size
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -59,16 +60,6 @@ def byte_progress() -> contextlib.AbstractContextManager[Progress]:
 def day_progress() -> contextlib.AbstractContextManager[Progress]:
     """A progress display for day-by-day work; silent when stderr is not a terminal."""
     return _progress(MofNCompleteColumn(), TimeElapsedColumn())
-
-
-def human_size(n: int) -> str:
-    """Bytes as a short human figure (binary units)."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 def compose_table(manifest: ComposeManifest) -> Table:

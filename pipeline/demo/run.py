@@ -51,7 +51,7 @@ def run_demo(
     Raises:
         FortnightError: any step failed (the demo uses the same code as the tasks).
     """
-    from pipeline.site.plugin import build_site  # noqa: PLC0415 - Pelican loads after the run
+    from pipeline.site.build import build_site  # noqa: PLC0415 - Pelican loads after the run
 
     script = demo_script(weeks, seed, today)
     on_plan(script.days)

@@ -302,7 +302,7 @@ def check_state(
 
 def check_page(sim: Simulation, model: Model, state: State, want: Expect, tally: Tally) -> None:
     """Build the site for ``state.now`` and read its download page."""
-    from pipeline.site.plugin import build_site  # noqa: PLC0415 - Pelican loads only here
+    from pipeline.site.build import build_site  # noqa: PLC0415 - Pelican loads only here
 
     started = clock.perf_counter()
     build_site(ROOT / "pelicanconf.py", sim.repo, sim.www, at=state.now, logs=sim.logs.root)

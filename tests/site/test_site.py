@@ -1,24 +1,19 @@
-"""The site build: pages, banners, machine-readable outputs, escaping, incremental builds.
+"""The site build: pages, banners, machine-readable outputs, escaping, the manifest mirror.
 
 Every test builds a real site with Pelican from a real signed log (tests/sitekit.py) and
-reads the files as a user or a script would. The browser tests are in test_site_browser.py.
+reads the files as a user or a script would. The browser tests are in test_site_browser.py,
+incremental builds in test_incremental.py, worker processes in test_workers.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import multiprocessing as mp
 import os
 import re
 import shutil
 import subprocess
-import threading
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from datetime import datetime, timedelta
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +25,13 @@ from pipeline.core.pages import DASHBOARD_PAGE, Urls, dashboard_pages, http_url,
 from pipeline.core.state import derive
 from pipeline.errors import SiteError, VerificationError
 from pipeline.log.cache import CACHE_DIR, BlobStore, git_blob_id
-from pipeline.log.store import WriteOptions
-from pipeline.site.plugin import (
-    BuildReport,
-    ProductRecord,
-    Workers,
-    _folders_mtime,
-    _FolderTimes,
-    product_trees,
-)
-from pipeline.stages.compose import failed_compose_manifest
 from tests.conftest import FIXTURES, ROOT, make_result, run_invoke
 from tests.sitekit import (
     REGIONS,
     History,
+    Page,
     day,
+    internal_targets,
     scenario_current,
     scenario_none,
     scenario_stale,
@@ -52,64 +39,6 @@ from tests.sitekit import (
 )
 
 MakeHistory = Callable[..., History]
-
-
-class Page(HTMLParser):
-    """Links, text and banners of one HTML page."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.path = path
-        self.links: list[tuple[str, str]] = []  # (href, text)
-        self.banners: list[str] = []
-        self.metas: list[dict[str, str]] = []
-        self.text_parts: list[str] = []
-        self._href: str | None = None
-        self._link_text: list[str] = []
-        self.feed(path.read_text())
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "a" and "href" in a:
-            self._href, self._link_text = a["href"], []
-        if "data-banner" in a:
-            self.banners.append(a["data-banner"])
-        if tag == "meta":
-            self.metas.append(a)
-        if tag == "link" and "href" in a:
-            self.links.append((a["href"], ""))
-        if tag == "script" and "src" in a:
-            self.links.append((a["src"], ""))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._href is not None:
-            self.links.append((self._href, "".join(self._link_text).strip()))
-            self._href = None
-
-    def handle_data(self, data: str) -> None:
-        self.text_parts.append(data)
-        if self._href is not None:
-            self._link_text.append(data)
-
-    @property
-    def text(self) -> str:
-        return re.sub(r"\s+", " ", "".join(self.text_parts))
-
-    def href(self, text: str) -> str:
-        return next(h for h, t in self.links if t == text)
-
-
-def internal_targets(out: Path) -> list[tuple[Path, str]]:
-    """Every (page, relative link) in the built site whose target is missing."""
-    broken = []
-    for html in out.rglob("*.html"):
-        for href, _ in Page(html).links:
-            if re.match(r"^[a-z]+:", href) or href.startswith(("#", "//")):
-                continue
-            target = (html.parent / href.split("#")[0]).resolve()
-            if not target.exists():
-                broken.append((html, href))
-    return broken
 
 
 @pytest.fixture
@@ -472,112 +401,6 @@ def test_dashboard_older_pages_stay_put_as_composes_arrive(make_history: MakeHis
     assert [p.href for p in last][1:] == [f"a/dashboard/page-{n}.html" for n in (3, 2, 1)]
 
 
-def test_same_log_same_at_gives_identical_output(make_history: MakeHistory, tmp_path: Path) -> None:
-    h = make_history()
-    now = scenario_stale(h)
-    a, b = tmp_path / "a", tmp_path / "b"
-    h.build(a, now)
-    h.build(b, now, cache=False)
-
-    def tree(root: Path) -> dict[str, str]:
-        return {
-            str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*"))
-            if p.is_file() and ".fortnight" not in p.parts
-        }
-
-    assert tree(a) == tree(b)
-    assert len(tree(a)) > 20
-
-
-def test_incremental_rebuild(make_history: MakeHistory, tmp_path: Path) -> None:
-    h = make_history()
-    now = scenario_current(h)
-    out = tmp_path / "out"
-    first = h.build(out, now)
-    assert first.products_built == ["atomic-host"] and first.written > 20
-    again = h.build(out, now)
-    assert again.products_skipped == ["atomic-host"] and again.written == 0
-    # A new nightly compose: the product is rebuilt, only changed files are written.
-    h.compose(day(15))
-    later = now + timedelta(hours=12)
-    third = h.build(out, later)
-    assert third.products_built == ["atomic-host"]
-    assert 0 < third.written < first.written
-    assert (out / "atomic-host/composes/Fedora-Atomic-28-20180516.0.html").is_file()
-    # Building for an earlier moment removes what did not exist then.
-    h.build(out, day(1))
-    assert not (out / "atomic-host/composes/Fedora-Atomic-28-20180516.0.html").exists()
-    assert not (out / "streams/atomic-host.json").read_text().count("2018-05-15")
-    assert internal_targets(out) == []
-
-
-def test_unchanged_compose_pages_are_kept_with_their_logs(
-    make_history: MakeHistory, tmp_path: Path
-) -> None:
-    """A compose page whose manifests, bugs and release are unchanged is not built again,
-    and the test logs it brought stay; a page whose inputs change is rebuilt."""
-    h = make_history()
-    logs = tmp_path / "logs"
-    old = h.compose(day(0), tested=False)
-    log_path = f"atomic-host/{old.compose_id}/images/run/format.log"
-    (logs / log_path).parent.mkdir(parents=True)
-    (logs / log_path).write_text("qemu-img: not a qcow2 file\n")
-    result = make_result(old, fail=["format"], started=day(0, 1))
-    tests = [
-        t.model_copy(update={"log": LogRef(path=log_path, sha256="0" * 64, size=27, tail="x")})
-        for t in result.tests
-    ]
-    h.record([result.model_copy(update={"tests": tests})], "test")
-    out = tmp_path / "out"
-    first = h.build(out, day(1), logs=logs)
-    assert first.reused == 0
-    page = out / "atomic-host/composes" / f"{old.compose_id}.html"
-    before = page.stat().st_mtime_ns
-
-    h.compose(day(1))  # a new nightly: the old compose's page is kept, with its log
-    second = h.build(out, day(2), logs=logs)
-    assert second.products_built == ["atomic-host"] and second.reused >= 1
-    assert page.stat().st_mtime_ns == before
-    assert (out / "logs" / log_path).read_text() == "qemu-img: not a qcow2 file\n"
-    assert internal_targets(out) == []
-
-    h.record([make_result(old, started=day(2, 1))], "test")  # a re-run passes: rebuilt
-    third = h.build(out, day(3), logs=logs)
-    assert third.products_built == ["atomic-host"]
-    assert page.stat().st_mtime_ns != before
-    assert "s-passed" in page.read_text()
-    # The newer run is the one shown, and it has no log: no page links the old log now.
-    assert not (out / "logs" / log_path).exists() and internal_targets(out) == []
-
-    # A log that reaches the log store late is linked once the product is built again.
-    late = h.compose(day(3), tested=False)
-    late_log = f"atomic-host/{late.compose_id}/images/run/format.log"
-    failed = make_result(late, fail=["format"], started=day(3, 1))
-    tests = [
-        t.model_copy(update={"log": LogRef(path=late_log, sha256="0" * 64, size=3, tail="x")})
-        for t in failed.tests
-    ]
-    h.record([failed.model_copy(update={"tests": tests})], "test")
-    h.build(out, day(4), logs=logs)
-    late_page = out / "atomic-host/composes" / f"{late.compose_id}.html"
-    assert ">log</a>" not in late_page.read_text()
-    (logs / late_log).parent.mkdir(parents=True)
-    (logs / late_log).write_text("late\n")
-    h.compose(day(4))
-    h.build(out, day(5), logs=logs)
-    assert ">log</a>" in late_page.read_text()
-    assert (out / "logs" / late_log).read_text() == "late\n"
-
-    # The same build from scratch gives the same bytes: reuse changes nothing visible.
-    fresh = tmp_path / "fresh"
-    h.build(fresh, day(5), logs=logs)
-    for path in sorted(fresh.rglob("*")):
-        rel = path.relative_to(fresh)
-        if path.is_file() and rel.parts[0] != ".fortnight":
-            assert (out / rel).read_bytes() == path.read_bytes(), rel
-
-
 def test_a_bad_manifest_fails_the_build_and_writes_nothing(
     current_site: tuple[History, Path],
 ) -> None:
@@ -685,145 +508,6 @@ def test_site_build_task_reports_and_fails_closed(
     assert at.returncode == 2 and "--at yesterday-ish" in at.stderr
 
 
-def two_products(h: History) -> datetime:
-    """atomic-host's current scenario plus a cloud-base product with one compose."""
-    repo = h.log.repo
-    (repo / "manifests/cloud-base").mkdir()
-    shutil.copy(ROOT / "manifests/cloud-base/product.toml", repo / "manifests/cloud-base/")
-    h.log.git("add", "manifests/cloud-base")
-    h.log.git("commit", "-qm", "product: cloud-base")
-    now = scenario_current(h)
-    cloud = History(h.log, h.make_tree, product_name="cloud-base")
-    doomed = failed_compose_manifest(
-        cloud.product, "Fedora-Cloud-28-20180515.0", "DOOMED", None, day(14)
-    )
-    cloud.record([doomed], "compose: doomed")
-    return now
-
-
-def test_products_build_in_worker_processes_with_the_same_result(
-    make_history: MakeHistory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    h = make_history()
-    now = two_products(h)
-    parallel, serial = tmp_path / "parallel", tmp_path / "serial"
-    assert threading.active_count() == 1  # else the build cannot fork and runs in-process
-    forks = []
-    real = Workers.start
-
-    def spy(jobs: list[Any], workers: int) -> Workers | None:
-        pool = real(jobs, workers)
-        forks.append(pool is not None)
-        return pool
-
-    monkeypatch.setattr(Workers, "start", spy)
-    report = h.build(parallel, now, overrides={"FORTNIGHT_WORKERS": 2})
-    assert forks == [True]
-    h.build(serial, now, overrides={"FORTNIGHT_WORKERS": 1})
-    assert report.products_built == ["atomic-host", "cloud-base"]
-    assert report.pages == 10 and report.written > 40  # 6 pages + 4 of cloud-base
-
-    def tree(root: Path) -> dict[str, bytes]:
-        return {
-            str(p.relative_to(root)): p.read_bytes()
-            for p in root.rglob("*")
-            if p.is_file() and ".fortnight" not in p.parts
-        }
-
-    assert tree(parallel) == tree(serial)
-    assert (parallel / "cloud-base/index.html").is_file()
-
-
-def test_build_record_rewrites_only_what_changed(make_history: MakeHistory, tmp_path: Path) -> None:
-    """Each product's file list is kept in its own record file: a build that rebuilds one
-    product rewrites that one; a damaged record means a full build, not a failure."""
-    h = make_history()
-    now = two_products(h)
-    out = tmp_path / "out"
-    h.build(out, now)
-    parts = out / ".fortnight/products"
-
-    def stored() -> dict[str, tuple[str, int]]:
-        return {p.name.rsplit("-", 1)[0]: (p.name, p.stat().st_mtime_ns) for p in parts.iterdir()}
-
-    first = stored()
-    assert set(first) == {"_site", "atomic-host", "cloud-base"}
-    again = h.build(out, now)
-    assert again.products_skipped == ["atomic-host", "cloud-base"] and stored() == first
-
-    h.compose(now - timedelta(hours=2))  # a new atomic-host compose
-    third = h.build(out, now)
-    assert third.products_built == ["atomic-host"]
-    after = stored()
-    assert after["cloud-base"] == first["cloud-base"] and after["_site"] == first["_site"]
-    assert after["atomic-host"][0] != first["atomic-host"][0]
-    assert len(list(parts.iterdir())) == 3  # the old atomic-host list is gone
-
-    (parts / after["cloud-base"][0]).write_text("{not json")
-    fourth = h.build(out, now)
-    assert fourth.products_built == ["atomic-host", "cloud-base"]
-    assert h.build(out, now).products_skipped == ["atomic-host", "cloud-base"]
-
-
-@pytest.mark.parametrize("workers", [1, 2])
-def test_a_bad_manifest_in_any_product_fails_the_whole_build(
-    make_history: MakeHistory, tmp_path: Path, workers: int
-) -> None:
-    """Fail closed across products: nothing of the good product is written either."""
-    h = make_history()
-    now = two_products(h)
-    bad = next((h.log.repo / "manifests/cloud-base/composes").glob("*.json"))
-    bad.write_text(bad.read_text().replace('"respin": 0', '"respin": 3'))
-    out = tmp_path / "out"
-    with pytest.raises(VerificationError, match=bad.name):
-        h.build(out, now, overrides={"FORTNIGHT_WORKERS": workers})
-    assert not (out / "atomic-host").exists()
-    assert not (out / "index.html").exists()
-
-
-def test_folder_times_from_find_match_the_python_walk(
-    make_history: MakeHistory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    h = make_history()
-    two_products(h)
-    root = h.log.repo / "manifests"
-    products = ["atomic-host", "cloud-base"]
-    from_find = _FolderTimes.start(root).result()
-    walked = {p: _folders_mtime(str(root / p)) for p in products}
-    assert {p: from_find[p] for p in products} == walked
-    trees = product_trees(h.log.repo)
-    assert set(trees) == set(products)
-    # Without GNU find (here: no find at all), the folders are walked from Python instead.
-    bare = tmp_path / "bin"
-    bare.mkdir()
-    (bare / "git").symlink_to(shutil.which("git") or "git")
-    monkeypatch.setenv("PATH", str(bare))
-    assert _FolderTimes.start(root).result() == {}
-    assert product_trees(h.log.repo) == trees
-
-
-def test_uncommitted_manifests_are_noticed(make_history: MakeHistory, tmp_path: Path) -> None:
-    """A manifest written with --no-commit (untracked) still rebuilds its product."""
-    h = make_history()
-    now = scenario_current(h)
-    out = tmp_path / "out"
-    h.build(out, now)
-    assert h.build(out, now).products_skipped == ["atomic-host"]
-    log = h.log.log
-    extra = make_result(
-        h.composes["Fedora-Atomic-28-20180514.0"],
-        fail=["name"],
-        started=now - timedelta(hours=1),
-        run="20180516T110000Z-abcdef",
-    )
-    log.record([extra], [h.log.signers["test"]], log.load_trust(), "x", WriteOptions(commit=False))
-    assert h.log.git("status", "--porcelain", "--untracked-files=all").strip().startswith("??")
-    again = h.build(out, now)
-    assert again.products_built == ["atomic-host"]
-    page = (out / "atomic-host/composes/Fedora-Atomic-28-20180514.0.html").read_text()
-    assert "20180516T110000Z-abcdef" in page
-
-
 @pytest.mark.parametrize(
     ("url", "kept"),
     [
@@ -910,63 +594,3 @@ def test_the_blob_store_refills_and_stores_only_matching_bytes(
     assert not (repo / ".git" / CACHE_DIR).exists()
     one = next(iter(_log_manifests(h)))
     assert (out / one.relative_to(repo)).stat().st_ino == one.stat().st_ino
-
-
-def _fake_writer(index: int, conn: Any, log: str) -> None:
-    """A worker that waits for the go, notes it, works a little, and reports."""
-    if conn.recv():
-        with open(log, "a") as f:
-            f.write(f"{index}\n")
-        time.sleep(0.2)
-        conn.send(("done", (ProductRecord(key=str(index)), BuildReport())))
-
-
-def test_workers_write_the_largest_products_first(tmp_path: Path) -> None:
-    """Writes go out largest product first, two at a time, the next when one is done; the
-    records come back in job order."""
-    ctx = mp.get_context("fork")
-    log = tmp_path / "order"
-    procs = []
-    for i in range(4):
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_fake_writer, args=(i, child, str(log)), daemon=True)
-        proc.start()
-        procs.append((proc, parent))
-    results = Workers(procs, sizes=[1, 5, 3, 4], slots=2).finish()
-    assert [record.key for record, _ in results] == ["0", "1", "2", "3"]
-    started = log.read_text().split()
-    assert sorted(started[:2]) == ["1", "3"] and started[2:] == ["2", "0"]
-
-
-@pytest.mark.parametrize("times", ["noted", "not noted"])
-def test_files_deleted_from_the_output_are_put_back(
-    make_history: MakeHistory, tmp_path: Path, times: str
-) -> None:
-    """A product whose files are not all in the output any more is built again: noticed
-    from the times of its own folders (or, where those were not noted, file by file),
-    for a file deep in a product's folders, at the output's top, or in a shared folder."""
-    h = make_history()
-    now = two_products(h)
-    out = tmp_path / "out"
-    h.build(out, now)
-    record = next((out / ".fortnight/products").glob("atomic-host-*.json"))
-    body = json.loads(record.read_text())
-    assert "manifests/atomic-host/composes" in body["folders"]
-    assert "streams" in body["folders"]  # noted, but shared: its files are looked up
-    if times == "not noted":
-        body["folders"] = {}
-        record.write_text(json.dumps(body))
-    assert h.build(out, now).products_skipped == ["atomic-host", "cloud-base"]
-    for victim in (
-        next((out / "manifests/atomic-host/composes").glob("*.json")),
-        out / "atomic-host/composes/Fedora-Atomic-28-20180514.0.html",
-        out / "index.html",
-        out / "streams/atomic-host.json",
-    ):
-        data = victim.read_bytes()
-        victim.unlink()
-        again = h.build(out, now)
-        assert again.products_built == ["atomic-host"], victim
-        assert again.products_skipped == ["cloud-base"], victim
-        assert victim.read_bytes() == data
-        assert h.build(out, now).products_skipped == ["atomic-host", "cloud-base"]

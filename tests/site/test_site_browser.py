@@ -95,9 +95,10 @@ SCENARIOS = {
 # --- fixtures -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Debian's chromium, headless, one for the session."""
+    """Debian's chromium, headless, one for this module (closed after it, so that later
+    tests run in a process without its threads: the site's workers fork only then)."""
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail(

@@ -1,0 +1,92 @@
+"""Running a Pelican build of the site, with its warnings made fatal."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pelican import Pelican
+from pelican.log import FatalLogger
+from pelican.log import console as pelican_console
+from pelican.settings import read_settings
+
+from pipeline.errors import ConfigError, FortnightError, SiteError
+from pipeline.site.output import BuildReport
+
+
+class _Warnings(logging.Handler):
+    """Collects Pelican's warnings and errors, so a failed build can say what went wrong."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage().splitlines()[0] if record.msg else "")
+
+
+@contextlib.contextmanager
+def fatal_warnings() -> Iterator[_Warnings]:
+    """Make Pelican's warnings fatal for the duration (and collect them)."""
+    handler = _Warnings()
+    root = logging.getLogger()
+    saved, quiet = FatalLogger.fatal_lvl, pelican_console.quiet
+    FatalLogger.fatal_lvl = logging.WARNING
+    pelican_console.quiet = True  # our task prints its own summary line
+    root.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        FatalLogger.fatal_lvl, pelican_console.quiet = saved, quiet
+        root.removeHandler(handler)
+
+
+def build_site(
+    conf: Path,
+    repo: Path,
+    output: Path,
+    *,
+    at: datetime | None = None,
+    logs: Path | None = None,
+    force: bool = False,
+    cache: bool = True,
+    overrides: dict[str, Any] | None = None,
+) -> BuildReport:
+    """Build the site from the log at ``repo`` into ``output`` with the settings file ``conf``.
+
+    Raises:
+        VerificationError: a manifest failed verification (nothing of its product is written).
+        ConfigError: a product.toml or trust.json is invalid, or the settings file is missing.
+        SiteError: Pelican or a template failed, or warned (warnings are fatal).
+    """
+    if not conf.is_file():
+        raise ConfigError(f"{conf}: settings file not found", hint="run from the repository root")
+    override: dict[str, Any] = {
+        "FORTNIGHT_REPO": str(repo),
+        "OUTPUT_PATH": str(output),
+        "FORTNIGHT_AT": at,
+        "FORTNIGHT_LOGS": str(logs) if logs else None,
+        "FORTNIGHT_FORCE": force,
+        "FORTNIGHT_CACHE": cache,
+        **(overrides or {}),
+    }
+    with fatal_warnings() as warnings:
+        try:
+            settings = read_settings(str(conf), override=override)
+            pelican = Pelican(settings)
+            report = BuildReport()
+            pelican.settings["FORTNIGHT_REPORT"] = report
+            pelican.run()
+        except FortnightError:
+            raise
+        except Exception as e:
+            reason = warnings.messages[-1] if warnings.messages else f"{type(e).__name__}: {e}"
+            raise SiteError(
+                f"site build failed: {reason}",
+                hint="fix it and re-run (set FORTNIGHT_DEBUG=1 for the traceback)",
+            ) from e
+    return report

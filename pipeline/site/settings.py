@@ -1,0 +1,48 @@
+"""The site plugin's settings, read once from Pelican's."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    """The plugin's settings, read from Pelican's (``FORTNIGHT_*`` and ``SITEURL``)."""
+
+    repo: Path
+    output: Path
+    theme: Path
+    at: datetime | None
+    logs: Path | None
+    primary: str
+    site_url: str
+    site_name: str
+    force: bool
+    cache: bool
+    workers: int
+
+    @classmethod
+    def from_pelican(cls, settings: dict[str, Any]) -> SiteSettings:
+        at = settings.get("FORTNIGHT_AT")
+        logs = settings.get("FORTNIGHT_LOGS")
+        return cls(
+            repo=Path(settings.get("FORTNIGHT_REPO") or ".").resolve(),
+            output=Path(settings["OUTPUT_PATH"]).resolve(),
+            theme=Path(settings["THEME"]).resolve(),
+            at=at if isinstance(at, datetime) else None,
+            logs=Path(logs).resolve() if logs else None,
+            primary=str(settings.get("FORTNIGHT_PRIMARY") or "atomic-host"),
+            site_url=str(settings.get("FORTNIGHT_SITEURL") or ""),
+            site_name=str(settings.get("SITENAME") or "Fortnight"),
+            force=bool(settings.get("FORTNIGHT_FORCE")),
+            cache=bool(settings.get("FORTNIGHT_CACHE", True)),
+            workers=int(settings.get("FORTNIGHT_WORKERS") or os.cpu_count() or 1),
+        )
+
+    def now(self) -> datetime:
+        """The moment the site describes: ``--at``, else now (whole seconds)."""
+        return self.at or datetime.now(UTC).replace(microsecond=0)
