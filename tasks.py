@@ -1193,12 +1193,14 @@ def listen(
     c: Context, product: str | None = None, config: str | None = None, repo: str | None = None
 ) -> None:
     """Run the pipeline from Pungi's and fedimg's bus messages until stopped; announce."""
-    from pipeline.stages import bus  # noqa: PLC0415 - fedora-messaging is slow to import
+    # fedora-messaging is slow to import: only in the bus tasks
+    from pipeline.adapters.bus.settings import config_path, load_settings  # noqa: PLC0415
+    from pipeline.stages import listen as listening  # noqa: PLC0415
 
-    path = bus.config_path(config, os.environ, ROOT)
-    settings = bus.load_settings(path)
+    path = config_path(config, os.environ, ROOT)
+    settings = load_settings(path)
     log = _log(repo or settings.repo)
-    bus.listen(log, settings, path, product=product, root=ROOT, env=os.environ)
+    listening.listen(log, settings, path, product=product, root=ROOT, env=os.environ)
 
 
 @task(
@@ -1217,12 +1219,15 @@ def announce(
     dry_run: bool = False,
 ) -> None:
     """Publish a bus message for each manifest recorded since the last announcement."""
-    from pipeline.stages import bus  # noqa: PLC0415 - fedora-messaging is slow to import
+    # fedora-messaging is slow to import: only in the bus tasks
+    from pipeline.adapters.bus.client import amqp_publisher  # noqa: PLC0415
+    from pipeline.adapters.bus.settings import config_path, load_settings  # noqa: PLC0415
+    from pipeline.stages import announce as announcing  # noqa: PLC0415
 
-    settings = bus.load_settings(bus.config_path(config, os.environ, ROOT))
+    settings = load_settings(config_path(config, os.environ, ROOT))
     log = _log(repo or settings.repo)
-    publish = bus.amqp_publisher(settings)
-    report = bus.announce(log, settings, publish=publish, since=since, dry_run=dry_run)
+    publish = amqp_publisher(settings.publish_timeout)
+    report = announcing.announce(log, settings, publish=publish, since=since, dry_run=dry_run)
     for msg in report.messages:
         verb = "would announce" if dry_run else "announced"
         console.out.print(f"{verb}: {msg.topic} ({msg.body['manifest']})")

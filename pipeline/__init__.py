@@ -21,7 +21,7 @@ Layers, lowest first:
   derivation, the release decision, tracker reconciliation, page models, checksum files.
 - ``log``: the manifest log: git, signing and keys, the store, the verification cache.
 - ``adapters``: one module per outside system: compose sources (productmd), image hashing,
-  Bugzilla, AWS.
+  Bugzilla, AWS; the message bus (fedora-messaging) is a package of its own, ``adapters.bus``.
 - ``stages``: what tasks run: record a compose, run or import tests, verdicts, tracker sync,
   release cut and revoke, cloud discovery, the message bus listener and announcer.
 - ``checks``: the built-in image checks, run as ``python -m pipeline.checks NAME``.

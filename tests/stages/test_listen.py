@@ -1,9 +1,9 @@
-"""The message bus against a real RabbitMQ (Debian's ``rabbitmq-server``, on a loopback port).
+"""``invoke listen`` against a real RabbitMQ (see ``conftest.py``).
 
 ``invoke listen`` runs as a real child process: real-shaped Pungi messages go in through the
 broker, the operator tasks run, manifests land in a real git log, and the announcements are
-read back from the broker. The classification, exit-code policy and message bodies are also
-checked in-process, without a broker.
+read back from the broker. The classification and exit-code policy are also checked
+in-process, without a broker.
 """
 
 from __future__ import annotations
@@ -11,232 +11,31 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pika
 import pytest
-from fedora_messaging.exceptions import PublishTimeout
-from fedora_messaging.message import Message
 
-from pipeline.core.models.manifests import ComposeManifest, ReleaseManifest
-from pipeline.errors import BusError
-from pipeline.stages import bus
-from tests.conftest import FIXTURES, ROOT, ComposeTree, Log, StaticServer, run_invoke
-from tests.sitekit import History, day, scenario_stale
+from pipeline.adapters.bus.settings import BusSettings
+from pipeline.stages import listen
+from tests.conftest import ROOT, ComposeTree, Log, StaticServer
+from tests.stages.conftest import (
+    DEADLINE,
+    FINISHED,
+    MESSAGES,
+    PUNGI_TOPIC,
+    Broker,
+    Bus,
+)
 
-MESSAGES = json.loads((FIXTURES / "fedmsg-meta-tests-message-examples.json").read_text())
-FINISHED = MESSAGES["compose2.pungi.compose.status.change(FINISHED)"]
-PUBLISH = MESSAGES["fedimg.TestImagePublish"]
-PUNGI_TOPIC = FINISHED["topic"]
 CID = "Fedora-Atomic-28-20180515.1"
-DEADLINE = 60.0
 INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
-
-# --- the broker -------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _server_script() -> str:
-    """Debian's real script (the /usr/sbin wrapper re-runs it through 'su rabbitmq')."""
-    for candidate in ("/usr/lib/rabbitmq/bin/rabbitmq-server", shutil.which("rabbitmq-server")):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    pytest.fail(
-        "the bus tests need a real RabbitMQ: install Debian's rabbitmq-server "
-        "(apt-get install rabbitmq-server); .ci/run does"
-    )
-
-
-@dataclass
-class Broker:
-    """A RabbitMQ node of this test session."""
-
-    port: int
-    env: dict[str, str]
-    base: Path
-
-    @property
-    def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
-
-    def connect(self) -> pika.BlockingConnection:
-        params = pika.URLParameters(self.url + "?connection_attempts=1&socket_timeout=2")
-        return pika.BlockingConnection(params)
-
-    def ctl(self, *args: str) -> None:
-        ctl = Path(_server_script()).with_name("rabbitmqctl")
-        subprocess.run([str(ctl), *args], env=self.env, check=True, capture_output=True)
-
-    def wait_up(self, proc: subprocess.Popen[bytes] | None = None) -> None:
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            try:
-                self.connect().close()
-                return
-            except pika.exceptions.AMQPError:
-                if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
-                    log = (self.base / "server.log").read_text(errors="replace")[-3000:]
-                    pytest.fail(f"rabbitmq-server did not start:\n{log}")
-                time.sleep(0.3)
-
-
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    """rabbitmq-server as a child process on free loopback ports; stopped at the end."""
-    script = _server_script()
-    base = tmp_path_factory.mktemp("rabbitmq")
-    (base / "home").mkdir()
-    (base / "enabled_plugins").write_text("[].\n")
-    epmd_port = _free_port()
-    env = {
-        **os.environ,
-        "HOME": str(base / "home"),  # the Erlang cookie
-        "RABBITMQ_NODENAME": f"rabbit-fortnight-{os.getpid()}@localhost",
-        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-        "RABBITMQ_NODE_PORT": str(_free_port()),
-        "RABBITMQ_DIST_PORT": str(_free_port()),
-        "ERL_EPMD_PORT": str(epmd_port),
-        "ERL_EPMD_ADDRESS": "127.0.0.1",
-        "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(base / "log"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
-        "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq"),
-        "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
-        "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
-        "RABBITMQ_PID_FILE": str(base / "rabbitmq.pid"),
-        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
-    }
-    node = Broker(port=int(env["RABBITMQ_NODE_PORT"]), env=env, base=base)
-    with (base / "server.log").open("wb") as out:
-        proc = subprocess.Popen(
-            [script], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        node.wait_up(proc)
-        yield node
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        epmd = shutil.which("epmd") or next(iter(Path("/usr/lib/erlang").glob("erts-*/bin/epmd")))
-        subprocess.run([str(epmd), "-kill"], env=env, capture_output=True, check=False)
-
-
-# --- a test's configuration, its listener, and what it publishes and receives ------------------
-
-
-@dataclass
-class Bus:
-    """One test's slice of the broker: its queue, topic prefix and announcement inbox."""
-
-    broker: Broker
-    config: Path
-    queue: str
-    prefix: str
-    channel: Any
-    inbox: str
-    received: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
-
-    def publish(self, topic: str, body: Any, *, raw: bytes | None = None) -> str:
-        """Publish as a fedora-messaging publisher does; return the message id."""
-        msg_id = str(uuid.uuid4())
-        props = pika.BasicProperties(
-            content_type="application/json",
-            content_encoding="utf-8",
-            delivery_mode=2,
-            message_id=msg_id,
-            headers={
-                "fedora_messaging_schema": "base.message",
-                "fedora_messaging_severity": 20,
-                "sent-at": "2018-05-15T06:00:00+00:00",
-            },
-        )
-        data = raw if raw is not None else json.dumps(body).encode()
-        self.channel.basic_publish("amq.topic", topic, data, props)
-        return msg_id
-
-    def receive(self, count: int) -> list[tuple[str, dict[str, Any], str]]:
-        """Wait for ``count`` more announcements; return all received so far."""
-        want = len(self.received) + count
-        deadline = time.monotonic() + DEADLINE
-        while len(self.received) < want:
-            method, props, body = self.channel.basic_get(self.inbox, auto_ack=True)
-            if method is None:
-                assert time.monotonic() < deadline, f"announcements so far: {self.received}"
-                time.sleep(0.1)
-                continue
-            self.received.append((method.routing_key, json.loads(body), props.message_id))
-        return self.received
-
-    def queued(self) -> int:
-        return int(self.channel.queue_declare(self.queue, passive=True).method.message_count)
-
-
-@pytest.fixture
-def make_bus(broker: Broker, tmp_path: Path) -> Iterator[Callable[[Log], Bus]]:
-    """Factory: a fedora-messaging config for ``log`` (unique queue and prefix), and an
-    inbox queue bound to the prefix's announcements."""
-    connections: list[pika.BlockingConnection] = []
-
-    def make(log: Log) -> Bus:
-        tag = uuid.uuid4().hex[:8]
-        queue, prefix = f"fortnight-{tag}", f"t{tag}"
-        config = tmp_path / f"bus-{tag}.toml"
-        config.write_text(
-            f"""
-amqp_url = "{broker.url}"
-[queues.{queue}]
-durable = true
-auto_delete = false
-exclusive = false
-arguments = {{}}
-[[bindings]]
-queue = "{queue}"
-exchange = "amq.topic"
-routing_keys = ["{PUNGI_TOPIC}", "{PUBLISH["topic"]}"]
-[qos]
-prefetch_size = 0
-prefetch_count = 1
-[consumer_config]
-repo = "{log.repo}"
-topic_prefix = "{prefix}"
-retry_delay = 0.2
-retry_max_delay = 1.0
-reconnect_max_delay = 2.0
-publish_timeout = 5
-[consumer_config.products.atomic-host]
-compose_ids = ["Fedora-Atomic-*"]
-"""
-        )
-        conn = broker.connect()
-        connections.append(conn)
-        channel = conn.channel()
-        inbox = channel.queue_declare("", exclusive=True).method.queue
-        channel.queue_bind(inbox, "amq.topic", routing_key=f"{prefix}.#")
-        return Bus(broker, config, queue, prefix, channel, inbox)
-
-    yield make
-    for conn in connections:
-        if conn.is_open:
-            conn.close()
 
 
 @dataclass
@@ -512,36 +311,6 @@ def test_listener_survives_a_broker_restart(
         conn.close()
 
 
-def test_announce_since_resends(
-    make_history: Callable[..., History], make_bus: Callable[[Log], Bus]
-) -> None:
-    h = make_history()
-    first = h.log.git("rev-parse", "HEAD").strip()
-    h.compose(day(-1))
-    h.cut(day(0, 12))
-    b = make_bus(h.log)
-    bus.write_marker(h.log.log, first)  # a listener announced everything before this
-
-    sent = run_invoke("announce", "--config", str(b.config), env=h.log.env)
-    assert sent.returncode == 0, sent.stderr
-    got = list(b.receive(3))
-    assert [t.split(".", 2)[2] for t, _, _ in got] == [
-        "compose.recorded",
-        "tests.complete",
-        "release.published",
-    ]
-    release = got[2][1]
-    assert release["stream"]["release"]["id"] == "2018-05-01"
-    assert release["stream"]["architectures"]["x86_64"]["artifacts"]
-    assert bus.read_marker(h.log.log) == h.log.git("rev-parse", "HEAD").strip()
-
-    again = run_invoke("announce", "--since", first, "--config", str(b.config), env=h.log.env)
-    assert again.returncode == 0, again.stderr
-    assert "announced: " in again.stdout
-    resent = b.receive(3)[3:]
-    assert [m for _, _, m in resent] == [m for _, _, m in got]  # same ids: consumers can dedupe
-
-
 # --- in-process: classification, policy, bodies ------------------------------------------------
 
 
@@ -558,7 +327,7 @@ def test_announce_since_resends(
 )
 def test_classify_real_messages(name: str, expected: tuple[str, str] | None) -> None:
     msg = MESSAGES[name]
-    request = bus.classify(msg["topic"], msg["msg"])
+    request = listen.classify(msg["topic"], msg["msg"])
     assert (request and (request.kind, request.compose_id)) == expected
 
 
@@ -567,7 +336,7 @@ def test_classify_real_messages(name: str, expected: tuple[str, str] | None) -> 
     [("FINISHED_INCOMPLETE", "finished"), ("DOOMED", "doomed"), ("STARTED", None)],
 )
 def test_classify_pungi_statuses(status: str, kind: str | None) -> None:
-    request = bus.classify(PUNGI_TOPIC, FINISHED["msg"] | {"status": status})
+    request = listen.classify(PUNGI_TOPIC, FINISHED["msg"] | {"status": status})
     assert (request.kind if request else None) == kind
 
 
@@ -582,8 +351,8 @@ def test_classify_pungi_statuses(status: str, kind: str | None) -> None:
     ],
 )
 def test_classify_rejects_unusable_bodies(body: Any) -> None:
-    with pytest.raises(bus.BadMessage):
-        bus.classify(PUNGI_TOPIC, body)
+    with pytest.raises(listen.BadMessage):
+        listen.classify(PUNGI_TOPIC, body)
 
 
 @pytest.mark.parametrize(
@@ -592,7 +361,7 @@ def test_classify_rejects_unusable_bodies(body: Any) -> None:
     + [(c, "retry") for c in (1, 6, 7, 8, 9, 130, -9)],
 )
 def test_disposition_of_exit_codes(code: int, expected: str) -> None:
-    assert bus.disposition(code) == expected
+    assert listen.disposition(code) == expected
 
 
 def test_listener_maps_task_failures_to_the_broker(make_log: Callable[..., Log]) -> None:
@@ -608,10 +377,10 @@ def test_listener_maps_task_failures_to_the_broker(make_log: Callable[..., Log])
         ran.append(list(args))
         return codes.pop(0)
 
-    settings = bus.BusSettings(retry_delay=1.0, retry_max_delay=3.0)
-    listener = bus.Listener(
+    settings = BusSettings(retry_delay=1.0, retry_max_delay=3.0)
+    listener = listen.Listener(
         log.log,
-        [bus.Route("atomic-host", ("Fedora-Atomic-*",))],
+        [listen.Route("atomic-host", ("Fedora-Atomic-*",))],
         settings,
         run,
         announce_args=["announce"],
@@ -633,87 +402,3 @@ def test_listener_maps_task_failures_to_the_broker(make_log: Callable[..., Log])
     assert len(sleeps) == 3
     assert ran[0][:4] == ["compose.record", "--failed", "--compose-id", CID]
     assert ran[1] == ["announce"]  # announced even when the message is requeued
-
-
-def test_announce_every_kind_and_resume_after_a_failed_publish(
-    make_history: Callable[..., History],
-) -> None:
-    h = make_history()
-    first = h.log.git("rev-parse", "HEAD").strip()
-    scenario_stale(h)  # a release, failing composes and their bug, a stale cycle
-    h.revoke("2018-05-01", "does not boot on EC2", day(15))
-    log = h.log.log
-    settings = bus.BusSettings(topic_prefix="org.example.fortnight")
-    sent: list[Message] = []
-    bus.write_marker(log, first)
-    report = bus.announce(log, settings, publish=sent.append, since=None)
-
-    topics = {m.topic.removeprefix("org.example.fortnight.atomic-host.") for m in sent}
-    assert topics == {
-        "compose.recorded",
-        "tests.complete",
-        "tracker.opened",
-        "tracker.commented",
-        "release.published",
-        "cycle.stale",
-        "release.withdrawn",
-    }
-    for m in sent:
-        m.validate()  # each body matches its class's JSON schema
-        assert m.summary.startswith("atomic-host: ")
-    assert report.rejected == []
-    assert bus.read_marker(log) == report.head
-
-    def down(msg: Message) -> None:
-        raise PublishTimeout("broker down")
-
-    h.compose(day(30))
-    with pytest.raises(BusError, match="after 3 tries"):
-        bus.announce(log, settings, publish=down, sleep=lambda s: None)
-    assert bus.read_marker(log) == report.head  # nothing was lost: the next run re-sends
-    later: list[Message] = []
-    bus.announce(log, settings, publish=later.append)
-    assert [m.topic.rsplit(".", 2)[-2:] for m in later] == [
-        ["compose", "recorded"],
-        ["tests", "complete"],
-    ]
-
-
-def test_message_bodies_and_docs_agree() -> None:
-    doc = (ROOT / "docs" / "bus.md").read_text()
-    for name, cls in bus.MESSAGE_CLASSES.items():
-        assert f'"{name}" = "pipeline.stages.bus:{cls.__name__}"' in doc
-        assert cls.TOPIC in doc
-        for prop in cls.body_schema["properties"]:
-            assert f"`{prop}`" in doc, (name, prop)
-
-
-def test_first_announce_starts_at_head(make_log: Callable[..., Log]) -> None:
-    log = make_log()
-    sent: list[Message] = []
-    report = bus.announce(log.log, bus.BusSettings(), publish=sent.append)
-    assert (report.since, sent) == (None, [])
-    assert bus.read_marker(log.log) == log.git("rev-parse", "HEAD").strip()
-
-
-def test_release_manifests_make_release_or_stale_messages(
-    make_history: Callable[..., History],
-) -> None:
-    h = make_history()
-    h.compose(day(-1))
-    h.cut(day(0, 12))
-    log = h.log.log
-    trust = log.load_trust()
-    builder = bus.MessageBuilder(log, trust, bus.BusSettings(site_url="https://f.example/"))
-    rel = next(
-        v.manifest for v in log.load_verified(trust) if isinstance(v.manifest, ReleaseManifest)
-    )
-    msg = builder.build(rel, bus.Added("0" * 40, rel.relpath()))
-    assert isinstance(msg, bus.ReleasePublished)
-    assert msg.body["stream"]["release"]["manifest"].startswith("https://f.example/manifests/")
-    compose = next(
-        v.manifest for v in log.load_verified(trust) if isinstance(v.manifest, ComposeManifest)
-    )
-    assert isinstance(
-        builder.build(compose, bus.Added("0" * 40, compose.relpath())), bus.ComposeRecorded
-    )
