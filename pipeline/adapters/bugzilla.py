@@ -55,6 +55,7 @@ import bugzilla
 import requests
 import urllib3.exceptions
 
+from pipeline.core.models import TrackerBackendName
 from pipeline.core.trackers import Bug
 from pipeline.errors import ConfigError, TrackerError
 
@@ -218,7 +219,7 @@ class BugzillaTracker:
         ConfigError: from the constructor, for an unusable URL, tag field or retry setting.
     """
 
-    name = "bugzilla"
+    name: TrackerBackendName = "bugzilla"
 
     def __init__(
         self,

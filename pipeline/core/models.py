@@ -372,6 +372,9 @@ class ResultManifest(Manifest):
 # --- operator verdicts -----------------------------------------------------------------
 
 
+VerdictAction = Literal["fail", "waive"]
+
+
 class VerdictManifest(Manifest):
     """An operator's decision on a compose: fail it by hand, or waive one failed test."""
 
@@ -382,7 +385,7 @@ class VerdictManifest(Manifest):
     type_: Literal["verdict"] = Field(default="verdict", alias="_type")
     compose_id: ComposeId
     number: Annotated[int, Field(ge=1)]
-    action: Literal["fail", "waive"]
+    action: VerdictAction
     test: str | None = None
     suite: SuiteName | None = None
     reason: NonEmpty
@@ -401,6 +404,8 @@ class VerdictManifest(Manifest):
 
 # --- tracker events --------------------------------------------------------------------
 
+TrackerBackendName = Literal["local", "bugzilla"]
+TrackerAction = Literal["opened", "commented", "closed"]
 BugRef = Annotated[str, Field(pattern=r"^(bz|local)[0-9]+$")]
 
 
@@ -417,11 +422,11 @@ class TrackerEventManifest(Manifest):
 
     type_: Literal["tracker-event"] = Field(default="tracker-event", alias="_type")
     event_id: NonEmpty
-    backend: Literal["local", "bugzilla"]
+    backend: TrackerBackendName
     bug: BugRef
     bug_id: NonEmpty
     url: NonEmpty
-    action: Literal["opened", "commented", "closed"]
+    action: TrackerAction
     compose_id: ComposeId
     compose_status: str
     summary: str | None = None

@@ -33,7 +33,7 @@ import requests
 
 from pipeline.adapters.ingest import load_compose
 from pipeline.core.config import ProductConfig, load_product
-from pipeline.core.models import ROLES
+from pipeline.core.models import ROLES, TrackerBackendName
 from pipeline.core.state import State
 from pipeline.core.tracker import LocalTracker
 from pipeline.core.trackers import Bug, TrackerBackend
@@ -248,7 +248,7 @@ class Totals:
 class DownTracker:
     """The tracker on a day it is down: every call fails as Bugzilla's outage would."""
 
-    name = "local"
+    name: TrackerBackendName = "local"
 
     def _down(self) -> TrackerError:
         return TrackerError(
