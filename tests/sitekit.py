@@ -26,7 +26,8 @@ from pipeline.core.models import (
 from pipeline.log.store import WriteOptions
 from pipeline.site.plugin import BuildReport, build_site
 from pipeline.stages.compose import build_compose_manifest
-from pipeline.stages.workflow import cut_release, make_tracker, revoke_release, sync_tracker
+from pipeline.stages.release import cut_release, revoke_release
+from pipeline.stages.tracking import make_tracker, sync_tracker
 from tests.conftest import ROOT, ComposeTree, Log, make_result
 
 #: Release days of the scenarios: the product's anchor, then every 14 days.

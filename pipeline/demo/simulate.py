@@ -43,14 +43,11 @@ from pipeline.log.signing import empty_trust, load_signer
 from pipeline.log.store import ManifestLog, WriteOptions, dump_json, init_log
 from pipeline.stages.compose import failed_compose_manifest, record_compose, record_failed_compose
 from pipeline.stages.load import load_state
+from pipeline.stages.release import cut_release, revoke_release
+from pipeline.stages.results import run_battery
 from pipeline.stages.testing import LogStore
-from pipeline.stages.workflow import (
-    cut_release,
-    record_verdict,
-    revoke_release,
-    run_battery,
-    sync_tracker,
-)
+from pipeline.stages.tracking import sync_tracker
+from pipeline.stages.verdict import record_verdict
 
 NightKind = Literal["good", "blocking", "advisory", "no-image"]
 PRODUCT = "atomic-host"
