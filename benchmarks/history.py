@@ -18,7 +18,7 @@ It then times, on a warm page cache:
 - the floor: read, ``json.loads`` and signature-check every manifest in a tight loop;
 - cold: ``ManifestLog.load_verified`` of the whole log with the verification cache
   deleted, then ``derive`` for every product;
-- warm, one product: ``pipeline.stages.workflow.load_state`` (load that product's manifests,
+- warm, one product: ``pipeline.stages.load.load_state`` (load that product's manifests,
   then ``derive``) with the cache in place, as every task that works on one product
   does; the slowest product is shown;
 - warm, whole log: ``load_verified`` of every product, then ``derive`` for each, as

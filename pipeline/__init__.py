@@ -27,7 +27,9 @@ Layers, lowest first:
 - ``checks``: the built-in image checks, run as ``python -m pipeline.checks NAME``.
 - ``site``: the Pelican plugin, rendering, incremental builds, serving, publishing.
 - ``demo``: sample composes, the day-by-day simulation, the demo.
-- ``cli``: what the invoke tasks share: console output and option parsing.
+- ``cli``: the invoke tasks (``cli/tasks/``, one module per concern; ``tasks.py`` names
+  their namespaces) and what they share: the error boundary, option rules, set-up, reports
+  and console output.
 """
 
 __version__ = "0.1.0"

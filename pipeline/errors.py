@@ -1,7 +1,8 @@
 """Typed errors, one base class, each with a message a user can act on.
 
-Errors are raised deep in the library and caught once, in ``tasks.py``, which
-prints ``error: <message>`` on one line and exits with ``exit_code``.
+Errors are raised deep in the library and caught once, at the task boundary
+(``pipeline/cli/boundary.py``), which prints ``error: <message>`` on one line and exits
+with ``exit_code``.
 """
 
 from __future__ import annotations

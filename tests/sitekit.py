@@ -30,7 +30,8 @@ from pipeline.log.store import WriteOptions
 from pipeline.site.build import build_site
 from pipeline.site.output import BuildReport
 from pipeline.stages.compose import build_compose_manifest, failed_compose_manifest
-from pipeline.stages.workflow import cut_release, make_tracker, revoke_release, sync_tracker
+from pipeline.stages.release import cut_release, revoke_release
+from pipeline.stages.tracking import make_tracker, sync_tracker
 from tests.conftest import ROOT, ComposeTree, Log, make_result
 
 #: Release days of the scenarios: the product's anchor, then every 14 days.

@@ -56,6 +56,7 @@ import bugzilla
 import requests
 import urllib3.exceptions
 
+from pipeline.core.models.manifests import TrackerBackendName
 from pipeline.core.trackers import Bug
 from pipeline.errors import ConfigError, TrackerError
 from pipeline.retry import Backoff, retry
@@ -252,7 +253,7 @@ class BugzillaTracker:
         ConfigError: from the constructor, for an unusable URL, tag field or retry setting.
     """
 
-    name = "bugzilla"
+    name: TrackerBackendName = "bugzilla"
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -23,7 +24,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from pipeline.adapters.aws.ec2 import WithdrawAction
 from pipeline.core.models.manifests import (
     CloudImagesManifest,
     ComposeManifest,
@@ -32,6 +32,9 @@ from pipeline.core.models.manifests import (
 )
 from pipeline.core.state import State
 from pipeline.core.units import human_size
+
+if TYPE_CHECKING:  # importing the AWS adapter loads botocore; only its type is needed
+    from pipeline.adapters.aws.ec2 import WithdrawAction
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -16,11 +16,11 @@ response was lost is recorded, never repeated. Safe to run any number of times.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pipeline.core.models.manifests import TrackerEventManifest
+from pipeline.core.models.manifests import TrackerAction, TrackerBackendName, TrackerEventManifest
 from pipeline.core.state import BugView, ComposeView, State
 from pipeline.core.trackers import Bug, TrackerBackend
 
@@ -50,96 +50,130 @@ def _describe(c: ComposeView) -> str:
     return f"Compose {c.compose_id} {c.status.replace('-', ' ')}.\n\n{reasons}"
 
 
+class _Syncer:
+    """One sync run: the backend, the recorder, and the bugs the log knows of."""
+
+    def __init__(
+        self, state: State, backend: TrackerBackend, record: Recorder, now: datetime
+    ) -> None:
+        self.product = state.product
+        self.backend = backend
+        self.record = record
+        self.now = now
+        self.report = SyncReport()
+        self.known = {b.bug_id: b for b in state.bugs.values() if b.backend == backend.name}
+
+    def emit(
+        self,
+        bug: Bug,
+        action: TrackerAction,
+        compose: ComposeView,
+        comment: str,
+        summary: str | None = None,
+    ) -> None:
+        """Record one action on ``bug`` for ``compose``, unless the log already has it."""
+        backend = self.backend.name
+        ref = bug_ref(backend, bug.id)
+        view = self.known.get(bug.id)
+        if view is not None and _already_reported(view, action, compose.compose_id):
+            return  # already recorded (a compose is reported once per bug, in one way)
+        event = TrackerEventManifest(
+            product=self.product.name,
+            created=self.now,
+            event_id=f"{ref}-{action}-{compose.compose_id}",
+            backend=backend,
+            bug=ref,
+            bug_id=bug.id,
+            url=bug.url,
+            action=action,
+            compose_id=compose.compose_id,
+            compose_status=compose.status,
+            summary=summary,
+            comment=comment,
+        )
+        self.record(event)
+        self.report.events.append(event)
+        view = self.known.setdefault(bug.id, BugView(ref, backend, bug.id, bug.url))
+        view.events.append(event)
+
+    def close_lost(self, newest: ComposeView, open_ids: set[str]) -> None:
+        """Record bugs the log thinks open but the tracker closed (by us, answer lost; by hand)."""
+        for view in [v for v in self.known.values() if v.is_open and v.bug_id not in open_ids]:
+            remote = self.backend.get(view.bug_id)
+            if not remote.is_open:
+                self.emit(remote, "closed", newest, "closed on the tracker")
+
+    def close_passed(self, bug: Bug, newest: ComposeView) -> None:
+        """Close the open bug: ``newest`` passed its tests."""
+        text = (
+            f"Compose {newest.compose_id} passed its tests; closing.\n"
+            f"{marker(self.product.name, newest.compose_id, closing=True)}"
+        )
+        self.backend.close(bug.id, text)  # one request: a lost answer leaves it closed
+        self.emit(bug, "closed", newest, text)
+
+    def report_failures(
+        self, bug: Bug | None, decided: Sequence[ComposeView], open_ids: set[str]
+    ) -> Bug | None:
+        """File or comment for each failure since the last pass; the bug left open."""
+        last_pass = max((i for i, c in enumerate(decided) if not c.failing), default=-1)
+        newest = decided[-1]
+        reported_elsewhere = {
+            cid for v in self.known.values() if v.bug_id not in open_ids for cid in v.composes
+        }
+        for compose in decided[last_pass + 1 :]:
+            mark = marker(self.product.name, compose.compose_id)
+            text = f"{_describe(compose)}\n{mark}"
+            if bug is not None and any(mark in c for c in bug.comments):
+                # Already on the open bug (maybe with the answer lost): record, never repeat.
+                self.emit(bug, "opened" if mark in bug.comments[0] else "commented", compose, text)
+            elif compose.compose_id in reported_elsewhere and not (
+                bug is None and compose is newest
+            ):
+                continue  # reported on a bug closed since; only the newest failure reopens
+            elif bug is None:
+                title = self.product.display_name
+                summary = f"{title}: compose {compose.compose_id} {compose.status}"
+                bug = self.backend.create(self.product.tracker.tag, summary, text)
+                self.emit(bug, "opened", compose, text, summary)
+            else:
+                self.backend.comment(bug.id, text)
+                bug = Bug(bug.id, bug.url, True, bug.summary, (*bug.comments, text))
+                self.emit(bug, "commented", compose, text)
+        return bug
+
+
+def _already_reported(view: BugView, action: TrackerAction, compose_id: str) -> bool:
+    reported = ("opened", "commented")
+    return any(
+        e.compose_id == compose_id
+        and (e.action == action or (action in reported and e.action in reported))
+        for e in view.events
+    )
+
+
 def sync(state: State, backend: TrackerBackend, record: Recorder, now: datetime) -> SyncReport:
     """Reconcile the tracker with the state; record each action as it happens.
 
     Raises:
         TrackerError: the tracker failed; actions done and recorded so far stand.
     """
-    product = state.product
-    tag = product.tracker.tag
-    report = SyncReport()
+    syncer = _Syncer(state, backend, record, now)
+    report = syncer.report
+    open_bugs = backend.find_open(state.product.tracker.tag)
+    bug = open_bugs[0] if open_bugs else None
     decided = state.decided
-    known = {b.bug_id: b for b in state.bugs.values() if b.backend == backend.name}
-
-    def emit(
-        bug: Bug, action: str, compose: ComposeView, comment: str, summary: str | None = None
-    ) -> None:
-        ref = bug_ref(backend.name, bug.id)
-        view = known.get(bug.id)
-        reported = ("opened", "commented")
-        if view is not None and any(
-            e.compose_id == compose.compose_id
-            and (e.action == action or (action in reported and e.action in reported))
-            for e in view.events
-        ):
-            return  # already recorded (a compose is reported once per bug, in one way)
-        event = TrackerEventManifest(
-            product=product.name,
-            created=now,
-            event_id=f"{ref}-{action}-{compose.compose_id}",
-            backend=backend.name,  # type: ignore[arg-type]
-            bug=ref,
-            bug_id=bug.id,
-            url=bug.url,
-            action=action,  # type: ignore[arg-type]
-            compose_id=compose.compose_id,
-            compose_status=compose.status,
-            summary=summary,
-            comment=comment,
-        )
-        record(event)
-        report.events.append(event)
-        view = known.setdefault(bug.id, BugView(ref, backend.name, bug.id, bug.url))
-        view.events.append(event)
-
-    open_bugs = backend.find_open(tag)
-    open_ids = {b.id for b in open_bugs}
     if not decided:
-        report.open_bug = open_bugs[0] if open_bugs else None
+        report.open_bug = bug
         return report
     newest = decided[-1]
-
-    # Bugs the log thinks are open but the tracker closed (by us, response lost; or by hand).
-    for view in [v for v in known.values() if v.is_open and v.bug_id not in open_ids]:
-        remote = backend.get(view.bug_id)
-        if not remote.is_open:
-            emit(remote, "closed", newest, "closed on the tracker")
-
-    bug = open_bugs[0] if open_bugs else None
+    open_ids = {b.id for b in open_bugs}
+    syncer.close_lost(newest, open_ids)
     if not newest.failing:
         if bug is not None:
-            text = (
-                f"Compose {newest.compose_id} passed its tests; closing.\n"
-                f"{marker(product.name, newest.compose_id, closing=True)}"
-            )
-            backend.close(bug.id, text)  # one request: a lost answer leaves it closed
-            emit(bug, "closed", newest, text)
+            syncer.close_passed(bug, newest)
         return report
-
-    last_pass = max((i for i, c in enumerate(decided) if not c.failing), default=-1)
-    reported_elsewhere = {
-        cid for v in known.values() if v.bug_id not in open_ids for cid in v.composes
-    }
-    for compose in decided[last_pass + 1 :]:
-        mark = marker(product.name, compose.compose_id)
-        text = f"{_describe(compose)}\n{mark}"
-        if bug is not None and any(mark in c for c in bug.comments):
-            # Already on the open bug (maybe with the answer lost): record, never repeat.
-            action = "opened" if mark in bug.comments[0] else "commented"
-            emit(bug, action, compose, text)
-        elif compose.compose_id in reported_elsewhere and not (bug is None and compose is newest):
-            continue  # reported on a bug closed since; only the newest failure reopens
-        elif bug is None:
-            summary = f"{product.display_name}: compose {compose.compose_id} {compose.status}"
-            filed = backend.create(tag, summary, text)
-            emit(filed, "opened", compose, text, summary)
-            bug = filed
-        else:
-            backend.comment(bug.id, text)
-            bug = Bug(bug.id, bug.url, True, bug.summary, (*bug.comments, text))
-            emit(bug, "commented", compose, text)
-    report.open_bug = bug
+    report.open_bug = syncer.report_failures(bug, decided, open_ids)
     return report
 
 
@@ -150,7 +184,7 @@ class LocalTracker:
     Bug URLs point at the pages the site renders for them.
     """
 
-    name = "local"
+    name: TrackerBackendName = "local"
 
     def __init__(self, state: State, url_prefix: str = "bugs/") -> None:
         self.product = state.product.name

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from pipeline.core.models.manifests import TrackerBackendName
+
 
 @dataclass(frozen=True)
 class Bug:
@@ -31,7 +33,7 @@ class TrackerBackend(Protocol):
     """What the tracker stage needs from a tracker."""
 
     #: "bugzilla" or "local"; recorded in tracker-event manifests.
-    name: str
+    name: TrackerBackendName
 
     def find_open(self, tag: str) -> list[Bug]:
         """Open bugs carrying ``tag`` (whiteboard word or keyword), oldest first, with comments."""

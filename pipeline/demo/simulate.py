@@ -34,6 +34,7 @@ import requests
 from pipeline.adapters.ingest import load_compose
 from pipeline.core.config import ProductConfig, load_product
 from pipeline.core.models.common import ROLES
+from pipeline.core.models.manifests import TrackerBackendName
 from pipeline.core.state import State
 from pipeline.core.tracker import LocalTracker
 from pipeline.core.trackers import Bug, TrackerBackend
@@ -43,14 +44,11 @@ from pipeline.log.signing import empty_trust, load_signer
 from pipeline.log.store import ManifestLog, WriteOptions, dump_json, init_log
 from pipeline.stages.compose import failed_compose_manifest, record_compose, record_failed_compose
 from pipeline.stages.load import load_state
+from pipeline.stages.release import cut_release, revoke_release
+from pipeline.stages.results import run_battery
 from pipeline.stages.testing import LogStore
-from pipeline.stages.workflow import (
-    cut_release,
-    record_verdict,
-    revoke_release,
-    run_battery,
-    sync_tracker,
-)
+from pipeline.stages.tracking import sync_tracker
+from pipeline.stages.verdict import record_verdict
 
 NightKind = Literal["good", "blocking", "advisory", "no-image"]
 PRODUCT = "atomic-host"
@@ -248,7 +246,7 @@ class Totals:
 class DownTracker:
     """The tracker on a day it is down: every call fails as Bugzilla's outage would."""
 
-    name = "local"
+    name: TrackerBackendName = "local"
 
     def _down(self) -> TrackerError:
         return TrackerError(

@@ -18,7 +18,7 @@ from pipeline.adapters.aws.ec2 import (
 )
 from pipeline.core.config import ProductConfig
 from pipeline.core.models.manifests import CloudImage, CloudImagesManifest, MissingRegion
-from pipeline.errors import InputError
+from pipeline.errors import ConfigError, InputError
 from pipeline.log.store import ManifestLog, WriteOptions, WriteResult
 from pipeline.stages.load import load_state, require_compose
 
@@ -141,3 +141,48 @@ def withdraw_clouds(
         attempts=attempts,
         backoff=backoff,
     )
+
+
+def withdraw_release_images(
+    log: ManifestLog,
+    product: ProductConfig,
+    release_id: str,
+    *,
+    make_client: ClientFactory,
+    now: datetime,
+    dry_run: bool,
+) -> tuple[str, list[WithdrawAction]]:
+    """Withdraw the AMIs of a release's compose (``release.revoke --cloud``).
+
+    Returns the compose id and what was done per AMI; see :func:`withdraw_clouds`.
+
+    Raises:
+        ConfigError: no such release (``release.revoke`` checks it first).
+        InputError: no cloud images are recorded for its compose.
+    """
+    state, _ = load_state(log, product, now)
+    view = state.release(release_id)
+    compose_id = view.manifest.compose_id if view is not None else None
+    if not compose_id:  # release.revoke checked the release before this runs
+        raise ConfigError(f"--release-id {release_id}: no compose to withdraw")
+    actions = withdraw_clouds(
+        log, product, compose_id, make_client=make_client, now=now, dry_run=dry_run
+    )
+    return compose_id, actions
+
+
+def ec2_client_factory(endpoint_url: str | None) -> ClientFactory:
+    """EC2 clients through boto3's standard credential chain (never logged here).
+
+    boto3's own retries are off: ``pipeline.adapters.clouds`` retries a region itself, so a
+    failing region is reported once, with its reason.
+    """
+    import boto3  # noqa: PLC0415 - only the cloud tasks need it; keeps the others fast
+    from botocore.config import Config  # noqa: PLC0415
+
+    config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=10)
+
+    def make(region: str) -> object:
+        return boto3.client("ec2", region_name=region, endpoint_url=endpoint_url, config=config)
+
+    return make

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pipeline.core.config import ProductConfig
+from pipeline.core.config import ProductConfig, load_product
 from pipeline.core.models.common import Trust
 from pipeline.core.state import ComposeView, State, derive
 from pipeline.errors import InputError
@@ -41,3 +41,18 @@ def require_compose(state: State, compose_id: str) -> ComposeView:
             hint="record it first with 'invoke compose.record'",
         )
     return view
+
+
+def load_states(log: ManifestLog, product: str | None, now: datetime) -> list[State]:
+    """The state at ``now`` of ``product``, or of every product in the log.
+
+    Unlike :func:`load_state`, this verifies every manifest of the log (fail closed).
+
+    Raises:
+        VerificationError: a manifest failed verification.
+        ConfigError: ``trust.json`` or a ``product.toml`` is invalid.
+    """
+    names = [product] if product else log.product_names()
+    trust = log.load_trust()
+    manifests = [v.manifest for v in log.load_verified(trust)]
+    return [derive(manifests, load_product(log.root, name), now) for name in names]

@@ -232,7 +232,7 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-def judge(test: TestSpec, run: Executed) -> tuple[str, str | None]:
+def judge(test: TestSpec, run: Executed) -> tuple[Outcome, str | None]:
     """The outcome of a test and, for a failure, why."""
     if run.exit_code is None:
         return "FAILED", f"timed out after {test.timeout} s (killed)"
@@ -292,7 +292,7 @@ def _run_image(
                 name=step.name,
                 blocking=step.blocking,
                 expect_fail=step.expect_fail,
-                outcome=outcome,  # type: ignore[arg-type]
+                outcome=outcome,
                 reason=reason,
                 duration_ms=executed.duration_ms,
                 image=ImageRef.of(img),
@@ -374,6 +374,65 @@ def _classify(case: ET.Element) -> tuple[Outcome, str | None, str | None]:
     return "PASSED", None, None
 
 
+def _junit_cases(xml_path: Path) -> list[ET.Element]:
+    """The ``<testcase>`` elements of a JUnit report.
+
+    Raises:
+        InputError: the file is missing, not XML, not a JUnit report, or has no test case.
+    """
+    try:
+        root = ET.parse(xml_path).getroot()
+    except OSError as e:
+        raise InputError(f"--junit {xml_path}: cannot read ({e.strerror})") from e
+    except ET.ParseError as e:
+        raise InputError(
+            f"--junit {xml_path}: not valid XML ({e})",
+            hint="pass the JUnit XML report your test tool wrote",
+        ) from e
+    if root.tag not in ("testsuites", "testsuite"):
+        raise InputError(
+            f"--junit {xml_path}: root element is <{root.tag}>, "
+            "expected <testsuites> or <testsuite>"
+        )
+    cases = list(root.iter("testcase"))
+    if not cases:
+        raise InputError(f"--junit {xml_path}: no <testcase> in it")
+    return cases
+
+
+def _junit_case(
+    xml_path: Path, number: int, case: ET.Element, report: LogRef, advisory: Sequence[str]
+) -> CaseResult:
+    """One JUnit test case as a result; it blocks unless it matches an ``advisory`` pattern.
+
+    Raises:
+        InputError: the case has no name, or its time is not a number.
+    """
+    name = case.get("name") or ""
+    if not name:
+        raise InputError(f"--junit {xml_path}: <testcase> number {number} has no name")
+    classname = case.get("classname")
+    full = f"{classname}.{name}" if classname else name
+    try:
+        duration_ms = max(0, round(float(case.get("time") or 0) * 1000))
+    except ValueError:
+        raise InputError(
+            f"--junit {xml_path}: test {full}: time {case.get('time')!r} is not a number"
+        ) from None
+    outcome, reason, tail = _classify(case)
+    blocking = not any(
+        fnmatch.fnmatchcase(full, p) or fnmatch.fnmatchcase(name, p) for p in advisory
+    )
+    return CaseResult(
+        name=full,
+        blocking=blocking,
+        outcome=outcome,
+        reason=reason,
+        duration_ms=duration_ms,
+        log=report.model_copy(update={"tail": tail}) if tail else report,
+    )
+
+
 def import_junit(
     xml_path: Path,
     compose: ComposeManifest,
@@ -394,23 +453,7 @@ def import_junit(
     Raises:
         InputError: the file is missing, not XML, or not a JUnit report.
     """
-    try:
-        root = ET.parse(xml_path).getroot()
-    except OSError as e:
-        raise InputError(f"--junit {xml_path}: cannot read ({e.strerror})") from e
-    except ET.ParseError as e:
-        raise InputError(
-            f"--junit {xml_path}: not valid XML ({e})",
-            hint="pass the JUnit XML report your test tool wrote",
-        ) from e
-    if root.tag not in ("testsuites", "testsuite"):
-        raise InputError(
-            f"--junit {xml_path}: root element is <{root.tag}>, "
-            "expected <testsuites> or <testsuite>"
-        )
-    cases = list(root.iter("testcase"))
-    if not cases:
-        raise InputError(f"--junit {xml_path}: no <testcase> in it")
+    cases = _junit_cases(xml_path)
     started = clock()
     run_id = new_run_id(started)
     rel = PurePosixPath(compose.product, compose.compose_id, suite, run_id, "junit.xml")
@@ -418,34 +461,10 @@ def import_junit(
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(xml_path, dest)
     report = describe_log(dest, rel, keep_tail=False)
-    tests = []
-    for number, case in enumerate(cases, start=1):
-        name = case.get("name") or ""
-        if not name:
-            raise InputError(f"--junit {xml_path}: <testcase> number {number} has no name")
-        classname = case.get("classname")
-        full = f"{classname}.{name}" if classname else name
-        try:
-            duration_ms = max(0, round(float(case.get("time") or 0) * 1000))
-        except ValueError:
-            raise InputError(
-                f"--junit {xml_path}: test {full}: time {case.get('time')!r} is not a number"
-            ) from None
-        outcome, reason, tail = _classify(case)
-        log = report.model_copy(update={"tail": tail}) if tail else report
-        blocking = not any(
-            fnmatch.fnmatchcase(full, p) or fnmatch.fnmatchcase(name, p) for p in advisory
-        )
-        tests.append(
-            CaseResult(
-                name=full,
-                blocking=blocking,
-                outcome=outcome,
-                reason=reason,
-                duration_ms=duration_ms,
-                log=log,
-            )
-        )
+    tests = [
+        _junit_case(xml_path, number, case, report, advisory)
+        for number, case in enumerate(cases, start=1)
+    ]
     return ResultManifest(
         product=compose.product,
         created=clock(),

@@ -10,7 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.core.models.common import Manifest
-from pipeline.core.models.manifests import ComposeManifest, TrackerEventManifest, VerdictManifest
+from pipeline.core.models.manifests import (
+    ComposeManifest,
+    TrackerBackendName,
+    TrackerEventManifest,
+    VerdictManifest,
+)
 from pipeline.core.state import derive
 from pipeline.core.tracker import LocalTracker, marker, sync
 from pipeline.core.trackers import Bug
@@ -26,7 +31,7 @@ class FakeTracker:
     """An in-memory tracker with injected faults: call number ``k`` fails before acting
     ("down") or after acting with its answer lost ("lost")."""
 
-    name: str = "bugzilla"
+    name: TrackerBackendName = "bugzilla"
     bugs: dict[str, Bug] = field(default_factory=dict)
     calls: int = 0
     faults: dict[int, str] = field(default_factory=dict)

@@ -66,7 +66,7 @@ from pipeline.demo.simulate import (
     year_script,
 )
 from tests.conftest import ROOT
-from tests.site.test_site import Page
+from tests.sitekit import Page
 
 SEED = 2018
 START = date(2018, 1, 1)

@@ -18,8 +18,8 @@ from pipeline.log.signing import load_signer
 from pipeline.log.store import WriteOptions
 from pipeline.stages.battery import parse_tunir, plan_suites
 from pipeline.stages.compose import record_compose
+from pipeline.stages.results import RunOutcome, import_results, run_battery
 from pipeline.stages.testing import Executed, LogStore, execute, judge
-from pipeline.stages.workflow import RunOutcome, import_results, run_battery
 from tests.conftest import NOW, ROOT, ComposeTree, Log, StaticServer
 
 TUNIR = """\

@@ -259,7 +259,7 @@ class VerdictManifest(Manifest):
 
 BugRef = Annotated[str, Field(pattern=r"^(bz|local)[0-9]+$")]
 #: Which failure tracker a tracker event was recorded by.
-TrackerBackend = Literal["local", "bugzilla"]
+TrackerBackendName = Literal["local", "bugzilla"]
 #: What a tracker event did to its bug.
 TrackerAction = Literal["opened", "commented", "closed"]
 
@@ -277,7 +277,7 @@ class TrackerEventManifest(Manifest):
 
     type_: Literal["tracker-event"] = Field(default="tracker-event", alias="_type")
     event_id: NonEmpty
-    backend: TrackerBackend
+    backend: TrackerBackendName
     bug: BugRef
     bug_id: NonEmpty
     url: NonEmpty

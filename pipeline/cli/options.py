@@ -1,0 +1,143 @@
+"""Option rules the tasks share: which flags combine, how they become library values.
+
+Each function checks the options of one task (or one kind of option) and raises a
+``ConfigError`` naming the option, on one line, before any work is done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline.core.models.common import ROLES, RoleName, parse_timestamp
+from pipeline.errors import ConfigError
+from pipeline.log.git import PushConfig
+from pipeline.log.store import WriteOptions
+
+#: The checkout: bundled product.toml files, the schema folder, the Pelican settings.
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_PRODUCT = "atomic-host"
+WRITE_HELP = {
+    "product": f"product name (default {DEFAULT_PRODUCT})",
+    "repo": "the manifest log (default: $FORTNIGHT_REPO or .)",
+    "dry_run": "show what would be recorded; write nothing",
+    "no_commit": "write manifests but do not commit",
+    "push": "push after committing (rebase and retry on races)",
+    "remote": "remote to push to (default: git config fortnight.remote, else origin)",
+}
+AT_HINT = "use e.g. 2018-05-15 or 2018-05-15T06:00:00Z"
+
+
+@dataclass(frozen=True)
+class WriteFlags:
+    """The write flags of a mutating task: ``--dry-run --no-commit --push --remote``."""
+
+    dry_run: bool = False
+    no_commit: bool = False
+    push: bool = False
+    remote: str | None = None
+
+    def options(self, configured_remote: str | None) -> WriteOptions:
+        """How to write: push when asked, or when ``--remote`` or the log's
+        ``fortnight.remote`` (``configured_remote``) names a remote; never with ``--no-commit``.
+        """
+        remote = self.remote or configured_remote
+        do_push = (self.push or bool(remote)) and not self.no_commit
+        target = PushConfig(remote=remote or "origin") if do_push else None
+        return WriteOptions(dry_run=self.dry_run, commit=not self.no_commit, push=target)
+
+
+def parse_at(at: str | None, now: datetime) -> datetime:
+    """``--at``: a date (midnight UTC) or an ISO datetime (naive means UTC); ``now`` if unset.
+
+    The result is a whole-second UTC timestamp, as the manifests' own timestamps are.
+
+    Raises:
+        ConfigError: ``at`` is neither a date nor a datetime.
+    """
+    if not at:
+        return now
+    try:
+        return parse_timestamp(at)  # the manifests' form: 2018-05-15T06:00:00Z
+    except ValueError:
+        pass  # not that exact form: try the other ISO forms below
+    try:
+        value = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--at {at}: not a date or datetime", hint=AT_HINT) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return parse_timestamp(value.astimezone(UTC))
+
+
+def role_name(role: str) -> RoleName:
+    """``--role``: one of the key roles.
+
+    Raises:
+        ConfigError: not a role.
+    """
+    for name in ROLES:
+        if role == name:
+            return name
+    raise ConfigError(f"--role {role}: unknown role", hint=f"use one of {', '.join(ROLES)}")
+
+
+def at_least_one(option: str, value: int) -> int:
+    """A count option (``--workers``, ``--attempts``, ``--weeks``) that must be 1 or more.
+
+    Raises:
+        ConfigError: ``value`` is below 1.
+    """
+    if value < 1:
+        raise ConfigError(f"--{option} {value}: must be at least 1")
+    return value
+
+
+@dataclass(frozen=True)
+class FailedCompose:
+    """``compose.record --failed``: a compose that produced no image."""
+
+    compose_id: str
+    reason: str
+    log_url: str | None
+
+
+@dataclass(frozen=True)
+class ComposeSource:
+    """``compose.record --source``: a compose to load, and whether to check its image files."""
+
+    source: str
+    verify_files: bool
+
+
+def record_request(
+    *,
+    source: str | None,
+    failed: bool,
+    compose_id: str | None,
+    reason: str | None,
+    log_url: str | None,
+    verify_checksums: bool,
+    skip_checksums: bool,
+    source_is_url: bool,
+) -> FailedCompose | ComposeSource:
+    """What ``compose.record`` was asked to do, from its flags.
+
+    ``--failed`` needs ``--compose-id`` and ``--reason``; otherwise ``--source`` is
+    required. Image files are checked with ``--verify-checksums``, and by default
+    for a local compose unless ``--skip-checksums``; the two exclude each other.
+
+    Raises:
+        ConfigError: the flags are missing or conflict.
+    """
+    if failed:
+        if not compose_id or reason is None:
+            raise ConfigError("--failed needs --compose-id and --reason")
+        return FailedCompose(compose_id, reason, log_url)
+    if not source:
+        raise ConfigError("--source is required (or --failed --compose-id ID --reason TEXT)")
+    if verify_checksums and skip_checksums:
+        raise ConfigError("--verify-checksums and --skip-checksums exclude each other")
+    verify = verify_checksums or (not source_is_url and not skip_checksums)
+    return ComposeSource(source, verify)

@@ -1,0 +1,101 @@
+"""What the tasks load before any work: the log, the product, the trust and the keys.
+
+The environment is read here, at the edge (``FORTNIGHT_REPO``, ``FORTNIGHT_LOGS``,
+``FORTNIGHT_OUTPUT``, ``FORTNIGHT_NO_CACHE``, the role keys), and passed down.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from securesystemslib.signer import Signer
+
+from pipeline.cli.options import WriteFlags
+from pipeline.core.config import ProductConfig, load_product
+from pipeline.core.models.common import RoleName, Trust
+from pipeline.log.signing import load_signers
+from pipeline.log.store import ManifestLog, WriteOptions
+from pipeline.stages.testing import LogStore
+
+
+def now() -> datetime:
+    """The current time, in whole seconds, UTC."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def repo_path(repo: str | None, env: Mapping[str, str]) -> Path:
+    """``--repo``, else ``$FORTNIGHT_REPO``, else the current folder."""
+    return Path(repo or env.get("FORTNIGHT_REPO") or ".").resolve()
+
+
+def open_log(repo: str | None, env: Mapping[str, str], *, cache: bool = True) -> ManifestLog:
+    """The manifest log; ``FORTNIGHT_NO_CACHE=1`` turns the verification cache off."""
+    use_cache = cache and not env.get("FORTNIGHT_NO_CACHE")
+    return ManifestLog(repo_path(repo, env), cache=use_cache)
+
+
+def log_store(logs: str | None, log: ManifestLog, env: Mapping[str, str]) -> LogStore:
+    """``--logs``, else ``$FORTNIGHT_LOGS``, else ``<repo>/logs``."""
+    root = logs or env.get("FORTNIGHT_LOGS") or str(log.repo / "logs")
+    return LogStore(Path(root).resolve())
+
+
+def output_dir(output: str | None, log: ManifestLog, env: Mapping[str, str]) -> Path:
+    """``--output``, else ``$FORTNIGHT_OUTPUT``, else ``<repo>/output``."""
+    return Path(output or env.get("FORTNIGHT_OUTPUT") or log.repo / "output").resolve()
+
+
+def operator_name(operator: str | None, log: ManifestLog, env: Mapping[str, str]) -> str:
+    """``--operator``, else ``git config user.name``, else ``$USER``, else ``operator``."""
+    if operator:
+        return operator
+    name = log.git.run("config", "user.name", check=False).stdout.strip()
+    return name or env.get("USER") or "operator"
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a mutating task needs, loaded and checked before any work."""
+
+    log: ManifestLog
+    config: ProductConfig
+    trust: Trust
+    signers: list[Signer]  # as many as the role's threshold needs
+    release: list[Signer] | None  # for the tracker sync afterwards; None with --no-tracker
+    options: WriteOptions
+
+
+def open_setup(
+    repo: str | None,
+    product: str,
+    role: RoleName,
+    flags: WriteFlags,
+    env: Mapping[str, str],
+    *,
+    sync: bool = False,
+) -> Setup:
+    """Open the log, load product and trust, and every key the task will sign with.
+
+    Raises:
+        InputError: not a manifest log.
+        ConfigError: the product, trust or a key is missing or unusable.
+    """
+    log = open_log(repo, env)
+    log.require_repo()
+    config = load_product(log.root, product)
+    trust = log.load_trust()
+    signers = load_signers(role, env, trust)
+    release = load_signers("release", env, trust) if sync else None
+    options = flags.options(log.configured_remote())
+    return Setup(log, config, trust, signers, release, options)
+
+
+def task_setup(
+    repo: str | None, product: str, role: RoleName, flags: WriteFlags, *, sync: bool = False
+) -> Setup:
+    """:func:`open_setup` with the process environment (keys, ``FORTNIGHT_*``)."""
+    return open_setup(repo, product, role, flags, os.environ, sync=sync)

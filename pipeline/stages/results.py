@@ -1,0 +1,151 @@
+"""Test results of a compose: run the battery on it, or import a JUnit report, and record them.
+
+Each verifies what it loads first (the product's folder of the log) and fails closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from securesystemslib.signer import Signer
+
+from pipeline.core.config import ProductConfig
+from pipeline.core.models.manifests import Image, ResultManifest
+from pipeline.errors import ConfigError, InputError, TestRunError
+from pipeline.log.store import ManifestLog, WriteOptions, WriteResult
+from pipeline.stages.battery import plan_suites
+from pipeline.stages.load import load_state, require_compose
+from pipeline.stages.testing import (
+    Clock,
+    LogStore,
+    RunSettings,
+    count_tests,
+    image_files,
+    import_junit,
+    run_suite,
+)
+
+
+@dataclass
+class RunOutcome:
+    """What test.run or test.import did."""
+
+    manifests: list[ResultManifest]
+    write: WriteResult
+
+
+def run_battery(
+    log: ManifestLog,
+    product: ProductConfig,
+    compose_id: str,
+    *,
+    suite: str | None,
+    arches: Sequence[str],
+    logs: LogStore,
+    scratch: Path,
+    signers: Sequence[Signer],
+    options: WriteOptions,
+    base_env: Mapping[str, str],
+    clock: Clock,
+    runner: str,
+    workers: int,
+    session: requests.Session,
+    on_plan: Callable[[int], None] = lambda total: None,
+    on_test: Callable[[], None] = lambda: None,
+) -> RunOutcome:
+    """Run the battery (or one suite) on a recorded compose and record one manifest per suite.
+
+    Raises:
+        InputError: the compose is not recorded, or its files are missing.
+        TestRunError: the compose has no image, or nothing matches ``suite``/``arches``.
+        ConfigError: the battery is broken.
+    """
+    state, trust = load_state(log, product, clock())
+    view = require_compose(state, compose_id)
+    if view.compose.outcome == "no-image":
+        raise TestRunError(
+            f"{compose_id}: produced no image; there is nothing to test",
+            hint="its status is already no-image",
+        )
+    suites = plan_suites(product, log.product_dir(product.name), suite)
+    plan = [(s, s.images(view.compose, list(arches))) for s in suites]
+    runnable = [(s, imgs) for s, imgs in plan if imgs]
+    if not runnable:
+        raise TestRunError(
+            f"{compose_id}: no image matches the battery"
+            + (f" on {', '.join(arches)}" if arches else ""),
+            hint="check --arch and the types and arches in the battery",
+        )
+    needed: dict[tuple[str, str, str, str, int], Image] = {
+        img.key(): img for _, imgs in runnable for img in imgs
+    }
+    files = image_files(view.compose, list(needed.values()), scratch / "images", session)
+    on_plan(sum(count_tests(s, imgs) for s, imgs in runnable))
+    settings = RunSettings(
+        view.compose, logs, scratch / "work", base_env, clock, runner, workers or 1
+    )
+    manifests = [
+        run_suite(s, imgs, files, settings, arches=list(arches), on_test=on_test)
+        for s, imgs in runnable
+    ]
+    summary = ", ".join(f"{m.suite} {m.result}" for m in manifests)
+    write = log.record(manifests, signers, trust, f"test: {compose_id}: {summary}", options)
+    return RunOutcome(manifests, write)
+
+
+def import_results(
+    log: ManifestLog,
+    product: ProductConfig,
+    compose_id: str,
+    suite: str,
+    junit: Path,
+    *,
+    advisory: Sequence[str],
+    arches: Sequence[str],
+    logs: LogStore,
+    signers: Sequence[Signer],
+    options: WriteOptions,
+    clock: Clock,
+    runner: str,
+) -> RunOutcome:
+    """Record a JUnit XML report as a test-result manifest of ``suite``.
+
+    Advisory patterns come from the suite's ``advisory`` list in product.toml
+    plus ``advisory``; every other test blocks.
+
+    Raises:
+        InputError: the compose is unknown, has no matching image, or the XML is bad.
+    """
+    state, trust = load_state(log, product, clock())
+    view = require_compose(state, compose_id)
+    spec = product.battery.suites.get(suite)
+    if spec is not None and not spec.external:
+        raise ConfigError(
+            f"--suite {suite}: runs by command in the battery; import into an external suite",
+            hint=f"add [battery.suites.{suite}] external = true, or another name",
+        )
+    images = [img for img in view.compose.images if not arches or img.arch in arches]
+    if not images and view.compose.images:
+        raise InputError(f"{compose_id}: no image on {', '.join(arches)}")
+    patterns = [*(spec.advisory if spec else []), *advisory]
+    manifest = import_junit(
+        junit,
+        view.compose,
+        suite,
+        advisory=patterns,
+        images=images,
+        logs=logs,
+        clock=clock,
+        runner=runner,
+    )
+    write = log.record(
+        [manifest],
+        signers,
+        trust,
+        f"test: {compose_id}: {suite} {manifest.result} (imported)",
+        options,
+    )
+    return RunOutcome([manifest], write)
