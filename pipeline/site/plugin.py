@@ -61,7 +61,7 @@ from pipeline.core.models import Manifest, Trust
 from pipeline.core.state import ComposeView, State, derive
 from pipeline.errors import ConfigError, FortnightError, SiteError, VerificationError
 from pipeline.fsutil import atomic_write
-from pipeline.log.cache import BlobStore
+from pipeline.log.blobs import BlobStore
 from pipeline.log.store import MANIFESTS, TRUST_FILE, ManifestLog
 
 STATE_DIR = ".fortnight"
