@@ -86,6 +86,7 @@ from pipeline.core.models.manifests import (  # noqa: E402
 )
 from pipeline.core.state import ComposeView, State, derive, next_release_day  # noqa: E402
 from pipeline.log import cache as verifycache  # noqa: E402
+from pipeline.log import parallel  # noqa: E402
 from pipeline.log.signing import (  # noqa: E402
     add_key_to_trust,
     empty_trust,
@@ -1034,7 +1035,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"{platform.python_implementation()} {platform.python_version()} on {platform.machine()}, "
-        f"{verifycache.cpu_count()} cores, load average {load:.2f} at start"
+        f"{parallel.cpu_count()} cores, load average {load:.2f} at start"
     )
     with contextlib.ExitStack() as stack:
         base = (

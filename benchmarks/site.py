@@ -77,6 +77,7 @@ from pipeline.core.models.manifests import ComposeManifest  # noqa: E402
 from pipeline.core.release import decide  # noqa: E402
 from pipeline.core.state import next_release_day  # noqa: E402
 from pipeline.log import cache as verifycache  # noqa: E402
+from pipeline.log import parallel  # noqa: E402
 from pipeline.log.signing import add_key_to_trust, save_trust, sign_manifest  # noqa: E402
 from pipeline.log.store import ManifestLog, PendingManifest  # noqa: E402
 from pipeline.site import build as sitebuild  # noqa: E402
@@ -873,7 +874,7 @@ def report(figures: Sequence[Figures], nproducts: int, load_at_start: str) -> No
     print()
     print(
         f"{platform.python_implementation()} {platform.python_version()} on "
-        f"{platform.machine()}, {os.cpu_count()} CPUs ({verifycache.cpu_count()} usable), "
+        f"{platform.machine()}, {os.cpu_count()} CPUs ({parallel.cpu_count()} usable), "
         f"load average {load_at_start} at start, {load_average()} at end; {nproducts} products"
     )
     print(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +32,11 @@ def git_reason(output: str) -> str:
         if line.startswith(("fatal:", "error:")):
             return line
     return lines[-1] if lines else ""
+
+
+def git_blob_id(data: bytes) -> str:
+    """The id git gives a blob of ``data`` (SHA-1 of ``blob <size>\\0<data>``)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
 class Git:

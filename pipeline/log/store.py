@@ -26,8 +26,11 @@ from securesystemslib.signer import Signer
 from pipeline.core.models.common import Manifest, RoleName, Trust
 from pipeline.errors import ConflictError, KeyConfigError, StoreError, VerificationError
 from pipeline.fsutil import atomic_create, atomic_write
-from pipeline.log.cache import BlobStore, VerifyCache, gc_paused, verify_files
+from pipeline.log.blobs import BlobStore
+from pipeline.log.cache import VerifyCache
 from pipeline.log.git import Git, PushConfig
+from pipeline.log.parallel import verify_files
+from pipeline.log.segments import gc_paused
 from pipeline.log.signing import (
     GeneratedKey,
     ManifestRejected,
@@ -136,7 +139,7 @@ class ManifestLog:
 
     def blob_store(self) -> BlobStore | None:
         """Where verified manifests' bytes are kept by blob id, for links that leave the
-        work tree alone (:class:`pipeline.log.cache.BlobStore`); None without the cache
+        work tree alone (:class:`pipeline.log.blobs.BlobStore`); None without the cache
         or outside git."""
         if not self.cache:
             return None

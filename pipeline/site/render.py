@@ -24,7 +24,7 @@ from pipeline.core.config import ProductConfig
 from pipeline.core.models.common import Manifest
 from pipeline.core.outputs import checksum_file, sha256sums
 from pipeline.core.state import ComposeView, State
-from pipeline.log.cache import BlobStore
+from pipeline.log.blobs import BlobStore
 from pipeline.log.store import MANIFESTS, ManifestLog
 from pipeline.site.output import Output
 from pipeline.site.settings import SiteSettings

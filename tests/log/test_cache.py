@@ -18,7 +18,9 @@ from securesystemslib.signer import CryptoSigner
 from pipeline.core.models.common import Manifest, Trust
 from pipeline.errors import VerificationError
 from pipeline.log import cache as verifycache
+from pipeline.log import parallel
 from pipeline.log.git import Git
+from pipeline.log.segments import FORMAT, MAGIC, decode_segment
 from pipeline.log.signing import add_key_to_trust, save_trust, sign_manifest, verify_manifest
 from pipeline.log.store import LogReport, ManifestLog, WriteOptions
 from tests.conftest import Log, compose_on, make_result
@@ -35,7 +37,7 @@ def checks(monkeypatch: pytest.MonkeyPatch) -> Checks:
         seen.append(str(relpath))
         return verify_manifest(raw, relpath, trust)
 
-    monkeypatch.setattr(verifycache, "verify_manifest", counting)
+    monkeypatch.setattr(parallel, "verify_manifest", counting)
     return seen
 
 
@@ -193,7 +195,7 @@ def test_a_changed_trust_invalidates_the_cache(
         pytest.param(lambda b: b"garbage", id="garbage"),
         pytest.param(lambda b: b"", id="empty"),
         pytest.param(
-            lambda b: b.replace(b'"format": %d' % verifycache.FORMAT, b'"format": 99', 1),
+            lambda b: b.replace(b'"format": %d' % FORMAT, b'"format": 99', 1),
             id="other-format",
         ),
     ],
@@ -206,6 +208,29 @@ def test_a_corrupt_cache_file_is_ignored_and_rebuilt(
     load(log)
     [seg] = segments(log)
     seg.write_bytes(damage(seg.read_bytes()))
+    checks.clear()
+    assert load(log) == cold
+    assert len(checks) == 4
+    checks.clear()
+    assert load(log) == cold  # rebuilt
+    assert checks == []
+
+
+def test_a_segment_that_does_not_unpickle_is_a_missing_segment(
+    make_log: Callable[..., Log], checks: Checks
+) -> None:
+    # The header vouches for the body (length and digest), but the body is cut short:
+    # unpickling it raises, and the load verifies every file as without a cache.
+    log = populated(make_log)
+    cold = load(log, cache=False)
+    load(log)
+    [seg] = segments(log)
+    data = seg.read_bytes()
+    header_end = data.index(b"\n", len(MAGIC))
+    header = json.loads(data[len(MAGIC) : header_end])
+    body = data[header_end + 1 : -3]
+    header.update(length=len(body), sha256=hashlib.sha256(body).hexdigest())
+    seg.write_bytes(MAGIC + json.dumps(header).encode() + b"\n" + body)
     checks.clear()
     assert load(log) == cold
     assert len(checks) == 4
@@ -228,10 +253,10 @@ def test_a_cache_file_cannot_run_code(
             return (os.system, (f"touch {marker}",))
 
     body = pickle.dumps({"atomic-host/x.json": ("0" * 40, Evil())})
-    header_end = seg.read_bytes().index(b"\n", len(verifycache.MAGIC))
-    header = json.loads(seg.read_bytes()[len(verifycache.MAGIC) : header_end])
+    header_end = seg.read_bytes().index(b"\n", len(MAGIC))
+    header = json.loads(seg.read_bytes()[len(MAGIC) : header_end])
     header.update(length=len(body), sha256=hashlib.sha256(body).hexdigest())
-    seg.write_bytes(verifycache.MAGIC + json.dumps(header).encode() + b"\n" + body)
+    seg.write_bytes(MAGIC + json.dumps(header).encode() + b"\n" + body)
     checks.clear()
     assert load(log) == cold
     assert not marker.exists()
@@ -339,8 +364,8 @@ def test_a_log_outside_git_verifies_without_a_cache(
 def test_worker_processes_give_the_same_report(
     make_log: Callable[..., Log], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(verifycache, "PARALLEL_MIN_FILES", 1)
-    monkeypatch.setattr(verifycache, "cpu_count", lambda: 3)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(parallel, "cpu_count", lambda: 3)
     log = populated(make_log)
     forged = write_signed(log, compose_on(21))
     forged.write_text(forged.read_text().replace('"respin": 0', '"respin": 1'))
@@ -350,7 +375,7 @@ def test_worker_processes_give_the_same_report(
     assert len(segments(log)) == 3
     # Workers that fail have their share verified here.
     verifycache.remove(log.repo / ".git")
-    monkeypatch.setattr(verifycache, "_WORKER_CODE", "import sys; sys.exit(3)")
+    monkeypatch.setattr(parallel, "_WORKER_CODE", "import sys; sys.exit(3)")
     assert load(log) == cold
 
 
@@ -545,8 +570,8 @@ def test_loads_freeze_what_they_loaded(make_log: Callable[..., Log]) -> None:
 def test_worker_segments_are_partitioned_too(
     make_log: Callable[..., Log], checks: Checks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(verifycache, "PARALLEL_MIN_FILES", 1)
-    monkeypatch.setattr(verifycache, "cpu_count", lambda: 3)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(parallel, "cpu_count", lambda: 3)
     log = two_products(make_log)
     cold = load(log, cache=False)
     checks.clear()
@@ -557,7 +582,7 @@ def test_worker_segments_are_partitioned_too(
     trust = verifycache.trust_fingerprint(log.log.load_trust())
     fingerprint = hashlib.sha256(f"{verifycache.code_fingerprint()}|{trust}".encode()).hexdigest()
     for seg in segments(log):
-        entries = verifycache.decode_segment(fingerprint, seg.read_bytes())
+        entries = decode_segment(fingerprint, seg.read_bytes())
         assert entries, seg
         assert {path.split("/")[0] for path in entries} == {seg.parent.name}
     for product in ("atomic-host", OTHER):

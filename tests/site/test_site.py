@@ -24,7 +24,9 @@ from pipeline.core.outputs import checksum_file
 from pipeline.core.pages import DASHBOARD_PAGE, Urls, dashboard_pages, http_url, region_names
 from pipeline.core.state import derive
 from pipeline.errors import SiteError, VerificationError
-from pipeline.log.cache import CACHE_DIR, BlobStore, git_blob_id
+from pipeline.log.blobs import BlobStore
+from pipeline.log.cache import CACHE_DIR
+from pipeline.log.git import git_blob_id
 from tests.conftest import FIXTURES, ROOT, make_result, run_invoke
 from tests.sitekit import (
     REGIONS,
