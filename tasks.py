@@ -13,8 +13,10 @@ from invoke.collection import Collection
 
 from pipeline.cli.tasks import bus, cloud, compose, demo, dev, log, release, site, testing, verdict
 from pipeline.cli.tasks import tracker as tracker_tasks
+from pipeline.cli.tasks import trust as trust_tasks
 
 keys = Collection("keys", log.generate)
+trust_ns = Collection("trust", trust_tasks.trust_show, trust_tasks.trust_upgrade)
 compose_ns = Collection("compose", compose.record, verdict.compose_fail)
 test_ns = Collection("test", testing.run_task, testing.import_task, verdict.waive_task)
 tracker_ns = Collection("tracker", tracker_tasks.tracker_sync)
@@ -28,6 +30,7 @@ ns = Collection(
     log.schema,
     demo.demo,
     keys,
+    trust_ns,
     compose_ns,
     test_ns,
     tracker_ns,

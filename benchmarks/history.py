@@ -89,16 +89,15 @@ from pipeline.log import cache as verifycache  # noqa: E402
 from pipeline.log import parallel  # noqa: E402
 from pipeline.log.signing import (  # noqa: E402
     add_key_to_trust,
-    empty_trust,
-    save_trust,
     sign_manifest,
     signed_bytes,
 )
-from pipeline.log.store import MANIFESTS, ManifestLog, dump_json, init_log  # noqa: E402
+from pipeline.log.store import MANIFESTS, ManifestLog, init_log  # noqa: E402
+from pipeline.log.trust import TRUST_DIR, empty_trust, first_version  # noqa: E402
 from pipeline.stages.load import load_state  # noqa: E402
 
 #: Bump when the generated history changes shape: cached histories are then regenerated.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 #: The newest day of every generated history (histories end here and reach back N years).
 END = date(2025, 1, 1)
 CADENCE = 14
@@ -700,19 +699,19 @@ def ensure_history(base: Path, years: int, nproducts: int, workers: int) -> Path
     start = time.perf_counter()
     names = products(nproducts)
     anchor = anchor_for(years)
+    trust = empty_trust()
+    keys: dict[RoleName, bytes] = {}
+    root_signer = CryptoSigner.generate_ed25519()
+    for role in ROLES:
+        signer = root_signer if role == "root" else CryptoSigner.generate_ed25519()
+        trust = add_key_to_trust(trust, role, signer.public_key)
+        keys[role] = signer.private_bytes
     init_log(
         repo,
         {name: product_toml(name, display, anchor) for name, display, _ in names},
-        dump_json(empty_trust().model_dump(mode="json")),
+        first_version(trust, [root_signer]),
     )
     log = ManifestLog(repo)
-    trust = log.load_trust()
-    keys: dict[RoleName, bytes] = {}
-    for role in ROLES:
-        signer = CryptoSigner.generate_ed25519()
-        trust = add_key_to_trust(trust, role, signer.public_key)
-        keys[role] = signer.private_bytes
-    save_trust(log.trust_path, trust)
     chunks = [
         Chunk(
             str(log.root),
@@ -755,7 +754,7 @@ def manifest_paths(root: Path) -> list[Path]:
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
         if here == root:
-            dirs[:] = [d for d in dirs if d != "schema" and not d.startswith(".")]
+            dirs[:] = [d for d in dirs if d not in ("schema", TRUST_DIR) and not d.startswith(".")]
             continue
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         found.extend(here / f for f in files if f.endswith(".json") and not f.startswith("."))

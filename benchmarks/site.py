@@ -78,8 +78,9 @@ from pipeline.core.release import decide  # noqa: E402
 from pipeline.core.state import next_release_day  # noqa: E402
 from pipeline.log import cache as verifycache  # noqa: E402
 from pipeline.log import parallel  # noqa: E402
-from pipeline.log.signing import add_key_to_trust, save_trust, sign_manifest  # noqa: E402
+from pipeline.log.signing import add_key_to_trust, sign_manifest  # noqa: E402
 from pipeline.log.store import ManifestLog, PendingManifest  # noqa: E402
+from pipeline.log.trust import TRUST_DIR, empty_trust, first_version  # noqa: E402
 from pipeline.site import build as sitebuild  # noqa: E402
 from pipeline.site import incremental, output, render, workers  # noqa: E402
 from pipeline.stages.load import load_state  # noqa: E402
@@ -231,14 +232,18 @@ def scratch_for(base: Path, history_log: Path, years: int, nproducts: int) -> Sc
     git(clone, "config", "user.email", "bench@localhost")
     git(clone, "config", "user.name", "Fortnight benchmark")
     log = ManifestLog(clone)
-    trust = log.load_trust()
+    # Throwaway keys: a new root of trust for this scratch clone (a new version 1).
+    trust = empty_trust()
     keys = {}
     for role in ROLES:
         signer = CryptoSigner.generate_ed25519()
         trust = add_key_to_trust(trust, role, signer.public_key)
         keys[role] = signer.private_bytes
-    save_trust(log.trust_path, trust)
-    log.commit_file(log.trust_path, "trust: the site benchmark's throwaway keys")
+    root_signer = CryptoSigner(load_pem_private_key(keys["root"], password=None))
+    shutil.rmtree(log.root / TRUST_DIR)
+    log.write_root(
+        first_version(trust, [root_signer]), "trust: the site benchmark's throwaway keys"
+    )
     base_commit = git(clone, "rev-parse", "HEAD")
     marker.write_text(
         json.dumps(

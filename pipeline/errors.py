@@ -71,6 +71,13 @@ class VerificationError(FortnightError):
         )
 
 
+class TrustError(FortnightError):
+    """The root of trust does not verify: the root chain, its pin or ``trust.json``
+    (fail closed, like a rejected manifest)."""
+
+    exit_code = 4
+
+
 class ConflictError(FortnightError):
     """A manifest with the same identity but different content already exists."""
 

@@ -24,7 +24,7 @@ from productmd.composeinfo import get_date_type_respin
 from securesystemslib.signer import CryptoSigner
 
 from pipeline.core.config import ProductConfig, load_product
-from pipeline.core.models.common import ROLES, RoleName
+from pipeline.core.models.common import ROLES, RoleName, Trust
 from pipeline.core.models.manifests import (
     CaseResult,
     ComposeManifest,
@@ -34,8 +34,9 @@ from pipeline.core.models.manifests import (
     suite_verdict,
 )
 from pipeline.demo.samples import write_image
-from pipeline.log.signing import add_key_to_trust, empty_trust, save_trust
-from pipeline.log.store import ManifestLog, dump_json, init_log
+from pipeline.log.signing import add_key_to_trust
+from pipeline.log.store import ManifestLog, init_log
+from pipeline.log.trust import empty_trust, first_version, next_version
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "real"
@@ -69,6 +70,14 @@ class Log:
     def commits(self) -> list[str]:
         return self.git("log", "--format=%s").splitlines()
 
+    def write_trust(
+        self, trust: Trust, message: str = "trust: change", commit: bool = True
+    ) -> None:
+        """Sign ``trust`` as the next root version with the root key, write and commit it."""
+        log = self.log
+        raw = next_version(log.load_root().chain, trust, [self.signers["root"]])
+        log.write_root(raw, message, commit=commit)
+
 
 @pytest.fixture(scope="session")
 def role_signers() -> dict[RoleName, CryptoSigner]:
@@ -83,9 +92,7 @@ def new_log(
     written to ``folder/<name>-keys`` (outside the repository) for the tasks."""
     repo = folder / name
     toml = toml or (ROOT / "manifests/atomic-host/product.toml").read_bytes()
-    init_log(repo, {"atomic-host": toml}, dump_json(empty_trust().model_dump(mode="json")))
-    log = ManifestLog(repo)
-    trust = log.load_trust()
+    trust = empty_trust()
     keydir = folder / f"{name}-keys"
     keydir.mkdir()
     env = {}
@@ -95,8 +102,7 @@ def new_log(
         keyfile.write_bytes(signer.private_bytes)
         keyfile.chmod(0o600)
         env[f"FORTNIGHT_KEY_{role.upper()}"] = str(keyfile)
-    save_trust(log.trust_path, trust)
-    log.commit_file(log.trust_path, "trust: test keys")
+    init_log(repo, {"atomic-host": toml}, first_version(trust, [signers["root"]]))
     return Log(repo=repo, keydir=keydir, signers=dict(signers), env=env)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from pipeline.log.trust import root_fingerprint
 from pipeline.stages.schema import write_schemas
 from tests.conftest import ROOT, ComposeTree, Log, run_invoke
 
@@ -32,33 +33,77 @@ def test_committed_schema_is_current() -> None:
 
 
 def test_init_and_keys_generate(tmp_path: Path) -> None:
+    """A root key first (no log yet: only the key), then init signs root version 1 and
+    prints its fingerprint, then each new key is the next root version."""
     repo = tmp_path / "log"
-    first = run_invoke("init", "--repo", str(repo))
-    assert first.returncode == 0 and "created" in first.stdout
-    assert run_invoke("init", "--repo", str(repo)).stdout.startswith("already a manifest log")
+    nokey = run_invoke("init", "--repo", str(repo))
+    assert nokey.returncode == 2
+    assert_one_line_error(nokey.stderr, "FORTNIGHT_KEY_ROOT is not set")
+    assert not (repo / "manifests").exists()
+    root = run_invoke(
+        "keys.generate", "--role", "root", "--out", str(tmp_path / "keys"), "--repo", str(repo)
+    )
+    assert root.returncode == 0, root.stderr
+    assert root.stdout.strip() == f"FORTNIGHT_KEY_ROOT={tmp_path / 'keys' / 'root.key'}"
+    env = {"FORTNIGHT_KEY_ROOT": str(tmp_path / "keys" / "root.key")}
+    first = run_invoke("init", "--repo", str(repo), env=env)
+    assert first.returncode == 0 and "created" in first.stdout, first.stderr
+    v1 = json.loads((repo / "manifests/trust/1.json").read_bytes())
+    fingerprint = root_fingerprint(v1["signed"])
+    assert f"root fingerprint: {fingerprint}" in first.stdout
+    pinned = subprocess.run(
+        ["git", "-C", str(repo), "config", "fortnight.root"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert pinned.stdout.strip() == fingerprint
+    again = run_invoke("init", "--repo", str(repo), env=env)
+    assert again.stdout.startswith("already a manifest log")
     gen = run_invoke(
-        "keys.generate", "--role", "release", "--out", str(tmp_path / "keys"), "--repo", str(repo)
+        "keys.generate",
+        "--role",
+        "release",
+        "--out",
+        str(tmp_path / "keys"),
+        "--repo",
+        str(repo),
+        env=env,
     )
     assert gen.returncode == 0, gen.stderr
     key = tmp_path / "keys" / "release.key"
     assert gen.stdout.strip() == f"FORTNIGHT_KEY_RELEASE={key}"
     assert os.stat(key).st_mode & 0o777 == 0o600
     trust = json.loads((repo / "manifests" / "trust.json").read_text())
-    assert (
-        len(trust["roles"]["release"]["keyids"]) == 1 and trust["roles"]["compose"]["keyids"] == []
-    )
+    assert trust == json.loads((repo / "manifests/trust/2.json").read_text())
+    assert trust["signed"]["version"] == 2
+    roles = trust["signed"]["roles"]
+    assert len(roles["release"]["keyids"]) == 1 and roles["compose"]["keyids"] == []
     log = subprocess.run(
         ["git", "-C", str(repo), "log", "--format=%s"], check=True, capture_output=True, text=True
     ).stdout.splitlines()
     assert re.fullmatch(r"trust: add release key [0-9a-f]{12}", log[0])
+    unsigned = run_invoke(
+        "keys.generate", "--role", "test", "--out", str(tmp_path / "k3"), "--repo", str(repo)
+    )
+    assert unsigned.returncode == 2
+    assert_one_line_error(unsigned.stderr, "FORTNIGHT_KEY_ROOT is not set")
+    assert not (repo / "manifests/trust/3.json").exists()
     refused = run_invoke(
-        "keys.generate", "--role", "test", "--out", str(repo / "keys"), "--repo", str(repo)
+        "keys.generate", "--role", "test", "--out", str(repo / "keys"), "--repo", str(repo), env=env
     )
     assert refused.returncode == 2
     assert_one_line_error(refused.stderr, "is inside the repository")
     assert not (repo / "keys").exists()
     bad_role = run_invoke(
-        "keys.generate", "--role", "admin", "--out", str(tmp_path / "k2"), "--repo", str(repo)
+        "keys.generate",
+        "--role",
+        "admin",
+        "--out",
+        str(tmp_path / "k2"),
+        "--repo",
+        str(repo),
+        env=env,
     )
     assert bad_role.returncode == 2
     assert_one_line_error(bad_role.stderr, "--role admin: unknown role")
@@ -106,7 +151,7 @@ def test_record_verify_and_rerun(
         ("nosource", (), 3, "no metadata/composeinfo.json in it or in its compose/ folder"),
         ("mismatch", (), 3, "sha256 is"),
         ("ok", ("--verify-checksums", "--skip-checksums"), 2, "exclude each other"),
-        ("badtrust", (), 2, "trust.json: not valid JSON"),
+        ("badtrust", (), 4, "manifests/trust.json differs from manifests/trust/1.json"),
         ("badtoml", (), 2, "product.toml: images.arches: Field required"),
         ("norepo", (), 6, "not a git repository"),
     ],
@@ -197,11 +242,10 @@ def test_a_threshold_of_two_needs_two_keys(
     """trust.json asks two compose signatures: one key is refused before anything is written;
     with FORTNIGHT_KEY_COMPOSE_2 set, both sign and the manifest verifies."""
     log = make_log()
-    second = log.log.add_trusted_key("compose", tmp_path / "second")
-    trust = json.loads(log.log.trust_path.read_text())
-    trust["roles"]["compose"]["threshold"] = 2
-    log.log.trust_path.write_text(json.dumps(trust, indent=2))
-    log.log.commit_file(log.log.trust_path, "trust: two compose signatures")
+    second = log.log.add_trusted_key("compose", tmp_path / "second", [log.signers["root"]])
+    trust = log.log.load_trust()
+    compose = trust.roles["compose"].model_copy(update={"threshold": 2})
+    log.write_trust(trust.model_copy(update={"roles": trust.roles | {"compose": compose}}))
     tree = make_compose_tree()
     args = ("compose.record", "--repo", str(log.repo), "--source", str(tree.root))
     commits = len(log.commits())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -24,6 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from pipeline.core.models.common import format_timestamp
 from pipeline.core.models.manifests import (
     CloudImagesManifest,
     ComposeManifest,
@@ -35,6 +36,7 @@ from pipeline.core.units import human_size
 
 if TYPE_CHECKING:  # importing the AWS adapter loads botocore; only its type is needed
     from pipeline.adapters.aws.ec2 import WithdrawAction
+    from pipeline.log.trust import RootChain
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -85,6 +87,30 @@ def counts_table(counts: Counter[str], failures: int) -> Table:
     for kind in sorted(counts):
         table.add_row(kind, str(counts[kind]))
     table.add_row("[bold]rejected[/bold]" if failures else "rejected", str(failures))
+    return table
+
+
+def root_chain_table(chain: RootChain, dates: Mapping[int, str | None]) -> Table:
+    """Each root version: when it was committed, its expiry, root keys and roles."""
+    table = Table(title="root of trust", title_justify="left")
+    for col in ("version", "created", "expires", "root keys", "threshold", "roles"):
+        table.add_column(col)
+    for v in chain.versions:
+        signed = v.signed
+        root = signed.roles["root"]
+        roles = ", ".join(
+            f"{name} {r.threshold}/{len(r.keyids)}"
+            for name, r in sorted(signed.roles.items())
+            if name != "root"
+        )
+        table.add_row(
+            str(signed.version),
+            dates.get(signed.version) or "uncommitted",
+            format_timestamp(signed.expires) if signed.expires else "never",
+            " ".join(k[:12] for k in root.keyids),
+            str(root.threshold),
+            roles,
+        )
     return table
 
 

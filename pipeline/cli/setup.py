@@ -19,6 +19,7 @@ from pipeline.core.config import ProductConfig, load_product
 from pipeline.core.models.common import RoleName, Trust
 from pipeline.log.signing import load_signers
 from pipeline.log.store import ManifestLog, WriteOptions
+from pipeline.log.trust import Pin, parse_pin
 from pipeline.stages.testing import LogStore
 
 
@@ -33,9 +34,26 @@ def repo_path(repo: str | None, env: Mapping[str, str]) -> Path:
 
 
 def open_log(repo: str | None, env: Mapping[str, str], *, cache: bool = True) -> ManifestLog:
-    """The manifest log; ``FORTNIGHT_NO_CACHE=1`` turns the verification cache off."""
+    """The manifest log; ``FORTNIGHT_NO_CACHE=1`` turns the verification cache off, and
+    ``FORTNIGHT_ROOT`` pins its root (see :func:`pipeline.log.trust.parse_pin`).
+
+    Raises:
+        ConfigError: ``FORTNIGHT_ROOT`` is neither a fingerprint nor a root file.
+    """
     use_cache = cache and not env.get("FORTNIGHT_NO_CACHE")
-    return ManifestLog(repo_path(repo, env), cache=use_cache)
+    log = ManifestLog(repo_path(repo, env), cache=use_cache)
+    if env.get("FORTNIGHT_ROOT", "").strip():
+        log.pin = parse_pin(env["FORTNIGHT_ROOT"], "FORTNIGHT_ROOT")
+    return log
+
+
+def pin_option(root: str | None) -> Pin | None:
+    """``--root FINGERPRINT|FILE``, if given (else the log's own pin applies).
+
+    Raises:
+        ConfigError: neither a fingerprint nor a root file.
+    """
+    return parse_pin(root, "--root") if root else None
 
 
 def log_store(logs: str | None, log: ManifestLog, env: Mapping[str, str]) -> LogStore:

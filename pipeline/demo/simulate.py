@@ -40,8 +40,9 @@ from pipeline.core.tracker import LocalTracker
 from pipeline.core.trackers import Bug, TrackerBackend
 from pipeline.demo.samples import write_compose_tree
 from pipeline.errors import TrackerError
-from pipeline.log.signing import empty_trust, load_signer
-from pipeline.log.store import ManifestLog, WriteOptions, dump_json, init_log
+from pipeline.log.signing import add_key_to_trust, generate_key, load_signer, load_signers
+from pipeline.log.store import ManifestLog, WriteOptions, init_log
+from pipeline.log.trust import empty_trust, first_version
 from pipeline.stages.compose import failed_compose_manifest, record_compose, record_failed_compose
 from pipeline.stages.load import load_state
 from pipeline.stages.release import cut_release, revoke_release
@@ -300,13 +301,15 @@ class Simulation:
             shutil.rmtree(workdir)
         workdir.mkdir(parents=True)
         toml = _with_release_settings(product_toml, script.anchor, download_url)
-        init_log(self.repo, {PRODUCT: toml}, dump_json(empty_trust().model_dump(mode="json")))
-        self.log = ManifestLog(self.repo)
         self.env: dict[str, str] = {}
+        trust = empty_trust()
         for role in ROLES:
-            key = self.log.add_trusted_key(role, self.keys)
+            key = generate_key(role, self.keys, self.repo)
+            trust = add_key_to_trust(trust, role, key.public_key)
             self.env[f"FORTNIGHT_KEY_{role.upper()}"] = str(key.private_path)
-        trust = self.log.load_trust()
+        root = load_signers("root", self.env, trust)
+        init_log(self.repo, {PRODUCT: toml}, first_version(trust, root))
+        self.log = ManifestLog(self.repo)
         self.signers = {role: load_signer(role, self.env, trust) for role in ROLES}
         self.session = requests.Session()
 

@@ -38,8 +38,8 @@ from pipeline.core.models.common import (
     Trust,
 )
 from pipeline.core.models.manifests import KINDS
-from pipeline.errors import ConfigError, KeyConfigError, describe_validation_error
-from pipeline.fsutil import atomic_create, atomic_write
+from pipeline.errors import KeyConfigError, describe_validation_error
+from pipeline.fsutil import atomic_create
 
 KEY_ENV_PREFIX = "FORTNIGHT_KEY_"
 KEYID_ENV_PREFIX = "FORTNIGHT_KEYID_"
@@ -84,43 +84,6 @@ def sign_manifest(manifest: Manifest, signers: Sequence[Signer]) -> bytes:
     return dump_envelope(payload, [s.sign(data) for s in signers])
 
 
-# --- trust.json ----------------------------------------------------------------------
-
-
-def empty_trust() -> Trust:
-    """A trust file with the three roles and no keys yet."""
-    return Trust(
-        keys={}, roles={r: Role(keyids=[], threshold=1) for r in ("compose", "test", "release")}
-    )
-
-
-def load_trust(path: Path) -> Trust:
-    """Read and validate ``trust.json``.
-
-    Raises:
-        ConfigError: the file is missing, not JSON, or not a valid trust file.
-    """
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: not found", hint="run 'invoke init' to create a manifest log"
-        ) from None
-    try:
-        return Trust.model_validate_json(raw, strict=True)
-    except ValidationError as e:
-        raise ConfigError(
-            f"{path}: {describe_validation_error(e)}",
-            hint="fix trust.json (see README, 'Keys and trust')",
-        ) from e
-
-
-def save_trust(path: Path, trust: Trust) -> None:
-    """Write ``trust.json`` atomically, in the same readable layout as manifests."""
-    text = json.dumps(trust.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
-    atomic_write(path, text.encode("utf-8"))
-
-
 # --- keys ----------------------------------------------------------------------------
 
 
@@ -130,6 +93,10 @@ class GeneratedKey:
 
     private_path: Path
     public_key: SSlibKey
+
+    def signer(self) -> Signer:
+        """A signer with the new private key (a new root key co-signs its root version)."""
+        return CryptoSigner(load_pem_private_key(self.private_path.read_bytes(), password=None))
 
     def env_line(self, role: RoleName) -> str:
         """The line that tells signing tasks where the key is."""

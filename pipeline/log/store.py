@@ -1,6 +1,8 @@
 """The manifest log on disk and in git: read, verify, write once, commit, push.
 
-Layout: ``<repo>/manifests/trust.json`` and ``<repo>/manifests/<product>/<kind dir>/…``.
+Layout: ``<repo>/manifests/trust.json`` (the newest root version, kept with every version
+under ``manifests/trust/``, see :mod:`pipeline.log.trust`) and
+``<repo>/manifests/<product>/<kind dir>/…``.
 Writes are atomic and never overwrite. A mutating call holds an exclusive lock
 on the checkout, so concurrent processes serialise instead of racing on git's
 index, and each call makes at most one commit.
@@ -36,16 +38,15 @@ from pipeline.log.signing import (
     ManifestRejected,
     add_key_to_trust,
     generate_key,
-    load_trust,
-    save_trust,
     sign_manifest,
     verify_manifest,
 )
+from pipeline.log.trust import TRUST_DIR, Pin, PinnedChain, load_pinned, next_version, write_version
 
 MANIFESTS = "manifests"
 TRUST_FILE = "trust.json"
 #: Folders under ``manifests/`` that hold no manifests.
-NON_MANIFEST_DIRS = frozenset({"schema"})
+NON_MANIFEST_DIRS = frozenset({"schema", TRUST_DIR})
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +118,8 @@ class ManifestLog:
         self.cache = cache
         self._thread_lock = threading.RLock()
         self._lock_depth = 0
+        #: The pinned root (``--root``, ``FORTNIGHT_ROOT``); None: the clone's, or first use.
+        self.pin: Pin | None = None
 
     @property
     def trust_path(self) -> Path:
@@ -124,8 +127,18 @@ class ManifestLog:
         return self.root / TRUST_FILE
 
     def load_trust(self) -> Trust:
-        """Read ``trust.json`` (see :func:`pipeline.log.signing.load_trust`)."""
-        return load_trust(self.trust_path)
+        """The trust of the newest root version, verified from the pinned root.
+
+        Raises:
+            ConfigError: not a manifest log.
+            TrustError: the root chain does not verify (see :mod:`pipeline.log.trust`).
+        """
+        return self.load_root().chain.trust
+
+    def load_root(self, pin: Pin | None = None) -> PinnedChain:
+        """The root chain verified from ``pin`` (else :attr:`pin`, else the clone's pin,
+        else trust on first use); see :func:`pipeline.log.trust.load_pinned`."""
+        return load_pinned(self.root, self.git, pin or self.pin)
 
     def product_names(self) -> list[str]:
         """Every product of the log: the folders under ``manifests/`` with a product.toml."""
@@ -466,34 +479,70 @@ class ManifestLog:
         return commit
 
     def add_trusted_key(
-        self, role: RoleName, out_dir: Path, *, commit: bool = True, push: PushConfig | None = None
+        self,
+        role: RoleName,
+        out_dir: Path,
+        root_signers: Sequence[Signer],
+        *,
+        commit: bool = True,
+        push: PushConfig | None = None,
     ) -> GeneratedKey:
-        """Generate a key pair for ``role`` and trust its public key, in one commit.
+        """Generate a key pair for ``role`` and trust its public key in the next root
+        version, signed by ``root_signers`` (and by the new key itself for ``root``).
 
-        If the commit fails, ``trust.json`` is restored and the new private key removed.
+        If writing fails, the new private key is removed and nothing is committed.
 
         Raises:
             KeyConfigError: ``out_dir`` is inside the repository, or the key file exists.
-            ConfigError: ``trust.json`` is invalid.
+            ConfigError: the root signers do not meet a threshold.
+            TrustError: the root chain does not verify.
             StoreError: git failed.
         """
         self.require_repo()
         with self.lock():
-            before = self.trust_path.read_bytes() if self.trust_path.exists() else None
-            trust = self.load_trust()
+            chain = self.load_root().chain
             key = generate_key(role, out_dir, self.repo)
             try:
-                save_trust(self.trust_path, add_key_to_trust(trust, role, key.public_key))
-                if commit:
-                    self._commit_file(
-                        self.trust_path, f"trust: add {role} key {key.public_key.keyid[:12]}", push
-                    )
+                signers = list(root_signers)
+                if role == "root":
+                    signers.append(key.signer())
+                trust = add_key_to_trust(chain.trust, role, key.public_key)
+                message = f"trust: add {role} key {key.public_key.keyid[:12]}"
+                self._write_root(next_version(chain, trust, signers), message, commit, push)
             except BaseException:
-                if before is not None:
-                    atomic_write(self.trust_path, before)
                 key.private_path.unlink(missing_ok=True)
                 raise
         return key
+
+    def write_root(
+        self, raw: bytes, message: str, *, commit: bool = True, push: PushConfig | None = None
+    ) -> list[Path]:
+        """Write a signed root version (:mod:`pipeline.log.trust`) and ``trust.json``, and
+        commit both; on failure both are restored."""
+        self.require_repo()
+        with self.lock():
+            return self._write_root(raw, message, commit, push)
+
+    def _write_root(
+        self, raw: bytes, message: str, commit: bool, push: PushConfig | None
+    ) -> list[Path]:
+        before = self.trust_path.read_bytes() if self.trust_path.exists() else None
+        written: list[Path] = []
+        try:
+            written = write_version(self.root, raw)
+            if commit:
+                rels = [p.relative_to(self.repo).as_posix() for p in written]
+                self.git.commit_paths(rels, message)
+                if push is not None:
+                    self.git.push_with_retry(push)
+        except BaseException:
+            if written:
+                written[0].unlink(missing_ok=True)
+                self.git.run("reset", "--quiet", "--", str(written[0]), check=False)
+            if before is not None:
+                atomic_write(self.trust_path, before)
+            raise
+        return written
 
 
 def _product_scope(products: Collection[str] | None) -> frozenset[str] | None:
@@ -533,8 +582,9 @@ def dump_json(data: Any) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
-def init_log(repo: Path, products: dict[str, bytes], trust_json: bytes) -> bool:
-    """Create a manifest log at ``repo``: a git repository with ``trust.json`` and products.
+def init_log(repo: Path, products: dict[str, bytes], root_json: bytes) -> bool:
+    """Create a manifest log at ``repo``: a git repository with root version 1
+    (``root_json``, from :func:`pipeline.log.trust.first_version`) and products.
 
     Safe to re-run: an existing log is left as it is and False is returned.
 
@@ -551,9 +601,8 @@ def init_log(repo: Path, products: dict[str, bytes], trust_json: bytes) -> bool:
         # A scratch log needs an identity to commit; production checkouts have their own.
         log.git.run("config", "user.email", "fortnight@localhost")
         log.git.run("config", "user.name", "Fortnight")
-    written = [log.trust_path]
     log.root.mkdir(parents=True, exist_ok=True)
-    atomic_create(log.trust_path, trust_json)
+    written = write_version(log.root, root_json)
     ignore = repo / ".gitignore"
     if not ignore.exists():
         # The default log store lives beside the manifests but never in git.

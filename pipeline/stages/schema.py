@@ -1,4 +1,4 @@
-"""Export the JSON Schema of every manifest kind (and the envelope and trust file)."""
+"""Export the JSON Schema of every manifest kind (and the envelope, root and trust)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,18 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from pipeline.core.models.common import Envelope, Trust
+from pipeline.core.models.common import Envelope, RootMetadata, Trust
 from pipeline.core.models.manifests import KINDS
 from pipeline.fsutil import atomic_write
 
 
 def schemas() -> dict[str, dict[str, object]]:
     """File name to JSON Schema, for every model users may need to validate."""
-    models: dict[str, type[BaseModel]] = {"envelope": Envelope, "trust": Trust}
+    models: dict[str, type[BaseModel]] = {
+        "envelope": Envelope,
+        "root": RootMetadata,
+        "trust": Trust,
+    }
     models.update({kind: model for kind, model in KINDS.items()})
     out: dict[str, dict[str, object]] = {}
     for name, model in sorted(models.items()):

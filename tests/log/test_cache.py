@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from securesystemslib.signer import CryptoSigner
 
-from pipeline.core.models.common import Manifest, Trust
+from pipeline.core.models.common import Manifest, Role, Trust
 from pipeline.errors import VerificationError
 from pipeline.log import cache as verifycache
 from pipeline.log import parallel
 from pipeline.log.git import Git
 from pipeline.log.segments import FORMAT, MAGIC, decode_segment
-from pipeline.log.signing import add_key_to_trust, save_trust, sign_manifest, verify_manifest
+from pipeline.log.signing import add_key_to_trust, sign_manifest, verify_manifest
 from pipeline.log.store import LogReport, ManifestLog, WriteOptions
 from tests.conftest import Log, compose_on, make_result
 
@@ -169,16 +169,16 @@ def test_a_changed_trust_invalidates_the_cache(
     trust = add_key_to_trust(
         log.log.load_trust(), "release", CryptoSigner.generate_ed25519().public_key
     )
-    save_trust(log.log.trust_path, trust)
+    log.write_trust(trust, commit=False)
     checks.clear()
     assert load(log) == load(log, cache=False)
     assert len(checks) == 8
     # The compose key withdrawn: composes fail exactly as without the cache.
     compose_key = log.signers["compose"].public_key.keyid
-    data = json.loads(log.log.trust_path.read_text())
-    data["roles"]["compose"]["keyids"] = []
-    del data["keys"][compose_key]
-    log.log.trust_path.write_text(json.dumps(data))
+    trust = log.log.load_trust()
+    keys = {k: v for k, v in trust.keys.items() if k != compose_key}
+    roles = dict(trust.roles) | {"compose": Role(keyids=[])}
+    log.write_trust(Trust(keys=keys, roles=roles), commit=False)
     warm, cold = load(log), load(log, cache=False)
     assert warm == cold
     assert [p for p, _ in warm.failures] == [

@@ -12,14 +12,13 @@ import pytest
 from securesystemslib.signer import CryptoSigner
 
 from pipeline.core.models.common import ROLES, Role, RoleName, Trust
-from pipeline.errors import ConfigError, KeyConfigError
+from pipeline.errors import KeyConfigError
 from pipeline.log.signing import (
     ManifestRejected,
     add_key_to_trust,
     dump_envelope,
     generate_key,
     load_signer,
-    load_trust,
     sign_manifest,
     signed_bytes,
     verify_manifest,
@@ -218,29 +217,3 @@ def test_file2_uri_and_plain_path_sign_the_same(make_log: Callable[..., Log]) ->
     uri = load_signer("release", {"FORTNIGHT_KEY_RELEASE": f"file2:{path}"}, trust)
     assert plain.public_key.keyid == uri.public_key.keyid == log.signers["release"].public_key.keyid
     assert plain.sign(b"x").signature == uri.sign(b"x").signature  # Ed25519 is deterministic
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        ("{not json", "not valid JSON"),
-        ('{"keys": {}, "roles": {"compose": {"keyids": []}}}', "roles test, release missing"),
-        (
-            '{"keys": {}, "roles": {"compose": {"keyids": ["' + "a" * 64 + '"]}, "test": '
-            '{"keyids": []}, "release": {"keyids": []}}}',
-            "not in keys",
-        ),
-        (
-            '{"keys": {}, "roles": {"compose": {"keyids": [], "threshold": 0}, "test": '
-            '{"keyids": []}, "release": {"keyids": []}}}',
-            "roles.compose.threshold",
-        ),
-    ],
-)
-def test_corrupt_trust_file(tmp_path: Path, content: str, message: str) -> None:
-    path = tmp_path / "trust.json"
-    path.write_text(content)
-    with pytest.raises(ConfigError, match=message) as exc:
-        load_trust(path)
-    assert str(path) in exc.value.message
-    assert "\n" not in exc.value.diagnostics()

@@ -257,11 +257,12 @@ def test_add_trusted_key_rolls_back_when_the_commit_fails(
     trust_before = log.log.trust_path.read_bytes()
     (log.repo / ".git" / "index.lock").write_text("")
     with pytest.raises(StoreError, match="git add failed"):
-        log.log.add_trusted_key("release", tmp_path / "newkeys")
+        log.log.add_trusted_key("release", tmp_path / "newkeys", [log.signers["root"]])
     assert log.log.trust_path.read_bytes() == trust_before
+    assert not (log.log.root / "trust" / "2.json").exists()
     assert not (tmp_path / "newkeys" / "release.key").exists()
     (log.repo / ".git" / "index.lock").unlink()
-    key = log.log.add_trusted_key("release", tmp_path / "newkeys")
+    key = log.log.add_trusted_key("release", tmp_path / "newkeys", [log.signers["root"]])
     trust = log.log.load_trust()
     assert key.public_key.keyid in trust.roles["release"].keyids
     assert len(trust.roles["release"].keyids) == 2

@@ -13,10 +13,17 @@ from invoke.tasks import task
 from pipeline.cli import console
 from pipeline.cli.boundary import boundary
 from pipeline.cli.options import DEFAULT_PRODUCT, ROOT, parse_at, role_name
-from pipeline.cli.setup import now, open_log, repo_path
+from pipeline.cli.setup import now, open_log, pin_option, repo_path
 from pipeline.core.state import summary
-from pipeline.log.signing import empty_trust
-from pipeline.log.store import dump_json, init_log
+from pipeline.log.signing import generate_key, load_signers
+from pipeline.log.store import init_log
+from pipeline.log.trust import (
+    PIN_CONFIG,
+    empty_trust,
+    first_version,
+    root_key_signers,
+    with_root_keys,
+)
 from pipeline.stages.load import load_states
 from pipeline.stages.schema import write_schemas
 
@@ -29,29 +36,45 @@ from pipeline.stages.schema import write_schemas
 )
 @boundary
 def init(c: Context, repo: str | None = None, product: str = DEFAULT_PRODUCT) -> None:
-    """Create a manifest log: a git repository with trust.json and product.toml."""
+    """Create a manifest log: a git repository with signed root version 1 (the root keys
+    in FORTNIGHT_KEY_ROOT, _2.._9) and product.toml; print the root fingerprint."""
     path = repo_path(repo, os.environ)
+    log = open_log(str(path), os.environ)
+    if log.trust_path.exists():
+        console.out.print(f"already a manifest log: {path}")
+        return
     toml = (ROOT / "manifests" / product / "product.toml").read_bytes()
-    created = init_log(path, {product: toml}, dump_json(empty_trust().model_dump(mode="json")))
-    console.out.print(f"{'created' if created else 'already a manifest log'}: {path}")
+    signers = root_key_signers(os.environ)
+    init_log(path, {product: toml}, first_version(with_root_keys(empty_trust(), signers), signers))
+    pinned = log.load_root()
+    console.out.print(f"created: {path}")
+    console.out.print(f"root fingerprint: {pinned.chain.fingerprint}")
+    console.err.print(
+        f"keep and publish this fingerprint; this clone pinned it in git config {PIN_CONFIG}"
+    )
 
 
 @task(
     help={
-        "role": "compose, test or release",
+        "role": "root, compose, test, release or timestamp",
         "out": "folder for the private key (outside the repository)",
         "repo": "the manifest log (default: .)",
-        "no_commit": "update trust.json without committing",
+        "no_commit": "write the new root version without committing",
     }
 )
 @boundary
 def generate(
     c: Context, role: str, out: str, repo: str | None = None, no_commit: bool = False
 ) -> None:
-    """Create an Ed25519 key pair for ROLE and trust its public key."""
+    """Create an Ed25519 key pair for ROLE and trust it in the next root version (signed
+    with FORTNIGHT_KEY_ROOT, _2.._9). Before 'invoke init', a root key is only created."""
     log = open_log(repo, os.environ)
     role_ = role_name(role)
-    key = log.add_trusted_key(role_, Path(out), commit=not no_commit)
+    if role_ == "root" and not log.trust_path.exists():
+        key = generate_key(role_, Path(out), log.repo)
+    else:
+        root = load_signers("root", os.environ, log.load_trust())
+        key = log.add_trusted_key(role_, Path(out), root, commit=not no_commit)
     console.err.print(f"private key written to {key.private_path} (mode 0600); keep it secret")
     console.out.print(key.env_line(role_))
 
@@ -60,13 +83,24 @@ def generate(
     help={
         "repo": "the manifest log (default: .)",
         "cached": "trust the verification cache for files git reports unchanged (faster)",
+        "root": "the pinned root: its fingerprint, or a file with it or with trust/1.json "
+        "(default: $FORTNIGHT_ROOT, else git config fortnight.root, else trust on first use)",
     }
 )
 @boundary
-def verify(c: Context, repo: str | None = None, cached: bool = False) -> None:
-    """Verify every manifest's signatures; name each bad file and why; exit 4 on any failure."""
+def verify(
+    c: Context, repo: str | None = None, cached: bool = False, root: str | None = None
+) -> None:
+    """Verify the root chain from the pinned root, then every manifest's signatures; name
+    each bad file and why; exit 4 on any failure."""
     log = open_log(repo, os.environ, cache=cached)  # an audit re-checks every signature
-    report = log.verify_all(log.load_trust())
+    pinned = log.load_root(pin_option(root))
+    if pinned.recorded:
+        console.err.print(
+            f"note: no pinned root; trusting root {pinned.chain.fingerprint} on first use "
+            f"(recorded in git config {PIN_CONFIG})"
+        )
+    report = log.verify_all(pinned.chain.trust)
     console.out.print(console.counts_table(report.counts(), len(report.failures)))
     for path, reason in report.failures:
         console.err.print(f"rejected: {path}: {reason}")

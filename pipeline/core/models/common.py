@@ -22,8 +22,8 @@ from pydantic import (
 
 SPEC_VERSION: Literal["1"] = "1"
 
-RoleName = Literal["compose", "test", "release"]
-ROLES: tuple[RoleName, ...] = ("compose", "test", "release")
+RoleName = Literal["root", "compose", "test", "release", "timestamp"]
+ROLES: tuple[RoleName, ...] = ("root", "compose", "test", "release", "timestamp")
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -122,7 +122,7 @@ class Role(StrictModel):
 
 
 class Trust(StrictModel):
-    """``manifests/trust.json``: public keys and the roles they may sign for."""
+    """The keys of a root version (:class:`RootMetadata`) and the roles they may sign for."""
 
     spec_version: Literal["1"] = SPEC_VERSION
     keys: dict[str, PublicKey]
@@ -130,14 +130,42 @@ class Trust(StrictModel):
 
     @model_validator(mode="after")
     def _roles_complete(self) -> Trust:
-        missing = [r for r in ROLES if r not in self.roles]
-        if missing:
-            raise ValueError(f"roles {', '.join(missing)} missing")
-        for name, role in self.roles.items():
-            unknown = [k for k in role.keyids if k not in self.keys]
-            if unknown:
-                raise ValueError(f"role {name} lists keyid {unknown[0]} that is not in keys")
+        _check_roles(self.keys, self.roles)
         return self
+
+
+def _check_roles(keys: dict[str, PublicKey], roles: dict[RoleName, Role]) -> None:
+    missing = [r for r in ROLES if r not in roles]
+    if missing:
+        raise ValueError(f"roles {', '.join(missing)} missing")
+    for name, role in roles.items():
+        unknown = [k for k in role.keyids if k not in keys]
+        if unknown:
+            raise ValueError(f"role {name} lists keyid {unknown[0]} that is not in keys")
+
+
+class RootMetadata(StrictModel):
+    """The ``signed`` payload of ``manifests/trust/<version>.json`` (TUF's root role).
+
+    Version N+1 is signed by a threshold of version N's ``root`` keys and of its own;
+    ``manifests/trust.json`` is a copy of the newest version.
+    """
+
+    type_: Literal["root"] = Field(default="root", alias="_type")
+    spec_version: Literal["1"] = SPEC_VERSION
+    version: Annotated[int, Field(ge=1)]
+    expires: UtcTimestamp | None = None
+    keys: dict[str, PublicKey]
+    roles: dict[RoleName, Role]
+
+    @model_validator(mode="after")
+    def _valid_trust(self) -> RootMetadata:
+        _check_roles(self.keys, self.roles)
+        return self
+
+    def trust(self) -> Trust:
+        """The keys and roles this version trusts."""
+        return Trust(keys=self.keys, roles=self.roles)
 
 
 # --- Manifests -------------------------------------------------------------------------
