@@ -58,10 +58,11 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
         self.context["FORTNIGHT_NAV"] = self.nav
         self.context["FORTNIGHT_PAGES"] = self.content_pages = content_pages(self.context)
         self.report = self.context.setdefault("FORTNIGHT_REPORT", BuildReport())
-        self.trust_bytes = (
-            self.log.trust_path.read_bytes() if self.log.trust_path.is_file() else b""
-        )
-        trust = self.log.load_trust()
+        self.root_chain = self.log.load_root().chain
+        self.trust_bytes = self.root_chain.newest.raw  # verified equal to trust.json
+        trust = self.root_chain.trust
+        # The "Verify a download" page shows the fingerprint users pin (content/pages).
+        self.context["FORTNIGHT_ROOT_FINGERPRINT"] = self.root_chain.fingerprint
         self.code = code_key(
             site,
             {
@@ -119,6 +120,8 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
         previous = self.last.previous
         shared = Output(site.output, self.report, self.last.record(""))
         shared.write(f"{MANIFESTS}/{TRUST_FILE}", self.trust_bytes)
+        for version in self.root_chain.versions:  # the whole root chain, for users to verify
+            shared.write(version.path, version.raw)
         shared.remove_stale()
         site_record = previous.get("")
         if site_record is None or site_record.files != shared.files:

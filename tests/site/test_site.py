@@ -280,8 +280,13 @@ def test_published_manifests_verify_on_their_own(
     for toml in (h.log.repo / "manifests").glob("*/product.toml"):
         shutil.copy(toml, check / "manifests" / toml.parent.name / "product.toml")
     subprocess.run(["git", "init", "-q", str(check)], check=True)
-    result = run_invoke("verify", "--repo", str(check))
+    # The pin comes from the site's "Verify a download" page, not from the copy.
+    fingerprint = h.log.log.load_root().chain.fingerprint
+    assert f"<code>invoke verify --root {fingerprint}</code>" in (out / "verify.html").read_text()
+    result = run_invoke("verify", "--repo", str(check), "--root", fingerprint)
     assert result.returncode == 0, result.stderr
+    wrong = run_invoke("verify", "--repo", str(check), "--root", "0" * 64)
+    assert wrong.returncode == 4 and "does not match the pinned root" in wrong.stderr
     published = sorted(p.relative_to(out) for p in (out / "manifests").rglob("*.json"))
     in_log = sorted(
         p.relative_to(h.log.repo)
