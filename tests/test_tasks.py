@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from securesystemslib.signer import CryptoSigner
 
 from pipeline.log.trust import root_fingerprint
 from pipeline.stages.schema import write_schemas
@@ -297,3 +299,94 @@ def test_demo_serves_the_site_with_working_downloads(tmp_path: Path) -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def add_unsigned_release_key(log: Log) -> None:
+    """An attacker with push access and no root key: one edit of trust.json, one commit."""
+    doc = json.loads(log.log.trust_path.read_text())
+    attacker = CryptoSigner.generate_ed25519().public_key
+    doc["signed"]["keys"][attacker.keyid] = attacker.to_dict()
+    doc["signed"]["roles"]["release"]["keyids"].append(attacker.keyid)
+    log.log.trust_path.write_text(json.dumps(doc, indent=2))
+    log.git("commit", "-q", "-am", "trust: add a release key")
+
+
+def test_verify_pins_the_root_and_rejects_an_unsigned_trust_change(
+    make_log: Callable[..., Log],
+) -> None:
+    log = make_log()
+    first = run_invoke("verify", "--repo", str(log.repo))
+    assert first.returncode == 0, first.stderr
+    fingerprint = log.log.load_root().chain.fingerprint
+    assert f"note: no pinned root; trusting root {fingerprint} on first use" in first.stderr
+    second = run_invoke("verify", "--repo", str(log.repo))
+    assert second.returncode == 0 and "note:" not in second.stderr
+    wrong = run_invoke("verify", "--repo", str(log.repo), "--root", "f" * 64)
+    assert wrong.returncode == 4
+    assert_one_line_error(wrong.stderr, f"root fingerprint {fingerprint} does not match")
+    env_pin = run_invoke("verify", "--repo", str(log.repo), env={"FORTNIGHT_ROOT": "f" * 64})
+    assert env_pin.returncode == 4 and "does not match the pinned root ffff" in env_pin.stderr
+    add_unsigned_release_key(log)
+    for args in (("verify",), ("status",)):
+        proc = run_invoke(*args, "--repo", str(log.repo))
+        assert proc.returncode == 4, proc.stderr
+        assert_one_line_error(
+            proc.stderr, "manifests/trust.json differs from manifests/trust/1.json"
+        )
+
+
+def test_trust_show_prints_the_chain(make_log: Callable[..., Log], tmp_path: Path) -> None:
+    log = make_log()
+    gen = run_invoke(
+        "keys.generate",
+        "--role",
+        "root",
+        "--out",
+        str(tmp_path / "k"),
+        "--repo",
+        str(log.repo),
+        env=log.env,
+    )
+    assert gen.returncode == 0, gen.stderr
+    show = run_invoke("trust.show", "--repo", str(log.repo))
+    assert show.returncode == 0, show.stderr
+    rows = [line for line in show.stdout.splitlines() if re.match(r"^│ [12] ", line)]
+    assert len(rows) == 2 and "never" in rows[0]
+    root_keys = log.log.load_trust().roles["root"].keyids
+    assert all(k[:12] in rows[1] for k in root_keys) and len(root_keys) == 2
+    fingerprint = log.log.load_root().chain.fingerprint
+    assert f"root fingerprint: {fingerprint}" in show.stdout
+
+
+def test_trust_upgrade_signs_a_legacy_trust_file(
+    make_log: Callable[..., Log], tmp_path: Path
+) -> None:
+    """A log from before root metadata: refused with the command to run, which signs it."""
+    log = make_log()
+    signed = json.loads(log.log.trust_path.read_text())["signed"]
+    roles = {r: signed["roles"][r] for r in ("compose", "test", "release")}
+    keys = {k: signed["keys"][k] for r in roles.values() for k in r["keyids"]}
+    shutil.rmtree(log.log.root / "trust")
+    legacy = {"spec_version": "1", "keys": keys, "roles": roles}
+    log.log.trust_path.write_text(json.dumps(legacy, indent=2))
+    log.git("add", "-A", "manifests")
+    log.git("commit", "-q", "-m", "log: before root metadata")
+    old = run_invoke("verify", "--repo", str(log.repo))
+    assert old.returncode == 4
+    assert_one_line_error(old.stderr, "manifests/trust.json: unsigned trust file")
+    assert "run 'invoke trust.upgrade' with FORTNIGHT_KEY_ROOT set" in old.stderr
+    nokey = run_invoke("trust.upgrade", "--repo", str(log.repo))
+    assert nokey.returncode == 2
+    assert_one_line_error(nokey.stderr, "FORTNIGHT_KEY_ROOT is not set")
+    env = {"FORTNIGHT_KEY_ROOT": log.env["FORTNIGHT_KEY_ROOT"]}
+    up = run_invoke("trust.upgrade", "--repo", str(log.repo), env=env)
+    assert up.returncode == 0, up.stderr
+    chain = log.log.load_root().chain
+    assert f"root fingerprint: {chain.fingerprint}" in up.stdout
+    assert chain.trust.roles["root"].keyids == [log.signers["root"].public_key.keyid]
+    assert chain.trust.roles["timestamp"].keyids == []
+    assert log.commits()[0] == "trust: signed root version 1 (upgrade)"
+    again = run_invoke("trust.upgrade", "--repo", str(log.repo), env=env)
+    assert again.returncode == 2
+    assert_one_line_error(again.stderr, "already signed root metadata; nothing to upgrade")
+    assert run_invoke("verify", "--repo", str(log.repo)).returncode == 0
