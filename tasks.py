@@ -16,7 +16,13 @@ from pipeline.cli.tasks import tracker as tracker_tasks
 from pipeline.cli.tasks import trust as trust_tasks
 
 keys = Collection("keys", log.generate)
-trust_ns = Collection("trust", trust_tasks.trust_show, trust_tasks.trust_upgrade)
+trust_ns = Collection(
+    "trust",
+    trust_tasks.trust_show,
+    trust_tasks.trust_upgrade,
+    trust_tasks.trust_remove,
+    trust_tasks.trust_threshold,
+)
 compose_ns = Collection("compose", compose.record, verdict.compose_fail)
 test_ns = Collection("test", testing.run_task, testing.import_task, verdict.waive_task)
 tracker_ns = Collection("tracker", tracker_tasks.tracker_sync)

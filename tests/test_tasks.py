@@ -390,3 +390,61 @@ def test_trust_upgrade_signs_a_legacy_trust_file(
     assert again.returncode == 2
     assert_one_line_error(again.stderr, "already signed root metadata; nothing to upgrade")
     assert run_invoke("verify", "--repo", str(log.repo)).returncode == 0
+
+
+def test_trust_threshold_and_remove_write_root_versions(
+    make_log: Callable[..., Log], tmp_path: Path
+) -> None:
+    log = make_log()
+    repo = ("--repo", str(log.repo))
+    old = log.signers["compose"].public_key.keyid
+    gen = run_invoke(
+        "keys.generate", "--role", "compose", "--out", str(tmp_path / "k"), *repo, env=log.env
+    )
+    assert gen.returncode == 0, gen.stderr
+    steps: list[tuple[tuple[str, ...], dict[str, str], int, str]] = [
+        (
+            ("trust.threshold", "--role", "compose", "--threshold", "2"),
+            {},
+            2,
+            "FORTNIGHT_KEY_ROOT is not set",
+        ),
+        (
+            ("trust.threshold", "--role", "compose", "--threshold", "3"),
+            log.env,
+            2,
+            "role compose has 2 key(s)",
+        ),
+        (
+            ("trust.threshold", "--role", "compose", "--threshold", "2"),
+            log.env,
+            0,
+            "root version 3 written",
+        ),
+        (
+            ("trust.remove", "--keyid", old),
+            log.env,
+            2,
+            "role compose would keep 1 key(s) for a threshold of 2",
+        ),
+        (("trust.remove", "--keyid", "0" * 64), log.env, 2, "not a key in trust.json"),
+        (
+            ("trust.threshold", "--role", "compose", "--threshold", "1"),
+            log.env,
+            0,
+            "root version 4 written",
+        ),
+        (("trust.remove", "--keyid", old), log.env, 0, "root version 5 written"),
+    ]
+    for args, env, code, fragment in steps:
+        proc = run_invoke(*args, *repo, env=env)
+        assert proc.returncode == code, (args, proc.stderr)
+        if code:
+            assert_one_line_error(proc.stderr, fragment)
+        else:
+            assert fragment in proc.stdout
+    trust = log.log.load_trust()
+    assert old not in trust.keys and trust.roles["compose"].threshold == 1
+    assert len(trust.roles["compose"].keyids) == 1
+    assert log.commits()[0] == f"trust: remove key {old[:12]}"
+    assert run_invoke("verify", *repo).returncode == 0

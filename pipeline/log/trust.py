@@ -32,6 +32,7 @@ from pipeline.core.models.common import (
     ROLES,
     Envelope,
     Role,
+    RoleName,
     RootMetadata,
     Trust,
     format_timestamp,
@@ -487,3 +488,45 @@ def created(git: Git, path: str) -> str | None:
     out = git.run("log", "--diff-filter=A", "--format=%cI", "--", path, check=False).stdout
     lines = out.split()
     return lines[-1] if lines else None
+
+
+def remove_key(trust: Trust, keyid: str) -> Trust:
+    """A copy of ``trust`` without ``keyid`` (in ``keys`` and every role).
+
+    Raises:
+        ConfigError: the key is not trusted, or a role would have fewer keys than its
+            threshold.
+    """
+    if keyid not in trust.keys:
+        raise ConfigError(
+            f"--keyid {keyid}: not a key in trust.json", hint="see 'invoke trust.show'"
+        )
+    roles = {}
+    for name, role in trust.roles.items():
+        keyids = [k for k in role.keyids if k != keyid]
+        if keyid in role.keyids and len(keyids) < role.threshold:
+            raise ConfigError(
+                f"--keyid {keyid[:12]}: role {name} would keep {len(keyids)} key(s) "
+                f"for a threshold of {role.threshold}",
+                hint="add its replacement first ('invoke keys.generate') or lower the threshold",
+            )
+        roles[name] = Role(keyids=keyids, threshold=role.threshold)
+    keys = {k: v for k, v in trust.keys.items() if k != keyid}
+    return Trust(keys=keys, roles=roles)
+
+
+def set_threshold(trust: Trust, role: RoleName, threshold: int) -> Trust:
+    """A copy of ``trust`` where ``role`` needs ``threshold`` signatures.
+
+    Raises:
+        ConfigError: the threshold is below 1 or above the role's number of keys.
+    """
+    keyids = trust.roles[role].keyids
+    if not 1 <= threshold <= len(keyids):
+        raise ConfigError(
+            f"--threshold {threshold}: role {role} has {len(keyids)} key(s)",
+            hint="a threshold is between 1 and the number of the role's keys",
+        )
+    return Trust(
+        keys=trust.keys, roles=trust.roles | {role: Role(keyids=keyids, threshold=threshold)}
+    )

@@ -1,20 +1,29 @@
-"""The root of trust's tasks: show the chain, upgrade an unsigned trust.json."""
+"""The root of trust's tasks: show the chain, upgrade an unsigned trust.json, remove a key,
+set a threshold (adding a key is 'invoke keys.generate')."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from invoke.context import Context
 from invoke.tasks import task
 
 from pipeline.cli import console
 from pipeline.cli.boundary import boundary
+from pipeline.cli.options import at_least_one, role_name
 from pipeline.cli.setup import open_log, pin_option
+from pipeline.core.models.common import Trust
+from pipeline.log.signing import load_signers
+from pipeline.log.store import ManifestLog
 from pipeline.log.trust import (
     created,
     first_version,
     legacy_trust,
+    next_version,
+    remove_key,
     root_key_signers,
+    set_threshold,
     with_root_keys,
 )
 
@@ -55,3 +64,52 @@ def trust_upgrade(c: Context, repo: str | None = None, no_commit: bool = False) 
     pinned = log.load_root()
     console.out.print(f"root fingerprint: {pinned.chain.fingerprint}")
     console.err.print("keep and publish this fingerprint; other clones pin it on first verify")
+
+
+def _next_root(
+    log: ManifestLog, change: Callable[[Trust], Trust], message: str, commit: bool
+) -> None:
+    chain = log.load_root().chain
+    root = load_signers("root", os.environ, chain.trust)
+    log.write_root(next_version(chain, change(chain.trust), root), message, commit=commit)
+    console.out.print(f"root version {chain.newest.signed.version + 1} written")
+
+
+@task(
+    name="remove",
+    help={
+        "keyid": "the key to stop trusting (see 'invoke trust.show')",
+        "repo": "the manifest log (default: $FORTNIGHT_REPO or .)",
+        "no_commit": "write the root version without committing",
+    },
+)
+@boundary
+def trust_remove(c: Context, keyid: str, repo: str | None = None, no_commit: bool = False) -> None:
+    """Stop trusting KEYID: the next root version, signed with FORTNIGHT_KEY_ROOT (_2.._9)."""
+    log = open_log(repo, os.environ)
+    log.require_repo()
+    _next_root(
+        log, lambda t: remove_key(t, keyid), f"trust: remove key {keyid[:12]}", not no_commit
+    )
+
+
+@task(
+    name="threshold",
+    help={
+        "role": "root, compose, test, release or timestamp",
+        "threshold": "how many distinct keys of the role must sign (required)",
+        "repo": "the manifest log (default: $FORTNIGHT_REPO or .)",
+        "no_commit": "write the root version without committing",
+    },
+)
+@boundary
+def trust_threshold(
+    c: Context, role: str, threshold: int = 0, repo: str | None = None, no_commit: bool = False
+) -> None:
+    """Set ROLE's threshold: the next root version, signed with FORTNIGHT_KEY_ROOT (_2.._9)."""
+    log = open_log(repo, os.environ)
+    log.require_repo()
+    role_ = role_name(role)
+    threshold = at_least_one("threshold", threshold)
+    message = f"trust: {role_} threshold {threshold}"
+    _next_root(log, lambda t: set_threshold(t, role_, threshold), message, not no_commit)
