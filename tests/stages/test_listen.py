@@ -279,7 +279,7 @@ def test_killed_listener_redelivers_and_records_exactly_once(
     assert len(manifests(log, "tests")) == 1
     assert runs.read_text().count("run") == 2
     assert "already has results for every suite" in second.output()
-    assert len(log.commits()) == 4  # init, trust, compose, test (a pass opens no bug)
+    assert len(log.commits()) == 3  # init (with the root), compose, test (a pass: no bug)
 
 
 def test_listener_survives_a_broker_restart(
