@@ -535,9 +535,13 @@ def test_only_safe_urls_become_links(url: str, kept: bool) -> None:
 
 
 def _log_manifests(h: History) -> dict[Path, os.stat_result]:
+    """The manifests (the root chain, like trust.json, is published as copies)."""
     root = h.log.repo / "manifests"
+    skip = {"schema", "trust"}
     return {
-        p: p.stat() for p in root.rglob("*.json") if "schema" not in p.parts and p.parent != root
+        p: p.stat()
+        for p in root.rglob("*.json")
+        if not skip & set(p.relative_to(root).parts[:1]) and p.parent != root
     }
 
 
