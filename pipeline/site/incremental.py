@@ -25,7 +25,7 @@ from typing import Any
 
 from pipeline.fsutil import atomic_write
 from pipeline.log.git import Git
-from pipeline.log.store import MANIFESTS
+from pipeline.log.store import MANIFESTS, NON_MANIFEST_DIRS
 from pipeline.site.output import Output, ProductRecord
 from pipeline.site.settings import SiteSettings
 
@@ -235,8 +235,9 @@ def product_trees(repo: Path) -> dict[str, str]:
     for entry in listing.decode("utf-8", "surrogateescape").split("\0"):
         meta, _, path = entry.partition("\t")
         parts = meta.split()
-        if len(parts) == 3 and parts[1] == "tree":
-            trees[path.rsplit("/", 1)[-1]] = parts[2]
+        name = path.rsplit("/", 1)[-1]
+        if len(parts) == 3 and parts[1] == "tree" and name not in NON_MANIFEST_DIRS:
+            trees[name] = parts[2]  # the root chain counts through trust.json's digest
     dirty = set()
     for entry in status.decode("utf-8", "surrogateescape").split("\0"):
         parts = entry[3:].split("/")
