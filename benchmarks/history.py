@@ -63,8 +63,6 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key  # noqa: E402
-from securesystemslib.signer import CryptoSigner, SSlibKey  # noqa: E402
-from securesystemslib.signer import Signature as SslibSignature  # noqa: E402
 
 from pipeline.core.config import ProductConfig, load_product  # noqa: E402
 from pipeline.core.models.common import ROLES, Manifest, RoleName, Trust  # noqa: E402
@@ -94,6 +92,8 @@ from pipeline.log.signing import (  # noqa: E402
     sign_manifest,
     signed_bytes,
 )
+from pipeline.log.sslib import CryptoSigner, SSlibKey  # noqa: E402
+from pipeline.log.sslib import Signature as SslibSignature  # noqa: E402
 from pipeline.log.store import MANIFESTS, ManifestLog, dump_json, init_log  # noqa: E402
 from pipeline.stages.load import load_state  # noqa: E402
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 from productmd.composeinfo import get_date_type_respin
-from securesystemslib.signer import CryptoSigner
 
 from pipeline.core.config import ProductConfig, load_product
 from pipeline.core.models.common import ROLES, RoleName
@@ -35,6 +34,7 @@ from pipeline.core.models.manifests import (
 )
 from pipeline.demo.samples import write_image
 from pipeline.log.signing import add_key_to_trust, empty_trust, save_trust
+from pipeline.log.sslib import CryptoSigner
 from pipeline.log.store import ManifestLog, dump_json, init_log
 
 ROOT = Path(__file__).resolve().parent.parent

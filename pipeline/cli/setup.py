@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from securesystemslib.signer import Signer
-
 from pipeline.cli.options import WriteFlags
 from pipeline.core.config import ProductConfig, load_product
 from pipeline.core.models.common import RoleName, Trust
 from pipeline.log.signing import load_signers
+from pipeline.log.sslib import Signer
 from pipeline.log.store import ManifestLog, WriteOptions
 from pipeline.stages.testing import LogStore
 

@@ -19,14 +19,6 @@ from pydantic import ValidationError
 from securesystemslib.exceptions import Error as SslibError
 from securesystemslib.exceptions import FormatError, UnverifiedSignatureError
 from securesystemslib.formats import encode_canonical
-from securesystemslib.signer import (
-    SIGNER_FOR_URI_SCHEME,
-    CryptoSigner,
-    Key,
-    Signer,
-    SSlibKey,
-)
-from securesystemslib.signer import Signature as SslibSignature
 
 from pipeline.core.models.common import (
     Envelope,
@@ -40,6 +32,15 @@ from pipeline.core.models.common import (
 from pipeline.core.models.manifests import KINDS
 from pipeline.errors import ConfigError, KeyConfigError, describe_validation_error
 from pipeline.fsutil import atomic_create, atomic_write
+from pipeline.log.sslib import (
+    SIGNER_FOR_URI_SCHEME,
+    CryptoSigner,
+    Key,
+    Signer,
+    SSlibKey,
+    signer_for_scheme,
+)
+from pipeline.log.sslib import Signature as SslibSignature
 
 KEY_ENV_PREFIX = "FORTNIGHT_KEY_"
 KEYID_ENV_PREFIX = "FORTNIGHT_KEYID_"
@@ -255,6 +256,7 @@ def load_signer(
         raise KeyConfigError(f"{keyid_var}: {keyid} is not a {role} key in trust.json")
     public = SSlibKey.from_dict(keyid, trust.keys[keyid].model_dump(mode="json"))
     try:
+        signer_for_scheme(scheme)
         return Signer.from_priv_key_uri(value, public)
     except (SslibError, ValueError, OSError) as e:
         raise KeyConfigError(f"{var}: cannot load signer ({e})") from e

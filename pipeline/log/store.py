@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from securesystemslib.signer import Signer
-
 from pipeline.core.models.common import Manifest, RoleName, Trust
 from pipeline.errors import ConflictError, KeyConfigError, StoreError, VerificationError
 from pipeline.fsutil import atomic_create, atomic_write
@@ -41,6 +39,7 @@ from pipeline.log.signing import (
     sign_manifest,
     verify_manifest,
 )
+from pipeline.log.sslib import Signer
 
 MANIFESTS = "manifests"
 TRUST_FILE = "trust.json"

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from securesystemslib.signer import Signer
 
 from pipeline.core.config import ProductConfig
 from pipeline.core.models.manifests import Image, ResultManifest
 from pipeline.errors import ConfigError, InputError, TestRunError
+from pipeline.log.sslib import Signer
 from pipeline.log.store import ManifestLog, WriteOptions, WriteResult
 from pipeline.stages.battery import plan_suites
 from pipeline.stages.load import load_state, require_compose

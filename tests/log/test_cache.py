@@ -13,7 +13,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
-from securesystemslib.signer import CryptoSigner
 
 from pipeline.core.models.common import Manifest, Trust
 from pipeline.errors import VerificationError
@@ -22,6 +21,7 @@ from pipeline.log import parallel
 from pipeline.log.git import Git
 from pipeline.log.segments import FORMAT, MAGIC, decode_segment
 from pipeline.log.signing import add_key_to_trust, save_trust, sign_manifest, verify_manifest
+from pipeline.log.sslib import CryptoSigner
 from pipeline.log.store import LogReport, ManifestLog, WriteOptions
 from tests.conftest import Log, compose_on, make_result
 
