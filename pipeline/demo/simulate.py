@@ -36,8 +36,7 @@ from pipeline.core.config import ProductConfig, load_product
 from pipeline.core.models.common import ROLES
 from pipeline.core.models.manifests import TrackerBackendName
 from pipeline.core.state import State
-from pipeline.core.tracker import LocalTracker
-from pipeline.core.trackers import Bug, TrackerBackend
+from pipeline.core.tracker import Bug, LocalTracker, TrackerBackend
 from pipeline.demo.samples import write_compose_tree
 from pipeline.errors import TrackerError
 from pipeline.log.signing import empty_trust, load_signer

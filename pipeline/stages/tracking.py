@@ -8,8 +8,7 @@ from datetime import datetime
 from pipeline.core.config import ProductConfig
 from pipeline.core.models.manifests import TrackerEventManifest
 from pipeline.core.state import State
-from pipeline.core.tracker import LocalTracker, SyncReport, sync
-from pipeline.core.trackers import Bug, TrackerBackend
+from pipeline.core.tracker import Bug, LocalTracker, SyncReport, TrackerBackend, sync
 from pipeline.log.sslib import Signer
 from pipeline.log.store import ManifestLog, WriteOptions
 from pipeline.stages.load import load_state

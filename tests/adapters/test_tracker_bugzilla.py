@@ -10,7 +10,7 @@ import pytest
 from pipeline.adapters.bugzilla import BugzillaTracker
 from pipeline.core.config import ProductConfig, load_product
 from pipeline.core.state import State
-from pipeline.core.trackers import TrackerBackend
+from pipeline.core.tracker import TrackerBackend
 from pipeline.errors import TrackerError
 from pipeline.log.signing import load_signer
 from pipeline.log.store import WriteOptions
