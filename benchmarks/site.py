@@ -969,7 +969,7 @@ def report_phases(f: Figures) -> None:
     )
     rows = sorted(phases.seconds.items(), key=lambda kv: -kv[1])
     rest = phases.total - sum(phases.seconds.values())
-    for name, seconds in [*rows, ("other (Pelican setup, sitegen loop glue)", rest)]:
+    for name, seconds in [*rows, ("other (Pelican setup, site loop glue)", rest)]:
         calls = phases.calls.get(name)
         print(
             f"  {name:<42} {seconds:>7.2f} s {100 * seconds / phases.total:>5.1f}%"

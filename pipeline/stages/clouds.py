@@ -173,7 +173,7 @@ def withdraw_release_images(
 def ec2_client_factory(endpoint_url: str | None) -> ClientFactory:
     """EC2 clients through boto3's standard credential chain (never logged here).
 
-    boto3's own retries are off: ``pipeline.adapters.clouds`` retries a region itself, so a
+    boto3's own retries are off: ``pipeline.adapters.aws.ec2`` retries a region itself, so a
     failing region is reported once, with its reason.
     """
     import boto3  # noqa: PLC0415 - only the cloud tasks need it; keeps the others fast
