@@ -79,7 +79,8 @@ from pipeline.core.state import next_release_day  # noqa: E402
 from pipeline.log import cache as verifycache  # noqa: E402
 from pipeline.log import parallel  # noqa: E402
 from pipeline.log.signing import add_key_to_trust, save_trust, sign_manifest  # noqa: E402
-from pipeline.log.store import ManifestLog, PendingManifest  # noqa: E402
+from pipeline.log.store import ManifestLog  # noqa: E402
+from pipeline.log.writer import PendingManifest  # noqa: E402
 from pipeline.site import build as sitebuild  # noqa: E402
 from pipeline.site import incremental, output, render, workers  # noqa: E402
 from pipeline.stages.load import load_state  # noqa: E402

@@ -19,7 +19,8 @@ from pipeline.adapters.aws.ec2 import (
 from pipeline.core.config import ProductConfig
 from pipeline.core.models.manifests import CloudImage, CloudImagesManifest, MissingRegion
 from pipeline.errors import ConfigError, InputError
-from pipeline.log.store import ManifestLog, WriteOptions, WriteResult
+from pipeline.log.store import ManifestLog
+from pipeline.log.writer import WriteOptions, WriteResult
 from pipeline.stages.load import load_state, require_compose
 
 BUGZILLA_KEY_ENV = "FORTNIGHT_BUGZILLA_API_KEY"
