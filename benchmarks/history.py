@@ -85,6 +85,7 @@ from pipeline.core.models.manifests import (  # noqa: E402
 from pipeline.core.state import ComposeView, State, derive, next_release_day  # noqa: E402
 from pipeline.log import cache as verifycache  # noqa: E402
 from pipeline.log import parallel  # noqa: E402
+from pipeline.log.layout import MANIFESTS  # noqa: E402
 from pipeline.log.signing import (  # noqa: E402
     add_key_to_trust,
     empty_trust,
@@ -94,7 +95,7 @@ from pipeline.log.signing import (  # noqa: E402
 )
 from pipeline.log.sslib import CryptoSigner, SSlibKey  # noqa: E402
 from pipeline.log.sslib import Signature as SslibSignature  # noqa: E402
-from pipeline.log.store import MANIFESTS, ManifestLog, dump_json, init_log  # noqa: E402
+from pipeline.log.store import ManifestLog, dump_json, init_log  # noqa: E402
 from pipeline.stages.load import load_state  # noqa: E402
 
 #: Bump when the generated history changes shape: cached histories are then regenerated.

@@ -79,7 +79,8 @@ from pipeline.log import cache as verifycache  # noqa: E402
 from pipeline.log import parallel  # noqa: E402
 from pipeline.log.signing import add_key_to_trust, save_trust, sign_manifest  # noqa: E402
 from pipeline.log.sslib import CryptoSigner  # noqa: E402
-from pipeline.log.store import ManifestLog, PendingManifest  # noqa: E402
+from pipeline.log.store import ManifestLog  # noqa: E402
+from pipeline.log.writer import PendingManifest  # noqa: E402
 from pipeline.site import build as sitebuild  # noqa: E402
 from pipeline.site import incremental, output, render, workers  # noqa: E402
 from pipeline.stages.load import load_state  # noqa: E402
@@ -969,7 +970,7 @@ def report_phases(f: Figures) -> None:
     )
     rows = sorted(phases.seconds.items(), key=lambda kv: -kv[1])
     rest = phases.total - sum(phases.seconds.values())
-    for name, seconds in [*rows, ("other (Pelican setup, site loop glue)", rest)]:
+    for name, seconds in [*rows, ("other (Pelican setup, sitegen loop glue)", rest)]:
         calls = phases.calls.get(name)
         print(
             f"  {name:<42} {seconds:>7.2f} s {100 * seconds / phases.total:>5.1f}%"

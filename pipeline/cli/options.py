@@ -13,7 +13,7 @@ from pathlib import Path
 from pipeline.core.models.common import ROLES, RoleName, parse_timestamp
 from pipeline.errors import ConfigError
 from pipeline.log.git import PushConfig
-from pipeline.log.store import WriteOptions
+from pipeline.log.writer import WriteOptions
 
 #: The checkout: bundled product.toml files, the schema folder, the Pelican settings.
 ROOT = Path(__file__).resolve().parents[2]

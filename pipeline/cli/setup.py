@@ -17,7 +17,8 @@ from pipeline.core.config import ProductConfig, load_product
 from pipeline.core.models.common import RoleName, Trust
 from pipeline.log.signing import load_signers
 from pipeline.log.sslib import Signer
-from pipeline.log.store import ManifestLog, WriteOptions
+from pipeline.log.store import ManifestLog
+from pipeline.log.writer import WriteOptions
 from pipeline.stages.testing import LogStore
 
 

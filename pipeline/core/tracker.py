@@ -1,4 +1,4 @@
-"""Tracker reconciliation: keep exactly one open failure bug per product while its newest compose fails.
+"""Tracker reconciliation: one open failure bug per product while its newest compose fails.
 
 ``sync`` compares the derived state with the tracker and acts:
 

@@ -40,7 +40,8 @@ from pipeline.core.tracker import Bug, LocalTracker, TrackerBackend
 from pipeline.demo.samples import write_compose_tree
 from pipeline.errors import TrackerError
 from pipeline.log.signing import empty_trust, load_signer
-from pipeline.log.store import ManifestLog, WriteOptions, dump_json, init_log
+from pipeline.log.store import ManifestLog, dump_json, init_log
+from pipeline.log.writer import WriteOptions
 from pipeline.stages.compose import failed_compose_manifest, record_compose, record_failed_compose
 from pipeline.stages.load import load_state
 from pipeline.stages.release import cut_release, revoke_release

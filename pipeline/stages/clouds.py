@@ -18,7 +18,8 @@ from pipeline.core.config import ProductConfig
 from pipeline.core.models.manifests import CloudImage, CloudImagesManifest, MissingRegion
 from pipeline.errors import ConfigError, InputError
 from pipeline.log.sslib import Signer
-from pipeline.log.store import ManifestLog, WriteOptions, WriteResult
+from pipeline.log.store import ManifestLog
+from pipeline.log.writer import WriteOptions, WriteResult
 from pipeline.stages.load import load_state, require_compose
 
 BUGZILLA_KEY_ENV = "FORTNIGHT_BUGZILLA_API_KEY"
@@ -173,7 +174,7 @@ def withdraw_release_images(
 def ec2_client_factory(endpoint_url: str | None) -> ClientFactory:
     """EC2 clients through boto3's standard credential chain (never logged here).
 
-    boto3's own retries are off: ``pipeline.adapters.aws.ec2`` retries a region itself, so a
+    boto3's own retries are off: ``pipeline.adapters.clouds`` retries a region itself, so a
     failing region is reported once, with its reason.
     """
     import boto3  # noqa: PLC0415 - only the cloud tasks need it; keeps the others fast

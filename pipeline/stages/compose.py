@@ -17,7 +17,8 @@ from pipeline.core.models.common import Trust
 from pipeline.core.models.manifests import ComposeManifest, Image, Release
 from pipeline.errors import InputError
 from pipeline.log.sslib import Signer
-from pipeline.log.store import ManifestLog, WriteOptions, WriteResult
+from pipeline.log.store import ManifestLog
+from pipeline.log.writer import WriteOptions, WriteResult
 
 
 @dataclass

@@ -11,7 +11,8 @@ from pipeline.core.release import decide, revocation
 from pipeline.core.state import State
 from pipeline.errors import InputError
 from pipeline.log.sslib import Signer
-from pipeline.log.store import ManifestLog, WriteOptions, WriteResult
+from pipeline.log.store import ManifestLog
+from pipeline.log.writer import WriteOptions, WriteResult
 from pipeline.stages.load import load_state
 
 

@@ -15,7 +15,8 @@ from pipeline.core.config import ProductConfig
 from pipeline.core.models.manifests import Image, ResultManifest
 from pipeline.errors import ConfigError, InputError, TestRunError
 from pipeline.log.sslib import Signer
-from pipeline.log.store import ManifestLog, WriteOptions, WriteResult
+from pipeline.log.store import ManifestLog
+from pipeline.log.writer import WriteOptions, WriteResult
 from pipeline.stages.battery import plan_suites
 from pipeline.stages.load import load_state, require_compose
 from pipeline.stages.testing import (

@@ -10,7 +10,8 @@ from pipeline.core.models.manifests import TrackerEventManifest
 from pipeline.core.state import State
 from pipeline.core.tracker import Bug, LocalTracker, SyncReport, TrackerBackend, sync
 from pipeline.log.sslib import Signer
-from pipeline.log.store import ManifestLog, WriteOptions
+from pipeline.log.store import ManifestLog
+from pipeline.log.writer import WriteOptions
 from pipeline.stages.load import load_state
 
 BUGZILLA_KEY_ENV = "FORTNIGHT_BUGZILLA_API_KEY"

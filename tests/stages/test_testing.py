@@ -15,7 +15,7 @@ from pipeline.core.models.manifests import ResultManifest
 from pipeline.core.state import derive
 from pipeline.errors import ConfigError, FetchError, InputError, TestRunError
 from pipeline.log.signing import load_signer
-from pipeline.log.store import WriteOptions
+from pipeline.log.writer import WriteOptions
 from pipeline.stages.battery import parse_tunir, plan_suites
 from pipeline.stages.compose import record_compose
 from pipeline.stages.results import RunOutcome, import_results, run_battery
