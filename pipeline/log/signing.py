@@ -252,14 +252,21 @@ def generate_key(role: RoleName, out_dir: Path, repo: Path) -> GeneratedKey:
 
 
 def add_key_to_trust(trust: Trust, role: RoleName, key: Key) -> Trust:
-    """A copy of ``trust`` with ``key`` added to ``role`` (idempotent)."""
+    """A copy of ``trust`` with ``key`` added to ``role`` (idempotent).
+
+    Raises:
+        ConfigError: the result breaks :func:`check_trust_keys` (the key's keyid is not its
+            computed id, or the key is already trusted under another keyid).
+    """
     keys = dict(trust.keys)
     keys[key.keyid] = PublicKey.model_validate(key.to_dict(), strict=True)
     roles = dict(trust.roles)
     old = roles[role]
     if key.keyid not in old.keyids:
         roles[role] = Role(keyids=[*old.keyids, key.keyid], threshold=old.threshold)
-    return Trust(keys=keys, roles=roles)
+    added = Trust(keys=keys, roles=roles)
+    check_trust_keys(added)
+    return added
 
 
 _URI_RE = re.compile(r"^([a-z][a-z0-9+.-]*):")

@@ -329,6 +329,18 @@ def test_default_keyid_is_securesystemslibs() -> None:
     assert key_material(public) == key_material(_upper(ed)[1])
 
 
+def test_adding_a_key_checks_it(trust: Trust, role_signers: dict[RoleName, CryptoSigner]) -> None:
+    signer = role_signers["compose"]
+    assert add_key_to_trust(trust, "compose", signer.public_key) == trust  # idempotent
+    alias = SSlibKey.from_dict("e" * 64, signer.public_key.to_dict())
+    with pytest.raises(ConfigError, match=f"trust.json: keyid {'e' * 64} is not the id"):
+        add_key_to_trust(trust, "test", alias)
+    keyid, upper = _upper(signer.public_key)
+    spelled = SSlibKey.from_dict(keyid, upper.model_dump(mode="json"))
+    with pytest.raises(ConfigError, match=f"keyids {signer.public_key.keyid} and {keyid} are"):
+        add_key_to_trust(trust, "test", spelled)
+
+
 def _trust_doc(trust: Trust) -> dict[str, Any]:
     return trust.model_dump(mode="json")
 
