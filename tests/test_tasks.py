@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from pipeline.log.signing import sign_manifest
 from pipeline.stages.schema import write_schemas
-from tests.conftest import ROOT, ComposeTree, Log, run_invoke
+from tests.conftest import ROOT, ComposeTree, Log, make_compose, run_invoke
 
 
 def assert_one_line_error(stderr: str, fragment: str) -> None:
@@ -170,6 +171,75 @@ def test_record_failed_compose_cli(make_log: Callable[..., Log]) -> None:
     missing = run_invoke("compose.record", "--failed", "--repo", str(log.repo), env=log.env)
     assert missing.returncode == 2
     assert_one_line_error(missing.stderr, "--failed needs --compose-id and --reason")
+
+
+COMPOSE_REL = "manifests/atomic-host/composes/Fedora-Atomic-22-20150915.0.json"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "reason"),
+    [
+        pytest.param(
+            '"label": null',
+            '"label": "\\ud800"',
+            "not valid JSON: lone surrogate in the string at $.signed.label",
+            id="lone surrogate in a value",
+        ),
+        pytest.param(
+            '"label": null',
+            '"\\udfff": null',
+            'not valid JSON: lone surrogate in the key "\\udfff" of the object at $.signed',
+            id="lone surrogate in a key",
+        ),
+        pytest.param(
+            '"compose_id": ',
+            '"compose_id": "Fedora-Atomic-22-20150916.0", "compose_id": ',
+            'not valid JSON: duplicate key "compose_id" in the object at $.signed',
+            id="duplicate compose_id",
+        ),
+    ],
+)
+def test_verify_and_status_name_a_committed_non_strict_manifest(
+    old: str, new: str, reason: str, make_log: Callable[..., Log]
+) -> None:
+    """A committed manifest that is not strict JSON: both tasks name the file and the
+    reason, exit 4, and never crash printing it (a lone surrogate cannot be encoded)."""
+    log = make_log()
+    raw = sign_manifest(make_compose(), [log.signers["compose"]]).decode()
+    assert old in raw
+    path = log.repo / COMPOSE_REL
+    path.parent.mkdir(parents=True)
+    path.write_text(raw.replace(old, new, 1))
+    log.git("add", COMPOSE_REL)
+    log.git("commit", "-q", "-m", "compose: a hostile edit")
+    verify = run_invoke("verify", "--repo", str(log.repo))
+    assert verify.returncode == 4, verify.stderr
+    assert "Traceback" not in verify.stderr
+    assert f"rejected: {COMPOSE_REL}: {reason}\n" in verify.stderr
+    status = run_invoke("status", "--repo", str(log.repo))
+    assert status.returncode == 4, status.stderr
+    assert_one_line_error(status.stderr, f"error: {COMPOSE_REL}: {reason}")
+
+
+def test_a_keyid_that_is_not_its_keys_id_is_refused(make_log: Callable[..., Log]) -> None:
+    """A second keyid for the release key: every task refuses the trust file (exit 2)."""
+    log = make_log()
+    trust = json.loads(log.log.trust_path.read_text())
+    keyid = log.signers["release"].public_key.keyid
+    made_up = "f" * 64
+    trust["keys"][made_up] = trust["keys"][keyid]
+    trust["roles"]["release"]["keyids"].append(made_up)
+    trust["roles"]["release"]["threshold"] = 2
+    log.log.trust_path.write_text(json.dumps(trust, indent=2))
+    log.log.commit_file(log.log.trust_path, "trust: a second release keyid")
+    for task in ("verify", "status"):
+        proc = run_invoke(task, "--repo", str(log.repo))
+        assert proc.returncode == 2, proc.stderr
+        assert_one_line_error(
+            proc.stderr,
+            f"trust.json: keyid {made_up} is not the id of its key "
+            f"(securesystemslib computes {keyid})",
+        )
 
 
 def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
