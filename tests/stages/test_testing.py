@@ -18,6 +18,7 @@ from pipeline.log.signing import load_signer
 from pipeline.log.store import WriteOptions
 from pipeline.stages.battery import parse_tunir, plan_suites
 from pipeline.stages.compose import record_compose
+from pipeline.stages.isolation import redactor_for
 from pipeline.stages.results import RunOutcome, import_results, run_battery
 from pipeline.stages.testing import Executed, LogStore, execute, judge
 from tests.conftest import NOW, ROOT, ComposeTree, Log, StaticServer
@@ -144,7 +145,7 @@ def run(
         compose_id,
         suite=suite,
         arches=list(arches),
-        logs=LogStore(tmp_path / "logs"),
+        logs=LogStore(tmp_path / "logs", redactor_for(log.env)),
         scratch=tmp_path / "scratch",
         signers=[load_signer("test", log.env, log.log.load_trust())],
         options=WriteOptions(),
@@ -400,7 +401,7 @@ def test_junit_import(
         report,
         advisory=["tests.test_optional.*"],
         arches=["x86_64"],
-        logs=LogStore(tmp_path / "logs"),
+        logs=LogStore(tmp_path / "logs", redactor_for(log.env)),
         signers=[load_signer("test", log.env, log.log.load_trust())],
         options=WriteOptions(),
         clock=lambda: NOW,
@@ -453,7 +454,7 @@ def test_malformed_junit(
             report,
             advisory=[],
             arches=[],
-            logs=LogStore(tmp_path / "logs"),
+            logs=LogStore(tmp_path / "logs", redactor_for(log.env)),
             signers=[load_signer("test", log.env, log.log.load_trust())],
             options=WriteOptions(),
             clock=lambda: NOW,
