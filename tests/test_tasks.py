@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -323,3 +324,88 @@ def test_demo_serves_the_site_with_working_downloads(tmp_path: Path) -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+TOKENS = {
+    "GITHUB_TOKEN": "ghp_LEAKCANARY0000github",
+    "GH_TOKEN": "gho_LEAKCANARY1111gh",
+    "VAULT_TOKEN": "hvs.LEAKCANARY2222vault",
+    "AZURE_CLIENT_SECRET": "az~LEAKCANARY3333azure",
+}
+
+
+@pytest.mark.parametrize("sandbox", ["none", "bwrap"])
+def test_a_test_that_leaks_secrets_records_none_of_them(
+    sandbox: str,
+    tmp_path: Path,
+    make_log: Callable[..., Log],
+    make_compose_tree: Callable[..., ComposeTree],
+) -> None:
+    """A failing test prints its environment, the runner's (from /proc), and the signing key
+    in three forms: nothing of it reaches the manifest, git, the log store or the task output."""
+    key = tmp_path / "log-keys" / "test.key"
+    leak = (
+        'echo "gh=$GITHUB_TOKEN vault=$VAULT_TOKEN azure=$AZURE_CLIENT_SECRET g=$GH_TOKEN"; env; '
+        "tr '\\0' '\\n' < /proc/$PPID/environ; "
+        f"cat {key}; grep -v -- ----- {key}; base64 -w0 {key}; echo; exit 1"
+    )
+    toml = (ROOT / "manifests/atomic-host/product.toml").read_text()
+    toml = toml.replace(
+        "[battery.suites.images]",
+        f'[battery.suites.leak]\n[[battery.suites.leak.tests]]\nname = "leak"\n'
+        f"command = '''{leak}'''\ntypes = [\"qcow2\"]\narches = [\"x86_64\"]\n\n"
+        "[battery.suites.images]",
+    )
+    log = make_log(product_toml=toml.encode())
+    tree = make_compose_tree()
+    env = {**log.env, **TOKENS}
+    record = run_invoke(
+        "compose.record", "--source", str(tree.root), "--repo", str(log.repo), env=env
+    )
+    assert record.returncode == 0, record.stderr
+    logs = tmp_path / "logs"
+    args = ("--suite", "leak", "--no-tracker", "--logs", str(logs), "--sandbox", sandbox)
+    proc = run_invoke(
+        "test.run", "--compose-id", "Fedora-28-20180425.0", "--repo", str(log.repo), *args, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    [manifest] = (log.repo / "manifests/atomic-host/tests/Fedora-28-20180425.0").glob("leak-*.json")
+    [case] = json.loads(manifest.read_text())["signed"]["tests"]
+    assert case["outcome"] == "FAILED"
+    [stored] = [p for p in logs.rglob("*") if p.is_file()]
+    log_text = stored.read_text()
+    pem = key.read_bytes()
+    forms = [
+        *TOKENS.values(),
+        *(line for line in pem.decode().splitlines() if not line.startswith("-----")),
+        base64.b64encode(pem).decode(),
+    ]
+    everywhere = {
+        "manifest": manifest.read_text(),
+        "git": log.git("log", "-p", "--all", "--format=%B"),
+        "repository": "".join(
+            p.read_text(errors="replace") for p in log.repo.rglob("*") if p.is_file()
+        ),
+        "log store": log_text,
+        "task output": proc.stdout + proc.stderr,
+    }
+    for where, text in everywhere.items():
+        for secret in forms:
+            assert secret not in text, f"{secret[:12]}… in the {where}"
+    assert "gh= vault= azure= g=" in log_text  # the variables never reached the test
+    if sandbox == "bwrap":
+        # Not readable at all (its path is a secret-looking variable's value: redacted too).
+        assert log_text.count("[redacted]: No such file or directory") == 3
+        assert not any(name in log_text for name in TOKENS)  # not even the runner's /proc
+    else:
+        # The runner's /proc/PID/environ shows them; the values are redacted.
+        assert all(f"{name}=[redacted]" in log_text for name in TOKENS)
+        assert "[redacted]" in case["log"]["tail"]
+
+
+def test_an_unknown_sandbox_is_a_one_line_error(make_log: Callable[..., Log]) -> None:
+    log = make_log()
+    args = ("--compose-id", "Fedora-28-20180425.0", "--repo", str(log.repo), "--no-tracker")
+    proc = run_invoke("test.run", *args, "--sandbox", "docker", env=log.env)
+    assert proc.returncode == 2
+    assert_one_line_error(proc.stderr, "--sandbox docker: unknown sandbox")

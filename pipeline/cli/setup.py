@@ -19,6 +19,7 @@ from pipeline.log.signing import load_signers
 from pipeline.log.sslib import Signer
 from pipeline.log.store import ManifestLog
 from pipeline.log.writer import WriteOptions
+from pipeline.stages.isolation import redactor_for
 from pipeline.stages.testing import LogStore
 
 
@@ -39,9 +40,10 @@ def open_log(repo: str | None, env: Mapping[str, str], *, cache: bool = True) ->
 
 
 def log_store(logs: str | None, log: ManifestLog, env: Mapping[str, str]) -> LogStore:
-    """``--logs``, else ``$FORTNIGHT_LOGS``, else ``<repo>/logs``."""
+    """``--logs``, else ``$FORTNIGHT_LOGS``, else ``<repo>/logs``; what enters it is redacted
+    of ``env``'s secrets and signing keys."""
     root = logs or env.get("FORTNIGHT_LOGS") or str(log.repo / "logs")
-    return LogStore(Path(root).resolve())
+    return LogStore(Path(root).resolve(), redactor_for(env))
 
 
 def output_dir(output: str | None, log: ManifestLog, env: Mapping[str, str]) -> Path:

@@ -35,6 +35,7 @@ from pipeline.adapters.ingest import load_compose
 from pipeline.core.config import ProductConfig, load_product
 from pipeline.core.models.common import ROLES
 from pipeline.core.models.manifests import TrackerBackendName
+from pipeline.core.redact import Redactor
 from pipeline.core.state import State
 from pipeline.core.tracker import Bug, LocalTracker, TrackerBackend
 from pipeline.demo.samples import write_compose_tree
@@ -290,7 +291,8 @@ class Simulation:
         self.keys = workdir / "keys"
         self.www = workdir / "www"  # the site is built here; composes are served beside it
         self.composes = self.www / "composes"
-        self.logs = LogStore(workdir / "logs")
+        # The demo's tests are its own commands, and its environment holds no secret.
+        self.logs = LogStore(workdir / "logs", Redactor.of({}))
         self.scratch = workdir / "scratch"
         self.totals = Totals()
         #: Wall time spent per phase of the day (compose, test, sync, operator, cut, state).

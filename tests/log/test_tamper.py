@@ -14,7 +14,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
-from securesystemslib.signer import CryptoSigner, SSlibKey
 from securesystemslib.signer import Signature as SslibSignature
 from securesystemslib.signer._utils import compute_default_keyid
 
@@ -34,6 +33,7 @@ from pipeline.log.signing import (
     signed_bytes,
     verify_manifest,
 )
+from pipeline.log.sslib import CryptoSigner, SSlibKey
 from pipeline.log.strictjson import MAX_DEPTH
 from tests.conftest import make_compose
 
