@@ -63,8 +63,6 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key  # noqa: E402
-from securesystemslib.signer import CryptoSigner, SSlibKey  # noqa: E402
-from securesystemslib.signer import Signature as SslibSignature  # noqa: E402
 
 from pipeline.core.config import ProductConfig, load_product  # noqa: E402
 from pipeline.core.models.common import ROLES, Manifest, RoleName, Trust  # noqa: E402
@@ -87,13 +85,16 @@ from pipeline.core.models.manifests import (  # noqa: E402
 from pipeline.core.state import ComposeView, State, derive, next_release_day  # noqa: E402
 from pipeline.log import cache as verifycache  # noqa: E402
 from pipeline.log import parallel  # noqa: E402
+from pipeline.log.layout import MANIFESTS, TRUST_DIR  # noqa: E402
 from pipeline.log.signing import (  # noqa: E402
     add_key_to_trust,
     sign_manifest,
     signed_bytes,
 )
-from pipeline.log.store import MANIFESTS, ManifestLog, init_log  # noqa: E402
-from pipeline.log.trust import TRUST_DIR, empty_trust, first_version  # noqa: E402
+from pipeline.log.sslib import CryptoSigner, SSlibKey  # noqa: E402
+from pipeline.log.sslib import Signature as SslibSignature  # noqa: E402
+from pipeline.log.store import ManifestLog, init_log  # noqa: E402
+from pipeline.log.trust import empty_trust, first_version  # noqa: E402
 from pipeline.stages.load import load_state  # noqa: E402
 
 #: Bump when the generated history changes shape: cached histories are then regenerated.

@@ -69,7 +69,6 @@ import history  # noqa: E402
 from cryptography.hazmat.primitives.serialization import load_pem_private_key  # noqa: E402
 from pelican import Pelican  # noqa: E402
 from pelican.settings import read_settings  # noqa: E402
-from securesystemslib.signer import CryptoSigner  # noqa: E402
 
 from pipeline.core.config import load_product  # noqa: E402
 from pipeline.core.models.common import ROLES, Manifest, RoleName  # noqa: E402
@@ -78,9 +77,12 @@ from pipeline.core.release import decide  # noqa: E402
 from pipeline.core.state import next_release_day  # noqa: E402
 from pipeline.log import cache as verifycache  # noqa: E402
 from pipeline.log import parallel  # noqa: E402
+from pipeline.log.layout import TRUST_DIR  # noqa: E402
 from pipeline.log.signing import add_key_to_trust, sign_manifest  # noqa: E402
-from pipeline.log.store import ManifestLog, PendingManifest  # noqa: E402
-from pipeline.log.trust import TRUST_DIR, empty_trust, first_version  # noqa: E402
+from pipeline.log.sslib import CryptoSigner  # noqa: E402
+from pipeline.log.store import ManifestLog  # noqa: E402
+from pipeline.log.trust import empty_trust, first_version  # noqa: E402
+from pipeline.log.writer import PendingManifest  # noqa: E402
 from pipeline.site import build as sitebuild  # noqa: E402
 from pipeline.site import incremental, output, render, workers  # noqa: E402
 from pipeline.stages.load import load_state  # noqa: E402

@@ -19,7 +19,8 @@ Layers, lowest first:
   policy; they import nothing of ours.
 - ``core``: pure data and decisions, no I/O: manifest and product-config models, state
   derivation, the release decision, tracker reconciliation, page models, checksum files.
-- ``log``: the manifest log: git, signing and keys, the store, the verification cache.
+- ``log``: the manifest log: git, signing and keys, the store (a facade over its layout,
+  reader, writer and key handling), the verification cache.
 - ``adapters``: one module per outside system: compose sources (productmd), image hashing,
   Bugzilla, AWS; the message bus (fedora-messaging) is a package of its own, ``adapters.bus``.
 - ``stages``: what tasks run: record a compose, run or import tests, verdicts, tracker sync,

@@ -34,9 +34,9 @@ from playwright.sync_api import (
     Route,
     WebError,
 )
-from securesystemslib.signer import CryptoSigner
 
 from pipeline.core.models.common import RoleName
+from pipeline.log.sslib import CryptoSigner
 from tests.conftest import compose_tree, new_log
 from tests.sitekit import History, product_toml
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 from productmd.composeinfo import get_date_type_respin
-from securesystemslib.signer import CryptoSigner
 
 from pipeline.core.config import ProductConfig, load_product
 from pipeline.core.models.common import ROLES, RoleName, Trust
@@ -35,6 +34,7 @@ from pipeline.core.models.manifests import (
 )
 from pipeline.demo.samples import write_image
 from pipeline.log.signing import add_key_to_trust
+from pipeline.log.sslib import CryptoSigner
 from pipeline.log.store import ManifestLog, init_log
 from pipeline.log.trust import empty_trust, first_version, next_version
 

@@ -26,7 +26,7 @@ from pipeline.core.models.manifests import (
     ComposeManifest,
     MissingRegion,
 )
-from pipeline.log.store import WriteOptions
+from pipeline.log.writer import WriteOptions
 from pipeline.site.build import build_site
 from pipeline.site.output import BuildReport
 from pipeline.stages.compose import build_compose_manifest, failed_compose_manifest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -14,11 +15,13 @@ from pathlib import Path
 
 import pytest
 import requests
-from securesystemslib.signer import CryptoSigner
 
+from pipeline.core.models.common import Trust
+from pipeline.log.signing import sign_manifest
+from pipeline.log.sslib import CryptoSigner
 from pipeline.log.trust import root_fingerprint
 from pipeline.stages.schema import write_schemas
-from tests.conftest import ROOT, ComposeTree, Log, run_invoke
+from tests.conftest import ROOT, ComposeTree, Log, make_compose, run_invoke
 
 
 def assert_one_line_error(stderr: str, fragment: str) -> None:
@@ -217,6 +220,75 @@ def test_record_failed_compose_cli(make_log: Callable[..., Log]) -> None:
     missing = run_invoke("compose.record", "--failed", "--repo", str(log.repo), env=log.env)
     assert missing.returncode == 2
     assert_one_line_error(missing.stderr, "--failed needs --compose-id and --reason")
+
+
+COMPOSE_REL = "manifests/atomic-host/composes/Fedora-Atomic-22-20150915.0.json"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "reason"),
+    [
+        pytest.param(
+            '"label": null',
+            '"label": "\\ud800"',
+            "not valid JSON: lone surrogate in the string at $.signed.label",
+            id="lone surrogate in a value",
+        ),
+        pytest.param(
+            '"label": null',
+            '"\\udfff": null',
+            'not valid JSON: lone surrogate in the key "\\udfff" of the object at $.signed',
+            id="lone surrogate in a key",
+        ),
+        pytest.param(
+            '"compose_id": ',
+            '"compose_id": "Fedora-Atomic-22-20150916.0", "compose_id": ',
+            'not valid JSON: duplicate key "compose_id" in the object at $.signed',
+            id="duplicate compose_id",
+        ),
+    ],
+)
+def test_verify_and_status_name_a_committed_non_strict_manifest(
+    old: str, new: str, reason: str, make_log: Callable[..., Log]
+) -> None:
+    """A committed manifest that is not strict JSON: both tasks name the file and the
+    reason, exit 4, and never crash printing it (a lone surrogate cannot be encoded)."""
+    log = make_log()
+    raw = sign_manifest(make_compose(), [log.signers["compose"]]).decode()
+    assert old in raw
+    path = log.repo / COMPOSE_REL
+    path.parent.mkdir(parents=True)
+    path.write_text(raw.replace(old, new, 1))
+    log.git("add", COMPOSE_REL)
+    log.git("commit", "-q", "-m", "compose: a hostile edit")
+    verify = run_invoke("verify", "--repo", str(log.repo))
+    assert verify.returncode == 4, verify.stderr
+    assert "Traceback" not in verify.stderr
+    assert f"rejected: {COMPOSE_REL}: {reason}\n" in verify.stderr
+    status = run_invoke("status", "--repo", str(log.repo))
+    assert status.returncode == 4, status.stderr
+    assert_one_line_error(status.stderr, f"error: {COMPOSE_REL}: {reason}")
+
+
+def test_a_keyid_that_is_not_its_keys_id_is_refused(make_log: Callable[..., Log]) -> None:
+    """A second keyid for the release key, even in a root version signed by the root key:
+    every task refuses the root chain (exit 4)."""
+    log = make_log()
+    trust = log.log.load_trust().model_dump(mode="json")
+    keyid = log.signers["release"].public_key.keyid
+    made_up = "f" * 64
+    trust["keys"][made_up] = trust["keys"][keyid]
+    trust["roles"]["release"]["keyids"].append(made_up)
+    trust["roles"]["release"]["threshold"] = 2
+    log.write_trust(Trust.model_validate(trust), "trust: a second release keyid")
+    for task in ("verify", "status"):
+        proc = run_invoke(task, "--repo", str(log.repo))
+        assert proc.returncode == 4, proc.stderr
+        assert_one_line_error(
+            proc.stderr,
+            f"manifests/trust/2.json: keyid {made_up} is not the id of its key "
+            f"(securesystemslib computes {keyid})",
+        )
 
 
 def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
@@ -448,3 +520,88 @@ def test_trust_threshold_and_remove_write_root_versions(
     assert len(trust.roles["compose"].keyids) == 1
     assert log.commits()[0] == f"trust: remove key {old[:12]}"
     assert run_invoke("verify", *repo).returncode == 0
+
+
+TOKENS = {
+    "GITHUB_TOKEN": "ghp_LEAKCANARY0000github",
+    "GH_TOKEN": "gho_LEAKCANARY1111gh",
+    "VAULT_TOKEN": "hvs.LEAKCANARY2222vault",
+    "AZURE_CLIENT_SECRET": "az~LEAKCANARY3333azure",
+}
+
+
+@pytest.mark.parametrize("sandbox", ["none", "bwrap"])
+def test_a_test_that_leaks_secrets_records_none_of_them(
+    sandbox: str,
+    tmp_path: Path,
+    make_log: Callable[..., Log],
+    make_compose_tree: Callable[..., ComposeTree],
+) -> None:
+    """A failing test prints its environment, the runner's (from /proc), and the signing key
+    in three forms: nothing of it reaches the manifest, git, the log store or the task output."""
+    key = tmp_path / "log-keys" / "test.key"
+    leak = (
+        'echo "gh=$GITHUB_TOKEN vault=$VAULT_TOKEN azure=$AZURE_CLIENT_SECRET g=$GH_TOKEN"; env; '
+        "tr '\\0' '\\n' < /proc/$PPID/environ; "
+        f"cat {key}; grep -v -- ----- {key}; base64 -w0 {key}; echo; exit 1"
+    )
+    toml = (ROOT / "manifests/atomic-host/product.toml").read_text()
+    toml = toml.replace(
+        "[battery.suites.images]",
+        f'[battery.suites.leak]\n[[battery.suites.leak.tests]]\nname = "leak"\n'
+        f"command = '''{leak}'''\ntypes = [\"qcow2\"]\narches = [\"x86_64\"]\n\n"
+        "[battery.suites.images]",
+    )
+    log = make_log(product_toml=toml.encode())
+    tree = make_compose_tree()
+    env = {**log.env, **TOKENS}
+    record = run_invoke(
+        "compose.record", "--source", str(tree.root), "--repo", str(log.repo), env=env
+    )
+    assert record.returncode == 0, record.stderr
+    logs = tmp_path / "logs"
+    args = ("--suite", "leak", "--no-tracker", "--logs", str(logs), "--sandbox", sandbox)
+    proc = run_invoke(
+        "test.run", "--compose-id", "Fedora-28-20180425.0", "--repo", str(log.repo), *args, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    [manifest] = (log.repo / "manifests/atomic-host/tests/Fedora-28-20180425.0").glob("leak-*.json")
+    [case] = json.loads(manifest.read_text())["signed"]["tests"]
+    assert case["outcome"] == "FAILED"
+    [stored] = [p for p in logs.rglob("*") if p.is_file()]
+    log_text = stored.read_text()
+    pem = key.read_bytes()
+    forms = [
+        *TOKENS.values(),
+        *(line for line in pem.decode().splitlines() if not line.startswith("-----")),
+        base64.b64encode(pem).decode(),
+    ]
+    everywhere = {
+        "manifest": manifest.read_text(),
+        "git": log.git("log", "-p", "--all", "--format=%B"),
+        "repository": "".join(
+            p.read_text(errors="replace") for p in log.repo.rglob("*") if p.is_file()
+        ),
+        "log store": log_text,
+        "task output": proc.stdout + proc.stderr,
+    }
+    for where, text in everywhere.items():
+        for secret in forms:
+            assert secret not in text, f"{secret[:12]}… in the {where}"
+    assert "gh= vault= azure= g=" in log_text  # the variables never reached the test
+    if sandbox == "bwrap":
+        # Not readable at all (its path is a secret-looking variable's value: redacted too).
+        assert log_text.count("[redacted]: No such file or directory") == 3
+        assert not any(name in log_text for name in TOKENS)  # not even the runner's /proc
+    else:
+        # The runner's /proc/PID/environ shows them; the values are redacted.
+        assert all(f"{name}=[redacted]" in log_text for name in TOKENS)
+        assert "[redacted]" in case["log"]["tail"]
+
+
+def test_an_unknown_sandbox_is_a_one_line_error(make_log: Callable[..., Log]) -> None:
+    log = make_log()
+    args = ("--compose-id", "Fedora-28-20180425.0", "--repo", str(log.repo), "--no-tracker")
+    proc = run_invoke("test.run", *args, "--sandbox", "docker", env=log.env)
+    assert proc.returncode == 2
+    assert_one_line_error(proc.stderr, "--sandbox docker: unknown sandbox")

@@ -57,7 +57,7 @@ import requests
 import urllib3.exceptions
 
 from pipeline.core.models.manifests import TrackerBackendName
-from pipeline.core.trackers import Bug
+from pipeline.core.tracker import Bug
 from pipeline.errors import ConfigError, TrackerError
 from pipeline.retry import Backoff, retry
 
@@ -247,7 +247,7 @@ class _BugzillaFailure(Exception):
 
 
 class BugzillaTracker:
-    """A :class:`pipeline.core.trackers.TrackerBackend` on a Bugzilla 5 REST API.
+    """A :class:`pipeline.core.tracker.TrackerBackend` on a Bugzilla 5 REST API.
 
     Raises:
         ConfigError: from the constructor, for an unusable URL, tag field or retry setting.

@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast, get_args
 
+from pipeline.core.config import SandboxKind
 from pipeline.core.models.common import ROLES, RoleName, parse_timestamp
 from pipeline.errors import ConfigError
 from pipeline.log.git import PushConfig
-from pipeline.log.store import WriteOptions
+from pipeline.log.writer import WriteOptions
 
 #: The checkout: bundled product.toml files, the schema folder, the Pelican settings.
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,6 +83,20 @@ def role_name(role: str) -> RoleName:
         if role == name:
             return name
     raise ConfigError(f"--role {role}: unknown role", hint=f"use one of {', '.join(ROLES)}")
+
+
+def sandbox_kind(sandbox: str | None) -> SandboxKind | None:
+    """``--sandbox``: ``bwrap`` or ``none``; unset means the battery's own setting.
+
+    Raises:
+        ConfigError: neither.
+    """
+    if sandbox is None:
+        return None
+    for kind in get_args(SandboxKind):
+        if sandbox == kind:
+            return cast(SandboxKind, kind)
+    raise ConfigError(f"--sandbox {sandbox}: unknown sandbox", hint="use bwrap or none")
 
 
 def at_least_one(option: str, value: int) -> int:

@@ -13,7 +13,7 @@ from pipeline.core.state import State
 from pipeline.core.tracker import SyncReport
 from pipeline.demo.run import DemoResult
 from pipeline.errors import CloudError
-from pipeline.log.store import WriteResult
+from pipeline.log.writer import WriteResult
 
 if TYPE_CHECKING:  # importing the AWS adapter loads botocore; only its type is needed
     from pipeline.adapters.aws.ec2 import WithdrawAction

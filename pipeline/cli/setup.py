@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from securesystemslib.signer import Signer
-
 from pipeline.cli.options import WriteFlags
 from pipeline.core.config import ProductConfig, load_product
 from pipeline.core.models.common import RoleName, Trust
 from pipeline.log.signing import load_signers
-from pipeline.log.store import ManifestLog, WriteOptions
+from pipeline.log.sslib import Signer
+from pipeline.log.store import ManifestLog
 from pipeline.log.trust import Pin, parse_pin
+from pipeline.log.writer import WriteOptions
+from pipeline.stages.isolation import redactor_for
 from pipeline.stages.testing import LogStore
 
 
@@ -57,9 +58,10 @@ def pin_option(root: str | None) -> Pin | None:
 
 
 def log_store(logs: str | None, log: ManifestLog, env: Mapping[str, str]) -> LogStore:
-    """``--logs``, else ``$FORTNIGHT_LOGS``, else ``<repo>/logs``."""
+    """``--logs``, else ``$FORTNIGHT_LOGS``, else ``<repo>/logs``; what enters it is redacted
+    of ``env``'s secrets and signing keys."""
     root = logs or env.get("FORTNIGHT_LOGS") or str(log.repo / "logs")
-    return LogStore(Path(root).resolve())
+    return LogStore(Path(root).resolve(), redactor_for(env))
 
 
 def output_dir(output: str | None, log: ManifestLog, env: Mapping[str, str]) -> Path:

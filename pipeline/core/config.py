@@ -119,12 +119,31 @@ class SuiteSpec(StrictModel):
         return self
 
 
+#: The name of an environment variable.
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+SandboxKind = Literal["none", "bwrap"]
+
+
 class Battery(StrictModel):
     """The tests every compose goes through, by suite name."""
 
     #: Images tested at once; 0 means one per available core.
     workers: Annotated[int, Field(ge=0)] = 0
+    #: Variables of the runner's environment passed to test commands, besides the allowlist
+    #: (PATH, HOME, LANG, LC_ALL, LC_CTYPE, TZ, TMPDIR, TERM). Never a signing key.
+    pass_env: list[EnvName] = Field(default_factory=list)
+    #: ``bwrap``: each test command runs in bubblewrap, unable to read the signing keys.
+    sandbox: SandboxKind = "none"
+    #: With ``sandbox = "bwrap"``: let test commands reach the network.
+    sandbox_network: bool = False
     suites: dict[SuiteName, SuiteSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _no_keys_passed(self) -> Battery:
+        for name in self.pass_env:
+            if name.upper().startswith("FORTNIGHT_KEY"):
+                raise ValueError(f"{name}: signing keys are never passed to test commands")
+        return self
 
 
 class BugzillaConfig(StrictModel):

@@ -1,4 +1,4 @@
-"""Stage: keep exactly one open failure bug per product while its newest compose fails.
+"""Tracker reconciliation: one open failure bug per product while its newest compose fails.
 
 ``sync`` compares the derived state with the tracker and acts:
 
@@ -12,6 +12,12 @@ commit), so a crash loses at most the record of one action. Each comment and
 description carries a marker, ``[fortnight:<product>:<compose-id>]``; before
 acting, ``sync`` looks for the marker on the tracker, so an action whose
 response was lost is recorded, never repeated. Safe to run any number of times.
+
+The failure-tracker interface every backend implements (:class:`TrackerBackend`) lives
+here too: a backend talks to one tracker (Bugzilla, or the log itself for the local
+backend); ``sync`` decides what to do, a backend only does it. Every backend method may
+raise :class:`pipeline.errors.TrackerError`; backends retry transient faults (timeouts,
+refused connections, 5xx) with backoff themselves before raising.
 """
 
 from __future__ import annotations
@@ -19,10 +25,56 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from pipeline.core.models.manifests import TrackerAction, TrackerBackendName, TrackerEventManifest
 from pipeline.core.state import BugView, ComposeView, State
-from pipeline.core.trackers import Bug, TrackerBackend
+
+# --- the backend interface --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bug:
+    """A tracker bug as the tracker reports it.
+
+    ``comments`` holds the text of every comment, the description first.
+    """
+
+    id: str
+    url: str
+    is_open: bool
+    summary: str = ""
+    comments: tuple[str, ...] = field(default_factory=tuple)
+
+
+class TrackerBackend(Protocol):
+    """What the tracker stage needs from a tracker."""
+
+    #: "bugzilla" or "local"; recorded in tracker-event manifests.
+    name: TrackerBackendName
+
+    def find_open(self, tag: str) -> list[Bug]:
+        """Open bugs carrying ``tag`` (whiteboard word or keyword), oldest first, with comments."""
+        ...
+
+    def get(self, bug_id: str) -> Bug:
+        """One bug, with its comments."""
+        ...
+
+    def create(self, tag: str, summary: str, description: str) -> Bug:
+        """File a new bug carrying ``tag``; ``description`` is its first comment."""
+        ...
+
+    def comment(self, bug_id: str, text: str) -> None:
+        """Add a comment to an open bug."""
+        ...
+
+    def close(self, bug_id: str, comment: str) -> None:
+        """Close a bug (resolution fixed) with a comment."""
+        ...
+
+
+# --- reconciliation ---------------------------------------------------------------------
 
 Recorder = Callable[[TrackerEventManifest], None]
 

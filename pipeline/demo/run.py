@@ -14,7 +14,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 
 from pipeline.demo.simulate import DayReport, Simulation, Totals, demo_script
-from pipeline.log.store import LogReport
+from pipeline.log.reader import LogReport
 
 
 @dataclass(frozen=True)

@@ -272,6 +272,30 @@ def write_iso(path: Path, volume_id: str = "FORTNIGHT", *, system_id: str = "LIN
 _VMDK_HEADER = struct.Struct("<4sIIQQQQIQQQBccccH433s")  # the 512-byte sparse extent header
 
 
+def _vmdk_descriptor(name: str, sectors: int) -> bytes:
+    """The embedded text descriptor of a monolithicSparse VMDK of ``sectors`` sectors."""
+    cylinders = min(sectors // (16 * 63), 16383)
+    return (
+        "# Disk DescriptorFile\n"
+        "version=1\n"
+        "CID=fffffffe\n"
+        "parentCID=ffffffff\n"
+        'createType="monolithicSparse"\n'
+        "\n"
+        "# Extent description\n"
+        f'RW {sectors} SPARSE "{name}"\n'
+        "\n"
+        "# The Disk Data Base\n"
+        "#DDB\n"
+        "\n"
+        'ddb.virtualHWVersion = "4"\n'
+        f'ddb.geometry.cylinders = "{cylinders}"\n'
+        'ddb.geometry.heads = "16"\n'
+        'ddb.geometry.sectors = "63"\n'
+        'ddb.adapterType = "ide"\n'
+    ).encode("ascii")
+
+
 def vmdk_sparse(name: str, capacity: int = 64 * MiB) -> bytes:
     """An empty monolithicSparse VMDK (``KDMV`` header, embedded descriptor, grain tables).
 
@@ -293,26 +317,7 @@ def vmdk_sparse(name: str, capacity: int = 64 * MiB) -> bytes:
     gt = gd + gd_sectors
     overhead = -(-(gt + n_gt * gt_sectors) // grain) * grain
 
-    cylinders = min(sectors // (16 * 63), 16383)
-    descriptor = (
-        "# Disk DescriptorFile\n"
-        "version=1\n"
-        "CID=fffffffe\n"
-        "parentCID=ffffffff\n"
-        'createType="monolithicSparse"\n'
-        "\n"
-        "# Extent description\n"
-        f'RW {sectors} SPARSE "{name}"\n'
-        "\n"
-        "# The Disk Data Base\n"
-        "#DDB\n"
-        "\n"
-        'ddb.virtualHWVersion = "4"\n'
-        f'ddb.geometry.cylinders = "{cylinders}"\n'
-        'ddb.geometry.heads = "16"\n'
-        'ddb.geometry.sectors = "63"\n'
-        'ddb.adapterType = "ide"\n'
-    ).encode("ascii")
+    descriptor = _vmdk_descriptor(name, sectors)
     out = bytearray(overhead * SECTOR)
     out[:SECTOR] = _VMDK_HEADER.pack(
         VMDK_MAGIC,
@@ -485,6 +490,32 @@ def write_image(path: Path, image_type: str, **kw: Any) -> int:
 F28_METADATA = Path(__file__).parent / "data" / "fedora-28" / "compose" / "metadata"
 
 
+def _write_sample(
+    compose_dir: Path,
+    img: dict[str, Any],
+    arch: str,
+    label: str,
+    *,
+    broken: frozenset[tuple[str, str]],
+    odd_name: frozenset[tuple[str, str]],
+) -> None:
+    """Write one image of :func:`write_compose_tree` and set its path, size and sha256."""
+    rel = Path(img["path"])
+    name = rel.name.replace("28-1.1", label)
+    if (arch, img["type"]) in odd_name:
+        name = name.replace(f".{arch}", "")
+    img["path"] = str(rel.with_name(name))
+    path = compose_dir / img["path"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_image(path, img["type"])
+    if (arch, img["type"]) in broken:
+        with path.open("r+b") as f:
+            f.write(b"\0" * 16)  # no magic: not a file of its format any more
+    data = path.read_bytes()
+    img["size"] = len(data)
+    img["checksums"] = {"sha256": hashlib.sha256(data).hexdigest()}
+
+
 def write_compose_tree(
     root: Path,
     compose_id: str,
@@ -529,20 +560,7 @@ def write_compose_tree(
     label = f"{version}-{date}.{respin}"
     for arch, imgs in kept.items():
         for img in imgs:
-            rel = Path(img["path"])
-            name = rel.name.replace("28-1.1", label)
-            if (arch, img["type"]) in odd_name:
-                name = name.replace(f".{arch}", "")
-            img["path"] = str(rel.with_name(name))
-            path = compose_dir / img["path"]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_image(path, img["type"])
-            if (arch, img["type"]) in broken:
-                with path.open("r+b") as f:
-                    f.write(b"\0" * 16)  # no magic: not a file of its format any more
-            data = path.read_bytes()
-            img["size"] = len(data)
-            img["checksums"] = {"sha256": hashlib.sha256(data).hexdigest()}
+            _write_sample(compose_dir, img, arch, label, broken=broken, odd_name=odd_name)
     meta = compose_dir / "metadata"
     meta.mkdir(parents=True, exist_ok=True)
     (meta / "composeinfo.json").write_text(json.dumps(info, indent=4, sort_keys=True))

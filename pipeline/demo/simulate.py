@@ -35,14 +35,15 @@ from pipeline.adapters.ingest import load_compose
 from pipeline.core.config import ProductConfig, load_product
 from pipeline.core.models.common import ROLES
 from pipeline.core.models.manifests import TrackerBackendName
+from pipeline.core.redact import Redactor
 from pipeline.core.state import State
-from pipeline.core.tracker import LocalTracker
-from pipeline.core.trackers import Bug, TrackerBackend
+from pipeline.core.tracker import Bug, LocalTracker, TrackerBackend
 from pipeline.demo.samples import write_compose_tree
 from pipeline.errors import TrackerError
 from pipeline.log.signing import add_key_to_trust, generate_key, load_signer, load_signers
-from pipeline.log.store import ManifestLog, WriteOptions, init_log
+from pipeline.log.store import ManifestLog, init_log
 from pipeline.log.trust import empty_trust, first_version
+from pipeline.log.writer import WriteOptions
 from pipeline.stages.compose import failed_compose_manifest, record_compose, record_failed_compose
 from pipeline.stages.load import load_state
 from pipeline.stages.release import cut_release, revoke_release
@@ -291,7 +292,8 @@ class Simulation:
         self.keys = workdir / "keys"
         self.www = workdir / "www"  # the site is built here; composes are served beside it
         self.composes = self.www / "composes"
-        self.logs = LogStore(workdir / "logs")
+        # The demo's tests are its own commands, and its environment holds no secret.
+        self.logs = LogStore(workdir / "logs", Redactor.of({}))
         self.scratch = workdir / "scratch"
         self.totals = Totals()
         #: Wall time spent per phase of the day (compose, test, sync, operator, cut, state).

@@ -7,6 +7,8 @@ exactly as read from the file, never a re-serialised model.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -14,19 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_private_key,
+    load_pem_public_key,
+)
 from pydantic import ValidationError
 from securesystemslib.exceptions import Error as SslibError
 from securesystemslib.exceptions import FormatError, UnverifiedSignatureError
 from securesystemslib.formats import encode_canonical
-from securesystemslib.signer import (
-    SIGNER_FOR_URI_SCHEME,
-    CryptoSigner,
-    Key,
-    Signer,
-    SSlibKey,
-)
-from securesystemslib.signer import Signature as SslibSignature
 
 from pipeline.core.models.common import (
     Envelope,
@@ -38,8 +38,18 @@ from pipeline.core.models.common import (
     Trust,
 )
 from pipeline.core.models.manifests import KINDS
-from pipeline.errors import KeyConfigError, describe_validation_error
+from pipeline.errors import ConfigError, KeyConfigError, describe_validation_error
 from pipeline.fsutil import atomic_create
+from pipeline.log.sslib import (
+    SIGNER_FOR_URI_SCHEME,
+    CryptoSigner,
+    Key,
+    Signer,
+    SSlibKey,
+    signer_for_scheme,
+)
+from pipeline.log.sslib import Signature as SslibSignature
+from pipeline.log.strictjson import StrictJSONError, loads_strict_json
 
 KEY_ENV_PREFIX = "FORTNIGHT_KEY_"
 KEYID_ENV_PREFIX = "FORTNIGHT_KEYID_"
@@ -55,6 +65,21 @@ class ManifestRejected(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def loads_strict(raw: bytes) -> Any:
+    """Parse a signed file's bytes as strict JSON (see :mod:`pipeline.log.strictjson`):
+    UTF-8 without a BOM, no duplicate object keys at any depth, no ``NaN``/``Infinity``,
+    no lone surrogates in any string or key, at most 100 levels of nesting.
+
+    Raises:
+        ManifestRejected: ``not valid JSON: <what> [at <JSON path>]``, for example
+            ``not valid JSON: duplicate key "signed" in the object at $``.
+    """
+    try:
+        return loads_strict_json(raw)
+    except StrictJSONError as e:
+        raise ManifestRejected(f"not valid JSON: {e.reason}") from None
 
 
 def signed_bytes(signed: Mapping[str, Any]) -> bytes:
@@ -82,6 +107,75 @@ def sign_manifest(manifest: Manifest, signers: Sequence[Signer]) -> bytes:
     payload = manifest.signed_dict()
     data = signed_bytes(payload)
     return dump_envelope(payload, [s.sign(data) for s in signers])
+
+
+# --- trust.json ----------------------------------------------------------------------
+
+
+def default_keyid(key: PublicKey) -> str:
+    """securesystemslib's default keyid of ``key``: the sha256 of the canonical JSON of its
+    ``keytype``, ``scheme`` and ``keyval`` (what ``SSlibKey.from_crypto`` and every signer
+    compute; other fields of the key dict do not count)."""
+    canonical = encode_canonical(
+        {"keytype": key.keytype, "scheme": key.scheme, "keyval": dict(key.keyval)}
+    )
+    assert canonical is not None  # only None when writing to an output function
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def key_material(key: PublicKey) -> str:
+    """What makes two key entries one key: the public key value, normalised (hex in lower
+    case, PEM as DER), so that one key spelled two ways is still one key."""
+    public = key.keyval.get("public")
+    material = _material(public) if public is not None else None
+    return material or f"keyval:{encode_canonical(dict(key.keyval))}"
+
+
+@functools.lru_cache(maxsize=256)
+def _material(public: str) -> str | None:
+    try:
+        if public.lstrip().startswith("-----BEGIN"):
+            der = load_pem_public_key(public.encode()).public_bytes(
+                Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+            )
+            return f"der:{der.hex()}"
+        return f"raw:{bytes.fromhex(public).hex()}"
+    except (ValueError, UnsupportedAlgorithm):
+        return None
+
+
+def check_trust_keys(trust: Trust, *, source: str = "trust.json") -> None:
+    """Keys count once: every keyid is its key's :func:`default_keyid`, no public key is
+    listed twice (under two keyids), and no role lists a keyid twice.
+
+    Raises:
+        ConfigError: naming ``source`` and the keyid (one line).
+    """
+    owners: dict[str, str] = {}
+    for keyid, key in trust.keys.items():
+        computed = default_keyid(key)
+        if keyid != computed:
+            raise ConfigError(
+                f"{source}: keyid {keyid} is not the id of its key "
+                f"(securesystemslib computes {computed})",
+                hint="list each key under its computed keyid, as 'invoke keys.generate' does",
+            )
+        material = key_material(key)
+        if material in owners:
+            raise ConfigError(
+                f"{source}: keyids {owners[material]} and {keyid} are the same public key",
+                hint="list each key once; a threshold counts distinct keys",
+            )
+        owners[material] = keyid
+    for name, role in trust.roles.items():
+        seen: set[str] = set()
+        for keyid in role.keyids:
+            if keyid in seen:
+                raise ConfigError(
+                    f"{source}: role {name} lists keyid {keyid} twice",
+                    hint="list each key once in a role; a threshold counts distinct keys",
+                )
+            seen.add(keyid)
 
 
 # --- keys ----------------------------------------------------------------------------
@@ -127,14 +221,21 @@ def generate_key(role: RoleName, out_dir: Path, repo: Path) -> GeneratedKey:
 
 
 def add_key_to_trust(trust: Trust, role: RoleName, key: Key) -> Trust:
-    """A copy of ``trust`` with ``key`` added to ``role`` (idempotent)."""
+    """A copy of ``trust`` with ``key`` added to ``role`` (idempotent).
+
+    Raises:
+        ConfigError: the result breaks :func:`check_trust_keys` (the key's keyid is not its
+            computed id, or the key is already trusted under another keyid).
+    """
     keys = dict(trust.keys)
     keys[key.keyid] = PublicKey.model_validate(key.to_dict(), strict=True)
     roles = dict(trust.roles)
     old = roles[role]
     if key.keyid not in old.keyids:
         roles[role] = Role(keyids=[*old.keyids, key.keyid], threshold=old.threshold)
-    return Trust(keys=keys, roles=roles)
+    added = Trust(keys=keys, roles=roles)
+    check_trust_keys(added)
+    return added
 
 
 _URI_RE = re.compile(r"^([a-z][a-z0-9+.-]*):")
@@ -222,6 +323,7 @@ def load_signer(
         raise KeyConfigError(f"{keyid_var}: {keyid} is not a {role} key in trust.json")
     public = SSlibKey.from_dict(keyid, trust.keys[keyid].model_dump(mode="json"))
     try:
+        signer_for_scheme(scheme)
         return Signer.from_priv_key_uri(value, public)
     except (SslibError, ValueError, OSError) as e:
         raise KeyConfigError(f"{var}: cannot load signer ({e})") from e
@@ -254,18 +356,17 @@ def _file_signer(var: str, path: Path, role: RoleName, role_keyids: list[str]) -
 def verify_manifest(raw: bytes, relpath: PurePosixPath, trust: Trust) -> Manifest:
     """Verify one manifest file's bytes stored at ``relpath`` (relative to ``manifests/``).
 
-    Checks, in order: JSON, envelope, kind, signatures against the kind's role
-    and threshold, schema, and that the path matches the payload's identity.
+    Checks, in order: strict JSON (:func:`loads_strict`, so the ``signed`` object whose
+    signatures are checked is the only one the bytes hold), envelope, kind, signatures
+    against the kind's role and threshold (distinct keys), schema, and that the path
+    matches the payload's identity.
 
     Raises:
         ManifestRejected: with the reason (``unsigned``, ``bad signature``,
             ``unknown key``, ``wrong role``, ``threshold not met``, ``schema error``,
             ``path does not match identity``, ``not valid JSON``).
     """
-    try:
-        doc = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ManifestRejected(f"not valid JSON ({e})") from e
+    doc = loads_strict(raw)
     try:
         envelope = Envelope.model_validate(doc, strict=True)
     except ValidationError as e:
@@ -290,12 +391,12 @@ def verify_manifest(raw: bytes, relpath: PurePosixPath, trust: Trust) -> Manifes
 
 def _check_signatures(envelope: Envelope, role_name: RoleName, trust: Trust, data: bytes) -> None:
     role = trust.roles[role_name]
-    valid: set[str] = set()
+    valid: set[str] = set()  # distinct keys, by public key value: keyids can be made up
     problems: list[str] = []
     for sig in envelope.signatures:
         problem = _check_one(sig, role_name, role, trust, data)
         if problem is None:
-            valid.add(sig.keyid)
+            valid.add(key_material(trust.keys[sig.keyid]))
         else:
             problems.append(problem)
     if len(valid) >= role.threshold:

@@ -25,8 +25,6 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import ValidationError
 from securesystemslib.exceptions import Error as SslibError
-from securesystemslib.signer import CryptoSigner, Signer, SSlibKey
-from securesystemslib.signer import Signature as SslibSignature
 
 from pipeline.core.models.common import (
     ROLES,
@@ -40,16 +38,19 @@ from pipeline.core.models.common import (
 from pipeline.errors import ConfigError, KeyConfigError, TrustError, describe_validation_error
 from pipeline.fsutil import atomic_write
 from pipeline.log.git import Git
+from pipeline.log.layout import TRUST_DIR, TRUST_FILE
 from pipeline.log.signing import (
     KEY_ENV_PREFIX,
     ManifestRejected,
     add_key_to_trust,
+    check_trust_keys,
     dump_envelope,
+    loads_strict,
     signed_bytes,
 )
+from pipeline.log.sslib import CryptoSigner, Signer, SSlibKey
+from pipeline.log.sslib import Signature as SslibSignature
 
-TRUST_FILE = "trust.json"
-TRUST_DIR = "trust"
 PIN_CONFIG = "fortnight.root"
 ROOT_KEY_ENV = f"{KEY_ENV_PREFIX}ROOT"
 UPGRADE_HINT = (
@@ -121,11 +122,15 @@ def _rel(root: Path, path: Path) -> str:
 
 
 def _parse_json(raw: bytes, where: str) -> Any:
-    # TODO(issue 16 item 4): the one parse of root metadata; switch to signing.loads_strict.
+    """The one parse of root metadata: strict JSON (:func:`pipeline.log.signing.loads_strict`).
+
+    Raises:
+        TrustError: ``<where>: not valid JSON: <what>``.
+    """
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TrustError(f"{where}: not valid JSON ({e})") from e
+        return loads_strict(raw)
+    except ManifestRejected as e:
+        raise TrustError(f"{where}: {e.reason}") from None
 
 
 def _version_files(root: Path) -> list[Path]:
@@ -161,7 +166,11 @@ def _read_version(root: Path, path: Path, number: int) -> tuple[RootVersion, Env
         signed = RootMetadata.model_validate(envelope.signed, strict=True)
     except ValidationError as e:
         raise TrustError(f"{where}: not root metadata ({describe_validation_error(e)})") from e
-    # TODO(issue 16 item 3): signing.check_trust_keys(signed.trust()) once it is merged.
+    try:
+        check_trust_keys(signed.trust(), source=where)
+    except ConfigError as e:
+        # A root version whose keys do not count once does not verify (fail closed).
+        raise TrustError(e.message, hint=e.hint) from None
     if signed.version != number:
         raise TrustError(
             f"{where}: holds root version {signed.version}, its file name says {number}"

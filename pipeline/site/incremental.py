@@ -25,7 +25,7 @@ from typing import Any
 
 from pipeline.fsutil import atomic_write
 from pipeline.log.git import Git
-from pipeline.log.store import MANIFESTS, NON_MANIFEST_DIRS
+from pipeline.log.layout import MANIFESTS, NON_MANIFEST_DIRS
 from pipeline.site.output import Output, ProductRecord
 from pipeline.site.settings import SiteSettings
 

@@ -37,7 +37,8 @@ from pelican.generators import Generator
 
 from pipeline.core.config import ProductConfig, load_product
 from pipeline.errors import ConfigError
-from pipeline.log.store import MANIFESTS, TRUST_FILE, ManifestLog
+from pipeline.log.layout import MANIFESTS, TRUST_FILE
+from pipeline.log.store import ManifestLog
 from pipeline.site.incremental import TEMPLATE_CACHE, LastBuild, code_key
 from pipeline.site.output import BuildReport, Output, ProductRecord
 from pipeline.site.render import Renderer

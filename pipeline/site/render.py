@@ -25,7 +25,8 @@ from pipeline.core.models.common import Manifest
 from pipeline.core.outputs import checksum_file, sha256sums
 from pipeline.core.state import ComposeView, State
 from pipeline.log.blobs import BlobStore
-from pipeline.log.store import MANIFESTS, ManifestLog
+from pipeline.log.layout import MANIFESTS
+from pipeline.log.store import ManifestLog
 from pipeline.site.output import Output
 from pipeline.site.settings import SiteSettings
 

@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from securesystemslib.signer import Signer
-
 from pipeline.adapters.aws.ec2 import (
     NO_MATCH,
     ClientFactory,
@@ -19,7 +17,9 @@ from pipeline.adapters.aws.ec2 import (
 from pipeline.core.config import ProductConfig
 from pipeline.core.models.manifests import CloudImage, CloudImagesManifest, MissingRegion
 from pipeline.errors import ConfigError, InputError
-from pipeline.log.store import ManifestLog, WriteOptions, WriteResult
+from pipeline.log.sslib import Signer
+from pipeline.log.store import ManifestLog
+from pipeline.log.writer import WriteOptions, WriteResult
 from pipeline.stages.load import load_state, require_compose
 
 BUGZILLA_KEY_ENV = "FORTNIGHT_BUGZILLA_API_KEY"

@@ -9,7 +9,6 @@ from typing import Any
 
 import productmd.composeinfo
 import requests
-from securesystemslib.signer import Signer
 
 from pipeline.adapters.hashing import HashJob, HashResult, ProgressSink, verify_checksums
 from pipeline.adapters.ingest import LoadedCompose, check_image_path, iter_images
@@ -17,7 +16,9 @@ from pipeline.core.config import ProductConfig
 from pipeline.core.models.common import Trust
 from pipeline.core.models.manifests import ComposeManifest, Image, Release
 from pipeline.errors import InputError
-from pipeline.log.store import ManifestLog, WriteOptions, WriteResult
+from pipeline.log.sslib import Signer
+from pipeline.log.store import ManifestLog
+from pipeline.log.writer import WriteOptions, WriteResult
 
 
 @dataclass

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from securesystemslib.signer import Signer
-
 from pipeline.core.config import ProductConfig
 from pipeline.core.models.manifests import ReleaseManifest, RevocationManifest
 from pipeline.core.release import decide, revocation
 from pipeline.core.state import State
 from pipeline.errors import InputError
-from pipeline.log.store import ManifestLog, WriteOptions, WriteResult
+from pipeline.log.sslib import Signer
+from pipeline.log.store import ManifestLog
+from pipeline.log.writer import WriteOptions, WriteResult
 from pipeline.stages.load import load_state
 
 

@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from securesystemslib.signer import Signer
 
-from pipeline.core.config import ProductConfig
+from pipeline.core.config import ProductConfig, SandboxKind
 from pipeline.core.models.manifests import Image, ResultManifest
 from pipeline.errors import ConfigError, InputError, TestRunError
-from pipeline.log.store import ManifestLog, WriteOptions, WriteResult
+from pipeline.log.sslib import Signer
+from pipeline.log.store import ManifestLog
+from pipeline.log.writer import WriteOptions, WriteResult
 from pipeline.stages.battery import plan_suites
+from pipeline.stages.isolation import Sandbox
 from pipeline.stages.load import load_state, require_compose
 from pipeline.stages.testing import (
     Clock,
@@ -53,15 +55,19 @@ def run_battery(
     runner: str,
     workers: int,
     session: requests.Session,
+    sandbox: SandboxKind | None = None,
     on_plan: Callable[[int], None] = lambda total: None,
     on_test: Callable[[], None] = lambda: None,
 ) -> RunOutcome:
     """Run the battery (or one suite) on a recorded compose and record one manifest per suite.
 
+    Test commands see ``base_env``'s allowlisted variables and the battery's ``pass_env``;
+    ``sandbox`` (default: the battery's) runs each in bubblewrap.
+
     Raises:
         InputError: the compose is not recorded, or its files are missing.
         TestRunError: the compose has no image, or nothing matches ``suite``/``arches``.
-        ConfigError: the battery is broken.
+        ConfigError: the battery is broken, or its sandbox cannot hide the keys.
     """
     state, trust = load_state(log, product, clock())
     view = require_compose(state, compose_id)
@@ -82,10 +88,21 @@ def run_battery(
     needed: dict[tuple[str, str, str, str, int], Image] = {
         img.key(): img for _, imgs in runnable for img in imgs
     }
+    jail = _sandbox(product, sandbox, base_env)
     files = image_files(view.compose, list(needed.values()), scratch / "images", session)
+    if jail is not None:
+        jail.check([scratch, *jail.visible(), *(p.parent for p in files.values())])
     on_plan(sum(count_tests(s, imgs) for s, imgs in runnable))
     settings = RunSettings(
-        view.compose, logs, scratch / "work", base_env, clock, runner, workers or 1
+        view.compose,
+        logs,
+        scratch / "work",
+        base_env,
+        clock,
+        runner,
+        workers or 1,
+        pass_env=tuple(product.battery.pass_env),
+        sandbox=jail,
     )
     manifests = [
         run_suite(s, imgs, files, settings, arches=list(arches), on_test=on_test)
@@ -94,6 +111,19 @@ def run_battery(
     summary = ", ".join(f"{m.suite} {m.result}" for m in manifests)
     write = log.record(manifests, signers, trust, f"test: {compose_id}: {summary}", options)
     return RunOutcome(manifests, write)
+
+
+def _sandbox(
+    product: ProductConfig, kind: SandboxKind | None, env: Mapping[str, str]
+) -> Sandbox | None:
+    """The sandbox of a run: ``kind``, else the battery's.
+
+    Raises:
+        ConfigError: bubblewrap is not installed.
+    """
+    if (kind or product.battery.sandbox) == "none":
+        return None
+    return Sandbox.bubblewrap(env, network=product.battery.sandbox_network)
 
 
 def import_results(

@@ -4,6 +4,8 @@ Each test is a shell command run once per matching image, in its own process
 group, killed at its timeout. Images are tested in parallel (bounded by cores),
 the tests of one image in order. Output goes to a log store outside git; the
 manifest keeps each log's path and sha256, and for failures the last few KiB.
+Commands see an allowlisted environment, and their output is redacted before it is stored
+(``pipeline/stages/isolation.py``).
 """
 
 from __future__ import annotations
@@ -43,11 +45,12 @@ from pipeline.core.models.manifests import (
     suite_verdict,
 )
 from pipeline.core.models.manifests import TestOutcome as Outcome
+from pipeline.core.redact import Redactor
 from pipeline.errors import InputError, TestRunError
 from pipeline.stages.battery import PlannedSuite
+from pipeline.stages.isolation import Sandbox, allowed_env
 
 TAIL_BYTES = 4096
-SECRET_PREFIXES = ("FORTNIGHT_KEY", "FORTNIGHT_BUGZILLA_API_KEY", "AWS_SECRET", "AWS_SESSION")
 KILL_GRACE_SECONDS = 5.0
 Clock = Callable[[], datetime]
 
@@ -59,15 +62,28 @@ def new_run_id(now: datetime) -> str:
 
 @dataclass(frozen=True)
 class LogStore:
-    """Where test logs live, outside git: ``<root>/<product>/<compose>/<suite>/<run>/…``."""
+    """Where test logs live, outside git: ``<root>/<product>/<compose>/<suite>/<run>/…``.
+
+    Everything a test printed enters the store, and from it a manifest, through :meth:`put`,
+    which redacts it first: the one place output is recorded.
+    """
 
     root: Path
+    redactor: Redactor
 
     def put(self, rel: PurePosixPath, src: Path, *, keep_tail: bool) -> LogRef:
-        """Move ``src`` into the store at ``rel`` and describe it."""
+        """Copy ``src`` into the store at ``rel``, redacted, and describe it."""
         dest = self.root / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(src, dest)
+        tmp = dest.with_name(f".{dest.name}.part")
+        try:
+            with src.open("rb") as raw, tmp.open("wb") as out:
+                lines = (line.decode("utf-8", errors="surrogateescape") for line in raw)
+                for line in self.redactor.lines(lines):
+                    out.write(line.encode("utf-8", errors="surrogateescape"))
+            tmp.replace(dest)
+        finally:
+            tmp.unlink(missing_ok=True)
         return describe_log(dest, rel, keep_tail=keep_tail)
 
 
@@ -161,17 +177,22 @@ class RunSettings:
     clock: Clock
     runner: str
     workers: int
+    #: Variables of ``base_env`` passed on besides the allowlist (``battery.pass_env``).
+    pass_env: tuple[str, ...] = ()
+    sandbox: Sandbox | None = None
 
 
 def command_env(settings: RunSettings, img: Image, path: Path, scratch: Path) -> dict[str, str]:
     """The environment a battery command runs with (documented in the README)."""
-    # Test commands run code from elsewhere: they never see signing keys or tracker tokens.
-    env = {k: v for k, v in settings.base_env.items() if not k.startswith(SECRET_PREFIXES)}
+    # Test commands run code from elsewhere: they see an allowlist of the runner's variables.
+    env = allowed_env(settings.base_env, settings.pass_env)
     # `python` in a command is the interpreter running Fortnight, and `pipeline` imports.
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", os.defpath)
     package_root = str(Path(pipeline.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    if settings.sandbox is not None:
+        env["TMPDIR"] = "/tmp"  # a fresh tmpfs in the sandbox; the rest of / is read-only
     env.update(
         FORTNIGHT_IMAGE=str(path),
         FORTNIGHT_IMAGE_URL=img.url,
@@ -196,15 +217,23 @@ class Executed:
     duration_ms: int
 
 
-def execute(command: str, env: Mapping[str, str], cwd: Path, log: Path, timeout: int) -> Executed:
+def execute(
+    command: str,
+    env: Mapping[str, str],
+    cwd: Path,
+    log: Path,
+    timeout: int,
+    wrap: Sequence[str] = (),
+) -> Executed:
     """Run ``command`` with bash in its own process group, output to ``log``, killed at ``timeout``.
 
-    Whatever the command leaves running in its group is killed when it ends.
+    ``wrap`` is a command line that runs bash (a sandbox). Whatever the command leaves
+    running in its group is killed when it ends.
     """
     start = time.monotonic()
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            ["bash", "-c", command],
+            [*wrap, "bash", "-c", command],
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,
@@ -271,12 +300,14 @@ def _run_image(
         scratch = Path(tempfile.mkdtemp(prefix="test-", dir=settings.scratch))
         tmp_log = scratch.with_suffix(".log")
         try:
+            sandbox = settings.sandbox
             executed = execute(
                 step.command,
                 command_env(settings, img, path, scratch),
                 scratch,
                 tmp_log,
                 step.timeout,
+                sandbox.argv(scratch, path.parent) if sandbox else (),
             )
             outcome, reason = judge(step, executed)
             log = settings.logs.put(
@@ -433,6 +464,15 @@ def _junit_case(
     )
 
 
+def _redacted(case: CaseResult, redactor: Redactor) -> CaseResult:
+    """A JUnit case with its failure text and log tail redacted, as a run's logs are."""
+    reason = redactor.apply(case.reason) if case.reason else case.reason
+    log = case.log
+    if log is not None and log.tail:
+        log = log.model_copy(update={"tail": redactor.apply(log.tail)})
+    return case.model_copy(update={"reason": reason, "log": log})
+
+
 def import_junit(
     xml_path: Path,
     compose: ComposeManifest,
@@ -457,12 +497,9 @@ def import_junit(
     started = clock()
     run_id = new_run_id(started)
     rel = PurePosixPath(compose.product, compose.compose_id, suite, run_id, "junit.xml")
-    dest = logs.root / rel
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(xml_path, dest)
-    report = describe_log(dest, rel, keep_tail=False)
+    report = logs.put(rel, xml_path, keep_tail=False)
     tests = [
-        _junit_case(xml_path, number, case, report, advisory)
+        _redacted(_junit_case(xml_path, number, case, report, advisory), logs.redactor)
         for number, case in enumerate(cases, start=1)
     ]
     return ResultManifest(

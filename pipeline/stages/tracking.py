@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
-from securesystemslib.signer import Signer
-
 from pipeline.core.config import ProductConfig
 from pipeline.core.models.manifests import TrackerEventManifest
 from pipeline.core.state import State
-from pipeline.core.tracker import LocalTracker, SyncReport, sync
-from pipeline.core.trackers import Bug, TrackerBackend
-from pipeline.log.store import ManifestLog, WriteOptions
+from pipeline.core.tracker import Bug, LocalTracker, SyncReport, TrackerBackend, sync
+from pipeline.log.sslib import Signer
+from pipeline.log.store import ManifestLog
+from pipeline.log.writer import WriteOptions
 from pipeline.stages.load import load_state
 
 BUGZILLA_KEY_ENV = "FORTNIGHT_BUGZILLA_API_KEY"

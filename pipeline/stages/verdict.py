@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from securesystemslib.signer import Signer
-
 from pipeline.core.config import ProductConfig
 from pipeline.core.models.manifests import VerdictAction, VerdictManifest
 from pipeline.errors import InputError
-from pipeline.log.store import ManifestLog, WriteOptions, WriteResult
+from pipeline.log.sslib import Signer
+from pipeline.log.store import ManifestLog
+from pipeline.log.writer import WriteOptions, WriteResult
 from pipeline.stages.load import load_state, require_compose
 
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.adapters.bugzilla import BugzillaTracker, TagField, TimeoutSession
-from pipeline.core.trackers import Bug, TrackerBackend
+from pipeline.core.tracker import Bug, TrackerBackend
 from pipeline.errors import ConfigError, TrackerError
 from tests.bugzilla_emulator import (
     DEFAULT_API_KEY,

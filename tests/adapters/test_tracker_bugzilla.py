@@ -10,10 +10,10 @@ import pytest
 from pipeline.adapters.bugzilla import BugzillaTracker
 from pipeline.core.config import ProductConfig, load_product
 from pipeline.core.state import State
-from pipeline.core.trackers import TrackerBackend
+from pipeline.core.tracker import TrackerBackend
 from pipeline.errors import TrackerError
 from pipeline.log.signing import load_signer
-from pipeline.log.store import WriteOptions
+from pipeline.log.writer import WriteOptions
 from pipeline.stages.tracking import make_tracker, sync_tracker
 from tests.bugzilla_emulator import DEFAULT_API_KEY, BugzillaEmulator, bugzilla_server
 from tests.conftest import NOW, ROOT, Log, compose_on, doomed_on, make_result, run_invoke

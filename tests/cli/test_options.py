@@ -18,7 +18,7 @@ from pipeline.cli.options import (
 )
 from pipeline.errors import ConfigError
 from pipeline.log.git import PushConfig
-from pipeline.log.store import WriteOptions
+from pipeline.log.writer import WriteOptions
 
 NOW = datetime(2018, 5, 15, 12, 0, 0, tzinfo=UTC)
 

@@ -17,8 +17,7 @@ from pipeline.core.models.manifests import (
     VerdictManifest,
 )
 from pipeline.core.state import derive
-from pipeline.core.tracker import LocalTracker, marker, sync
-from pipeline.core.trackers import Bug
+from pipeline.core.tracker import Bug, LocalTracker, marker, sync
 from pipeline.errors import TrackerError
 from tests.conftest import NOW, compose_on, doomed_on, make_result, product_config
 

@@ -13,16 +13,18 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
-from securesystemslib.signer import CryptoSigner
 
 from pipeline.core.models.common import Manifest, Role, Trust
 from pipeline.errors import VerificationError
 from pipeline.log import cache as verifycache
 from pipeline.log import parallel
 from pipeline.log.git import Git
+from pipeline.log.reader import LogReport
 from pipeline.log.segments import FORMAT, MAGIC, decode_segment
 from pipeline.log.signing import add_key_to_trust, sign_manifest, verify_manifest
-from pipeline.log.store import LogReport, ManifestLog, WriteOptions
+from pipeline.log.sslib import CryptoSigner
+from pipeline.log.store import ManifestLog
+from pipeline.log.writer import WriteOptions
 from tests.conftest import Log, compose_on, make_result
 
 Checks = list[str]
@@ -346,8 +348,8 @@ def test_the_walk_lists_what_manifest_files_lists(make_log: Callable[..., Log]) 
     (root / "atomic-host-2" / "a" / "b" / "c.json").write_text("{}")
     (root / "top.json").write_text("{}")
     ml = log.log
-    assert ml._manifest_names() == [str(p) for p in ml.manifest_files()]
-    assert ManifestLog(log.repo / "missing")._manifest_names() == []
+    assert ml.reader.manifest_names() == [str(p) for p in ml.manifest_files()]
+    assert ManifestLog(log.repo / "missing").reader.manifest_names() == []
 
 
 def test_a_log_outside_git_verifies_without_a_cache(

@@ -9,7 +9,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
-from securesystemslib.signer import CryptoSigner
 
 from pipeline.core.models.common import ROLES, Role, RoleName, Trust
 from pipeline.errors import KeyConfigError
@@ -23,6 +22,7 @@ from pipeline.log.signing import (
     signed_bytes,
     verify_manifest,
 )
+from pipeline.log.sslib import CryptoSigner
 from tests.conftest import Log, make_compose
 
 REL = PurePosixPath("atomic-host/composes/Fedora-Atomic-22-20150915.0.json")

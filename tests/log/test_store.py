@@ -13,7 +13,8 @@ from pipeline.core.models.manifests import ComposeManifest
 from pipeline.errors import ConflictError, KeyConfigError, StoreError, VerificationError
 from pipeline.log.git import PushConfig
 from pipeline.log.signing import sign_manifest
-from pipeline.log.store import ManifestLog, PendingManifest, WriteOptions, WriteResult
+from pipeline.log.store import ManifestLog
+from pipeline.log.writer import PendingManifest, WriteOptions, WriteResult
 from tests.conftest import NOW, ComposeTree, Log, make_compose, run_invoke
 
 

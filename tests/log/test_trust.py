@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from securesystemslib.signer import CryptoSigner, Signer
 
 from pipeline.core.models.common import Role, Trust, format_timestamp
 from pipeline.errors import ConfigError, KeyConfigError, TrustError
 from pipeline.log.signing import add_key_to_trust, load_signers
+from pipeline.log.sslib import CryptoSigner, Signer
 from pipeline.log.store import ManifestLog
 from pipeline.log.trust import (
     PIN_CONFIG,
@@ -160,6 +160,21 @@ def forged_first_version(log: Log) -> None:
     forge(log, sign_root(trust, 1, [attacker]))
 
 
+def duplicate_signed_key(log: Log) -> None:
+    """A second ``signed`` object before the real one: root metadata is strict JSON."""
+    raw = log.log.trust_path.read_text()
+    forge(log, ('{"signed": {}, ' + raw.lstrip()[1:]).encode())
+
+
+def keyid_not_its_keys_id(log: Log) -> None:
+    """A root version signed by the root key, its release key listed twice (keys count once)."""
+    doc = newest(log).model_dump(mode="json")
+    keyid = log.signers["release"].public_key.keyid
+    doc["keys"]["f" * 64] = doc["keys"][keyid]
+    doc["roles"]["release"]["keyids"].append("f" * 64)
+    forge(log, sign_root(Trust.model_validate(doc), 2, [log.signers["root"]]))
+
+
 ATTACKS: list[tuple[Callable[[Log], None], str]] = [
     (unsigned_change, "manifests/trust.json differs from manifests/trust/1.json"),
     (
@@ -198,6 +213,14 @@ ATTACKS: list[tuple[Callable[[Log], None], str]] = [
         "manifests/trust/1.json: not root metadata (_type: Input should be 'root')",
     ),
     (forged_first_version, "does not match the pinned root"),
+    (
+        duplicate_signed_key,
+        'manifests/trust/1.json: not valid JSON: duplicate key "signed" in the object at $',
+    ),
+    (
+        keyid_not_its_keys_id,
+        f"manifests/trust/2.json: keyid {'f' * 64} is not the id of its key",
+    ),
 ]
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from pipeline.core.models.manifests import LogRef
-from pipeline.log.store import WriteOptions
+from pipeline.log.writer import WriteOptions
 from pipeline.site.incremental import (
     LastBuild,
     _folders_mtime,

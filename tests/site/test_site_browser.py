@@ -25,9 +25,9 @@ from urllib.parse import urldefrag
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
-from securesystemslib.signer import CryptoSigner
 
 from pipeline.core.models.common import RoleName
+from pipeline.log.sslib import CryptoSigner
 from tests.browser import Scenario, Sites, Watch, serve, slug
 from tests.conftest import ROOT
 from tests.sitekit import (

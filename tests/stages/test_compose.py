@@ -11,7 +11,7 @@ from pipeline.adapters.ingest import http_session, load_compose
 from pipeline.core.config import load_product
 from pipeline.errors import ChecksumMismatchError, InputError
 from pipeline.log.signing import load_signer
-from pipeline.log.store import WriteOptions
+from pipeline.log.writer import WriteOptions
 from pipeline.stages.compose import (
     RecordOutcome,
     failed_compose_manifest,

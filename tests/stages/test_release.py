@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.log.store import WriteOptions
+from pipeline.log.writer import WriteOptions
 from pipeline.stages.load import load_state
 from pipeline.stages.release import cut_release, revoke_release
 from tests.sitekit import History, day

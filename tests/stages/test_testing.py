@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 
 from pipeline.adapters.ingest import http_session, load_compose
-from pipeline.core.config import ProductConfig, SuiteSpec, TestSpec, load_product
+from pipeline.core.config import ProductConfig, SandboxKind, SuiteSpec, TestSpec, load_product
 from pipeline.core.models.manifests import ResultManifest
 from pipeline.core.state import derive
 from pipeline.errors import ConfigError, FetchError, InputError, TestRunError
 from pipeline.log.signing import load_signer
-from pipeline.log.store import WriteOptions
+from pipeline.log.writer import WriteOptions
 from pipeline.stages.battery import parse_tunir, plan_suites
 from pipeline.stages.compose import record_compose
+from pipeline.stages.isolation import redactor_for
 from pipeline.stages.results import RunOutcome, import_results, run_battery
 from pipeline.stages.testing import Executed, LogStore, execute, judge
 from tests.conftest import NOW, ROOT, ComposeTree, Log, StaticServer
@@ -137,22 +138,25 @@ def run(
     suite: str | None = None,
     arches: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
+    sandbox: SandboxKind | None = None,
 ) -> RunOutcome:
+    base_env = {**log.env, **(env or os.environ)}
     return run_battery(
         log.log,
         product,
         compose_id,
         suite=suite,
         arches=list(arches),
-        logs=LogStore(tmp_path / "logs"),
+        logs=LogStore(tmp_path / "logs", redactor_for(base_env)),
         scratch=tmp_path / "scratch",
         signers=[load_signer("test", log.env, log.log.load_trust())],
         options=WriteOptions(),
-        base_env=env or dict(os.environ),
+        base_env=base_env,
         clock=lambda: NOW,
         runner="ci-1",
         workers=2,
         session=http_session(backoff=0),
+        sandbox=sandbox,
     )
 
 
@@ -241,11 +245,13 @@ def test_commands_get_the_documented_environment(
     toml = (ROOT / "manifests/atomic-host/product.toml").read_text()
     toml = toml.replace(
         """[battery.suites.images]""",
-        """[battery.suites.env]
+        """pass_env = ["MY_VAR"]
+
+[battery.suites.env]
 [[battery.suites.env.tests]]
 name = "dump"
 types = ["qcow2"]
-command = "env | grep ^FORTNIGHT_ | sort; test -d $FORTNIGHT_SCRATCH; python -c 'import pipeline'"
+command = "env | sort; test -d $FORTNIGHT_SCRATCH; python -c 'import pipeline'"
 arches = ["x86_64"]
 
 [battery.suites.images]""",
@@ -259,7 +265,19 @@ arches = ["x86_64"]
         "Fedora-28-20180425.0",
         tmp_path,
         suite="env",
-        env={"PATH": os.environ["PATH"], "FORTNIGHT_KEY_TEST": "must-not-matter"},
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "LANG": "C.UTF-8",
+            "MY_VAR": "listed in pass_env",
+            "NOT_LISTED": "dropped",
+            "GITHUB_TOKEN": "ghp_from_the_runner",
+            "GH_TOKEN": "gho_from_the_runner",
+            "VAULT_TOKEN": "hvs.from-the-runner",
+            "AZURE_CLIENT_SECRET": "azure~from~the~runner",
+            "FORTNIGHT_KEYID_TEST": "0123abcd",
+            "FORTNIGHT_REPO": str(log.repo),
+        },
     )
     [manifest] = outcome.manifests
     [case] = manifest.tests
@@ -282,7 +300,15 @@ arches = ["x86_64"]
     assert {"FORTNIGHT_SCRATCH", "FORTNIGHT_IMAGE_SUBVARIANT", "FORTNIGHT_IMAGE_VOLUME_ID"} <= set(
         dumped
     )
-    assert "FORTNIGHT_KEY_TEST" not in dumped  # signing keys never reach test commands
+    # An allowlist: nothing else of the runner's environment (tokens, keys, the repo).
+    assert set(dumped) == {
+        *("PATH", "HOME", "LANG", "MY_VAR", "PYTHONPATH", "PWD", "SHLVL", "_"),
+        *("FORTNIGHT_IMAGE", "FORTNIGHT_IMAGE_URL", "FORTNIGHT_IMAGE_FORMAT"),
+        *("FORTNIGHT_IMAGE_TYPE", "FORTNIGHT_IMAGE_ARCH", "FORTNIGHT_IMAGE_SUBVARIANT"),
+        *("FORTNIGHT_IMAGE_SIZE", "FORTNIGHT_IMAGE_SHA256", "FORTNIGHT_IMAGE_VOLUME_ID"),
+        *("FORTNIGHT_COMPOSE_ID", "FORTNIGHT_SCRATCH"),
+    }
+    assert dumped["MY_VAR"] == "listed in pass_env"
 
 
 def test_arch_slices_and_reruns(
@@ -400,7 +426,7 @@ def test_junit_import(
         report,
         advisory=["tests.test_optional.*"],
         arches=["x86_64"],
-        logs=LogStore(tmp_path / "logs"),
+        logs=LogStore(tmp_path / "logs", redactor_for(log.env)),
         signers=[load_signer("test", log.env, log.log.load_trust())],
         options=WriteOptions(),
         clock=lambda: NOW,
@@ -453,7 +479,7 @@ def test_malformed_junit(
             report,
             advisory=[],
             arches=[],
-            logs=LogStore(tmp_path / "logs"),
+            logs=LogStore(tmp_path / "logs", redactor_for(log.env)),
             signers=[load_signer("test", log.env, log.log.load_trust())],
             options=WriteOptions(),
             clock=lambda: NOW,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pipeline.core.tracker import LocalTracker
-from pipeline.log.store import WriteOptions
+from pipeline.log.writer import WriteOptions
 from pipeline.stages.load import load_state
 from pipeline.stages.tracking import DryRunTracker, make_tracker, sync_tracker
 from tests.sitekit import History, day

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.core.models.manifests import VerdictAction
 from pipeline.errors import InputError
-from pipeline.log.store import WriteOptions
+from pipeline.log.writer import WriteOptions
 from pipeline.stages.load import load_state
 from pipeline.stages.verdict import record_verdict
 from tests.sitekit import History, day

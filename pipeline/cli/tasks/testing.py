@@ -13,7 +13,7 @@ from invoke.tasks import task
 from pipeline.adapters.ingest import http_session
 from pipeline.cli import console
 from pipeline.cli.boundary import boundary
-from pipeline.cli.options import DEFAULT_PRODUCT, WRITE_HELP, WriteFlags
+from pipeline.cli.options import DEFAULT_PRODUCT, WRITE_HELP, WriteFlags, sandbox_kind
 from pipeline.cli.report import report_results, report_write
 from pipeline.cli.setup import log_store, now, task_setup
 from pipeline.cli.tasks.tracker import sync_and_report
@@ -30,6 +30,8 @@ from pipeline.stages.results import import_results, run_battery
         "logs": "log store folder (default: $FORTNIGHT_LOGS, else <repo>/logs)",
         "workers": "images tested at once (default: battery.workers, else the cores)",
         "runner": "name of this runner in the manifest (default: the host name)",
+        "sandbox": "bwrap: run each test in bubblewrap, unable to read the signing keys; "
+        "none: without (default: battery.sandbox)",
         "no_tracker": "do not sync the failure tracker afterwards",
         **WRITE_HELP,
     },
@@ -44,6 +46,7 @@ def run_task(
     logs: str | None = None,
     workers: int = 0,
     runner: str | None = None,
+    sandbox: str | None = None,
     no_tracker: bool = False,
     repo: str | None = None,
     dry_run: bool = False,
@@ -53,6 +56,7 @@ def run_task(
 ) -> None:
     """Run the test battery on every matching image of a compose; record the results."""
     flags = WriteFlags(dry_run, no_commit, push, remote)
+    kind = sandbox_kind(sandbox)
     s = task_setup(repo, product, "test", flags, sync=not no_tracker)
     with (
         tempfile.TemporaryDirectory(prefix="fortnight-test-") as scratch,
@@ -73,6 +77,7 @@ def run_task(
             runner=runner or socket.gethostname(),
             workers=workers or s.config.battery.workers or len(os.sched_getaffinity(0)),
             session=http_session(),
+            sandbox=kind,
             on_plan=on_plan,
             on_test=on_test,
         )

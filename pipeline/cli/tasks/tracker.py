@@ -6,12 +6,12 @@ import os
 
 from invoke.context import Context
 from invoke.tasks import task
-from securesystemslib.signer import Signer
 
 from pipeline.cli.boundary import boundary
 from pipeline.cli.options import DEFAULT_PRODUCT, WRITE_HELP, WriteFlags
 from pipeline.cli.report import report_sync
 from pipeline.cli.setup import Setup, now, task_setup
+from pipeline.log.sslib import Signer
 from pipeline.stages.tracking import make_tracker, sync_tracker
 
 

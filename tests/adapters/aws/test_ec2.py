@@ -24,7 +24,7 @@ from pipeline.core.models.manifests import (
     ReleaseManifest,
 )
 from pipeline.errors import ConfigError, InputError
-from pipeline.log.store import WriteOptions
+from pipeline.log.writer import WriteOptions
 from pipeline.stages.clouds import discover_clouds, withdraw_clouds
 from pipeline.stages.load import load_state
 from tests.conftest import NOW, ROOT, Log, make_compose, run_invoke
