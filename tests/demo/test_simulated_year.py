@@ -389,7 +389,8 @@ def test_a_simulated_year(tmp_path: Path) -> None:
             tally.verify_seconds += clock.perf_counter() - t
             assert report.failures == [], f"day {n}: {report.failures}"
             signed = [
-                p for p in sim.log.root.rglob("*.json")
+                p
+                for p in sim.log.root.rglob("*.json")
                 if p.name != "trust.json" and p.parent.name != "trust"
             ]  # the root chain is checked by verify_all's trust argument, not listed
             assert len(report.verified) == len(signed)
