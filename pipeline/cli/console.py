@@ -24,18 +24,18 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from pipeline.core.models.common import format_timestamp
-from pipeline.core.models.manifests import (
-    CloudImagesManifest,
-    ComposeManifest,
-    ReleaseManifest,
-    ResultManifest,
-)
-from pipeline.core.state import State
 from pipeline.core.units import human_size
 
-if TYPE_CHECKING:  # importing the AWS adapter loads botocore; only its type is needed
+# Types only: `invoke --list` loads neither pydantic's models nor botocore (the AWS adapter).
+if TYPE_CHECKING:
     from pipeline.adapters.aws.ec2 import WithdrawAction
+    from pipeline.core.models.manifests import (
+        CloudImagesManifest,
+        ComposeManifest,
+        ReleaseManifest,
+        ResultManifest,
+    )
+    from pipeline.core.state import State
     from pipeline.log.trust import RootChain
 
 out = Console(highlight=False, soft_wrap=True)
@@ -92,6 +92,8 @@ def counts_table(counts: Counter[str], failures: int) -> Table:
 
 def root_chain_table(chain: RootChain, dates: Mapping[int, str | None]) -> Table:
     """Each root version: when it was committed, its expiry, root keys and roles."""
+    from pipeline.core.models.common import format_timestamp  # noqa: PLC0415
+
     table = Table(title="root of trust", title_justify="left")
     for col in ("version", "created", "expires", "root keys", "threshold", "roles"):
         table.add_column(col)

@@ -9,13 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast, get_args
+from typing import TYPE_CHECKING, cast, get_args
 
-from pipeline.core.config import SandboxKind
-from pipeline.core.models.common import ROLES, RoleName, parse_timestamp
 from pipeline.errors import ConfigError
-from pipeline.log.git import PushConfig
-from pipeline.log.writer import WriteOptions
+
+# Types only: parsing options loads neither pydantic's models nor the log (`invoke --list`).
+if TYPE_CHECKING:
+    from pipeline.core.config import SandboxKind
+    from pipeline.core.models.common import RoleName
+    from pipeline.log.writer import WriteOptions
 
 #: The checkout: bundled product.toml files, the schema folder, the Pelican settings.
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +46,9 @@ class WriteFlags:
         """How to write: push when asked, or when ``--remote`` or the log's
         ``fortnight.remote`` (``configured_remote``) names a remote; never with ``--no-commit``.
         """
+        from pipeline.log.git import PushConfig  # noqa: PLC0415
+        from pipeline.log.writer import WriteOptions  # noqa: PLC0415
+
         remote = self.remote or configured_remote
         do_push = (self.push or bool(remote)) and not self.no_commit
         target = PushConfig(remote=remote or "origin") if do_push else None
@@ -58,6 +63,8 @@ def parse_at(at: str | None, now: datetime) -> datetime:
     Raises:
         ConfigError: ``at`` is neither a date nor a datetime.
     """
+    from pipeline.core.models.common import parse_timestamp  # noqa: PLC0415
+
     if not at:
         return now
     try:
@@ -79,6 +86,8 @@ def role_name(role: str) -> RoleName:
     Raises:
         ConfigError: not a role.
     """
+    from pipeline.core.models.common import ROLES  # noqa: PLC0415
+
     for name in ROLES:
         if role == name:
             return name
@@ -91,6 +100,8 @@ def sandbox_kind(sandbox: str | None) -> SandboxKind | None:
     Raises:
         ConfigError: neither.
     """
+    from pipeline.core.config import SandboxKind  # noqa: PLC0415
+
     if sandbox is None:
         return None
     for kind in get_args(SandboxKind):

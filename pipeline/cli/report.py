@@ -7,16 +7,18 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from pipeline.cli import console
-from pipeline.core.config import ProductConfig
-from pipeline.core.models.manifests import CloudImagesManifest, ResultManifest
-from pipeline.core.state import State
-from pipeline.core.tracker import SyncReport
-from pipeline.demo.run import DemoResult
 from pipeline.errors import CloudError
-from pipeline.log.writer import WriteResult
 
-if TYPE_CHECKING:  # importing the AWS adapter loads botocore; only its type is needed
+# Types only: `invoke --list` loads neither pydantic's models, the log, botocore (the AWS
+# adapter) nor the demo's image writers.
+if TYPE_CHECKING:
     from pipeline.adapters.aws.ec2 import WithdrawAction
+    from pipeline.core.config import ProductConfig
+    from pipeline.core.models.manifests import CloudImagesManifest, ResultManifest
+    from pipeline.core.state import State
+    from pipeline.core.tracker import SyncReport
+    from pipeline.demo.run import DemoResult
+    from pipeline.log.writer import WriteResult
 
 
 def report_write(write: WriteResult, paths: Sequence[PurePosixPath], extra: str = "") -> None:

@@ -11,17 +11,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pipeline.cli.options import WriteFlags
-from pipeline.core.config import ProductConfig, load_product
-from pipeline.core.models.common import RoleName, Trust
-from pipeline.log.signing import load_signers
-from pipeline.log.sslib import Signer
-from pipeline.log.store import ManifestLog
-from pipeline.log.trust import Pin, parse_pin
-from pipeline.log.writer import WriteOptions
-from pipeline.stages.isolation import redactor_for
-from pipeline.stages.testing import LogStore
+# Types only: the log, pydantic's models and the signers load when a task runs, not for
+# `invoke --list`; the test runner (requests, productmd) only in the tasks that test.
+if TYPE_CHECKING:
+    from pipeline.cli.options import WriteFlags
+    from pipeline.core.config import ProductConfig
+    from pipeline.core.models.common import RoleName, Trust
+    from pipeline.log.sslib import Signer
+    from pipeline.log.store import ManifestLog
+    from pipeline.log.trust import Pin
+    from pipeline.log.writer import WriteOptions
+    from pipeline.stages.testing import LogStore
 
 
 def now() -> datetime:
@@ -41,6 +43,9 @@ def open_log(repo: str | None, env: Mapping[str, str], *, cache: bool = True) ->
     Raises:
         ConfigError: ``FORTNIGHT_ROOT`` is neither a fingerprint nor a root file.
     """
+    from pipeline.log.store import ManifestLog  # noqa: PLC0415
+    from pipeline.log.trust import parse_pin  # noqa: PLC0415
+
     use_cache = cache and not env.get("FORTNIGHT_NO_CACHE")
     log = ManifestLog(repo_path(repo, env), cache=use_cache)
     if env.get("FORTNIGHT_ROOT", "").strip():
@@ -54,12 +59,17 @@ def pin_option(root: str | None) -> Pin | None:
     Raises:
         ConfigError: neither a fingerprint nor a root file.
     """
+    from pipeline.log.trust import parse_pin  # noqa: PLC0415
+
     return parse_pin(root, "--root") if root else None
 
 
 def log_store(logs: str | None, log: ManifestLog, env: Mapping[str, str]) -> LogStore:
     """``--logs``, else ``$FORTNIGHT_LOGS``, else ``<repo>/logs``; what enters it is redacted
     of ``env``'s secrets and signing keys."""
+    from pipeline.stages.isolation import redactor_for  # noqa: PLC0415
+    from pipeline.stages.testing import LogStore  # noqa: PLC0415
+
     root = logs or env.get("FORTNIGHT_LOGS") or str(log.repo / "logs")
     return LogStore(Path(root).resolve(), redactor_for(env))
 
@@ -104,6 +114,9 @@ def open_setup(
         InputError: not a manifest log.
         ConfigError: the product, trust or a key is missing or unusable.
     """
+    from pipeline.core.config import load_product  # noqa: PLC0415
+    from pipeline.log.signing import load_signers  # noqa: PLC0415
+
     log = open_log(repo, env)
     log.require_repo()
     config = load_product(log.root, product)

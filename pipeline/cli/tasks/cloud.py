@@ -11,7 +11,6 @@ from pipeline.cli.boundary import boundary
 from pipeline.cli.options import DEFAULT_PRODUCT, WRITE_HELP, WriteFlags, at_least_one
 from pipeline.cli.report import report_discover, report_withdraw
 from pipeline.cli.setup import now, open_log, task_setup
-from pipeline.core.config import load_product
 
 
 @task(
@@ -75,6 +74,7 @@ def cloud_withdraw(
     dry_run: bool = False,
 ) -> None:
     """Make a compose's AMIs private and tag them with the date (restorable; records nothing)."""
+    from pipeline.core.config import load_product  # noqa: PLC0415
     from pipeline.stages.clouds import ec2_client_factory, withdraw_clouds  # noqa: PLC0415
 
     at_least_one("attempts", attempts)

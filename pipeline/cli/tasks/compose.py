@@ -5,7 +5,6 @@ from __future__ import annotations
 from invoke.context import Context
 from invoke.tasks import task
 
-from pipeline.adapters.ingest import http_session, is_url, load_compose
 from pipeline.cli import console
 from pipeline.cli.boundary import boundary
 from pipeline.cli.options import (
@@ -18,7 +17,6 @@ from pipeline.cli.options import (
 from pipeline.cli.report import report_write
 from pipeline.cli.setup import now, task_setup
 from pipeline.cli.tasks.tracker import sync_and_report
-from pipeline.stages.compose import failed_compose_manifest, record_compose, record_failed_compose
 
 
 @task(
@@ -54,6 +52,14 @@ def record(
     no_tracker: bool = False,
 ) -> None:
     """Record a compose (or, with --failed, a compose with no image) in the log."""
+    # productmd and the compose stage load only here, not for `invoke --list`
+    from pipeline.adapters.ingest import http_session, is_url, load_compose  # noqa: PLC0415
+    from pipeline.stages.compose import (  # noqa: PLC0415
+        failed_compose_manifest,
+        record_compose,
+        record_failed_compose,
+    )
+
     asked = record_request(
         source=source,
         failed=failed,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from invoke.context import Context
 from invoke.tasks import task
@@ -14,8 +15,9 @@ from pipeline.cli.boundary import boundary
 from pipeline.cli.options import DEFAULT_PRODUCT, ROOT, at_least_one
 from pipeline.cli.report import report_demo
 from pipeline.cli.setup import now
-from pipeline.demo.run import run_demo
-from pipeline.demo.simulate import DayReport
+
+if TYPE_CHECKING:
+    from pipeline.demo.simulate import DayReport
 
 
 @task(
@@ -46,6 +48,8 @@ def demo(
 
         server = site_server(workdir / "www", "127.0.0.1", port)
         download_url = f"http://127.0.0.1:{server.server_address[1]}{download_url}"
+    from pipeline.demo.run import run_demo  # noqa: PLC0415 - the image writers load only here
+
     started = time.monotonic()
     with console.day_progress() as progress:
         task_id = progress.add_task("nights", total=None)

@@ -14,18 +14,6 @@ from pipeline.cli import console
 from pipeline.cli.boundary import boundary
 from pipeline.cli.options import DEFAULT_PRODUCT, ROOT, parse_at, role_name
 from pipeline.cli.setup import now, open_log, pin_option, repo_path
-from pipeline.core.state import summary
-from pipeline.log.signing import generate_key, load_signers
-from pipeline.log.store import init_log
-from pipeline.log.trust import (
-    PIN_CONFIG,
-    empty_trust,
-    first_version,
-    root_key_signers,
-    with_root_keys,
-)
-from pipeline.stages.load import load_states
-from pipeline.stages.schema import write_schemas
 
 
 @task(
@@ -38,6 +26,15 @@ from pipeline.stages.schema import write_schemas
 def init(c: Context, repo: str | None = None, product: str = DEFAULT_PRODUCT) -> None:
     """Create a manifest log: a git repository with signed root version 1 (the root keys
     in FORTNIGHT_KEY_ROOT, _2.._9) and product.toml; print the root fingerprint."""
+    from pipeline.log.store import init_log  # noqa: PLC0415
+    from pipeline.log.trust import (  # noqa: PLC0415
+        PIN_CONFIG,
+        empty_trust,
+        first_version,
+        root_key_signers,
+        with_root_keys,
+    )
+
     path = repo_path(repo, os.environ)
     log = open_log(str(path), os.environ)
     if log.trust_path.exists():
@@ -68,6 +65,8 @@ def generate(
 ) -> None:
     """Create an Ed25519 key pair for ROLE and trust it in the next root version (signed
     with FORTNIGHT_KEY_ROOT, _2.._9). Before 'invoke init', a root key is only created."""
+    from pipeline.log.signing import generate_key, load_signers  # noqa: PLC0415
+
     log = open_log(repo, os.environ)
     role_ = role_name(role)
     if role_ == "root" and not log.trust_path.exists():
@@ -93,6 +92,8 @@ def verify(
 ) -> None:
     """Verify the root chain from the pinned root, then every manifest's signatures; name
     each bad file and why; exit 4 on any failure."""
+    from pipeline.log.trust import PIN_CONFIG  # noqa: PLC0415
+
     log = open_log(repo, os.environ, cache=cached)  # an audit re-checks every signature
     pinned = log.load_root(pin_option(root))
     if pinned.recorded:
@@ -112,6 +113,8 @@ def verify(
 @boundary
 def schema(c: Context, check: bool = False) -> None:
     """Write the JSON Schema of every manifest kind under manifests/schema/."""
+    from pipeline.stages.schema import write_schemas  # noqa: PLC0415
+
     changed = write_schemas(ROOT / "manifests" / "schema", check=check)
     if check and changed:
         raise Exit(f"error: stale schema: {', '.join(changed)}; run 'invoke schema'", code=1)
@@ -137,6 +140,9 @@ def status(
     json: bool = False,
 ) -> None:
     """Show the current release, freshness, open bug, withdrawals and composes."""
+    from pipeline.core.state import summary  # noqa: PLC0415
+    from pipeline.stages.load import load_states  # noqa: PLC0415
+
     when = parse_at(at, now())
     states = load_states(open_log(repo, os.environ), product, when)
     if json:

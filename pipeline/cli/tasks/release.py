@@ -17,8 +17,6 @@ from pipeline.cli.report import (
     report_write,
 )
 from pipeline.cli.setup import now, operator_name, task_setup
-from pipeline.stages.load import load_state
-from pipeline.stages.release import cut_release, revoke_release
 
 
 @task(name="cut", help={"at": "decide as of this date or datetime (default: now)", **WRITE_HELP})
@@ -34,6 +32,8 @@ def release_cut(
     remote: str | None = None,
 ) -> None:
     """Decide the current cycle's release if it needs a decision; safe to run any time."""
+    from pipeline.stages.release import cut_release  # noqa: PLC0415
+
     s = task_setup(repo, product, "release", WriteFlags(dry_run, no_commit, push, remote))
     when = parse_at(at, now())
     manifest, write, state = cut_release(
@@ -76,6 +76,9 @@ def release_revoke(
     endpoint_url: str | None = None,
 ) -> None:
     """Withdraw a release: the page falls back to the previous good one and warns."""
+    from pipeline.stages.load import load_state  # noqa: PLC0415
+    from pipeline.stages.release import revoke_release  # noqa: PLC0415
+
     s = task_setup(repo, product, "release", WriteFlags(dry_run, no_commit, push, remote))
     manifest, write = revoke_release(
         s.log,

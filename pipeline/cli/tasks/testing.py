@@ -10,14 +10,12 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.tasks import task
 
-from pipeline.adapters.ingest import http_session
 from pipeline.cli import console
 from pipeline.cli.boundary import boundary
 from pipeline.cli.options import DEFAULT_PRODUCT, WRITE_HELP, WriteFlags, sandbox_kind
 from pipeline.cli.report import report_results, report_write
 from pipeline.cli.setup import log_store, now, task_setup
 from pipeline.cli.tasks.tracker import sync_and_report
-from pipeline.stages.results import import_results, run_battery
 
 
 @task(
@@ -55,6 +53,9 @@ def run_task(
     remote: str | None = None,
 ) -> None:
     """Run the test battery on every matching image of a compose; record the results."""
+    from pipeline.adapters.ingest import http_session  # noqa: PLC0415 - requests loads here
+    from pipeline.stages.results import run_battery  # noqa: PLC0415
+
     flags = WriteFlags(dry_run, no_commit, push, remote)
     kind = sandbox_kind(sandbox)
     s = task_setup(repo, product, "test", flags, sync=not no_tracker)
@@ -123,6 +124,8 @@ def import_task(
     remote: str | None = None,
 ) -> None:
     """Record a JUnit XML report as the results of a test suite."""
+    from pipeline.stages.results import import_results  # noqa: PLC0415 - loads the test runner
+
     flags = WriteFlags(dry_run, no_commit, push, remote)
     s = task_setup(repo, product, "test", flags, sync=not no_tracker)
     outcome = import_results(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from invoke.context import Context
 from invoke.tasks import task
@@ -11,12 +12,15 @@ from pipeline.cli.boundary import boundary
 from pipeline.cli.options import DEFAULT_PRODUCT, WRITE_HELP, WriteFlags
 from pipeline.cli.report import report_sync
 from pipeline.cli.setup import Setup, now, task_setup
-from pipeline.log.sslib import Signer
-from pipeline.stages.tracking import make_tracker, sync_tracker
+
+if TYPE_CHECKING:
+    from pipeline.log.sslib import Signer
 
 
 def sync_and_report(s: Setup, signers: list[Signer]) -> None:
     """Sync the tracker and say what it did."""
+    from pipeline.stages.tracking import make_tracker, sync_tracker  # noqa: PLC0415
+
     report = sync_tracker(
         s.log,
         s.config,

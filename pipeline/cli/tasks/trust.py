@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from invoke.context import Context
 from invoke.tasks import task
@@ -13,19 +14,10 @@ from pipeline.cli import console
 from pipeline.cli.boundary import boundary
 from pipeline.cli.options import at_least_one, role_name
 from pipeline.cli.setup import open_log, pin_option
-from pipeline.core.models.common import Trust
-from pipeline.log.signing import load_signers
-from pipeline.log.store import ManifestLog
-from pipeline.log.trust import (
-    created,
-    first_version,
-    legacy_trust,
-    next_version,
-    remove_key,
-    root_key_signers,
-    set_threshold,
-    with_root_keys,
-)
+
+if TYPE_CHECKING:
+    from pipeline.core.models.common import Trust
+    from pipeline.log.store import ManifestLog
 
 
 @task(
@@ -38,6 +30,8 @@ from pipeline.log.trust import (
 @boundary
 def trust_show(c: Context, repo: str | None = None, root: str | None = None) -> None:
     """Verify and print the root chain: each version's root keys, threshold and roles."""
+    from pipeline.log.trust import created  # noqa: PLC0415
+
     log = open_log(repo, os.environ)
     pinned = log.load_root(pin_option(root))
     dates = {v.signed.version: created(log.git, v.path) for v in pinned.chain.versions}
@@ -56,6 +50,8 @@ def trust_show(c: Context, repo: str | None = None, root: str | None = None) -> 
 def trust_upgrade(c: Context, repo: str | None = None, no_commit: bool = False) -> None:
     """Turn an unsigned trust.json into signed root version 1, with the root keys in
     FORTNIGHT_KEY_ROOT (_2.._9) added to the root role; print the root fingerprint."""
+    from pipeline.log.trust import first_version, legacy_trust, root_key_signers, with_root_keys  # noqa: PLC0415
+
     log = open_log(repo, os.environ)
     log.require_repo()
     signers = root_key_signers(os.environ)
@@ -69,6 +65,9 @@ def trust_upgrade(c: Context, repo: str | None = None, no_commit: bool = False) 
 def _next_root(
     log: ManifestLog, change: Callable[[Trust], Trust], message: str, commit: bool
 ) -> None:
+    from pipeline.log.signing import load_signers  # noqa: PLC0415
+    from pipeline.log.trust import next_version  # noqa: PLC0415
+
     chain = log.load_root().chain
     root = load_signers("root", os.environ, chain.trust)
     log.write_root(next_version(chain, change(chain.trust), root), message, commit=commit)
@@ -86,6 +85,8 @@ def _next_root(
 @boundary
 def trust_remove(c: Context, keyid: str, repo: str | None = None, no_commit: bool = False) -> None:
     """Stop trusting KEYID: the next root version, signed with FORTNIGHT_KEY_ROOT (_2.._9)."""
+    from pipeline.log.trust import remove_key  # noqa: PLC0415
+
     log = open_log(repo, os.environ)
     log.require_repo()
     _next_root(
@@ -107,6 +108,8 @@ def trust_threshold(
     c: Context, role: str, threshold: int = 0, repo: str | None = None, no_commit: bool = False
 ) -> None:
     """Set ROLE's threshold: the next root version, signed with FORTNIGHT_KEY_ROOT (_2.._9)."""
+    from pipeline.log.trust import set_threshold  # noqa: PLC0415
+
     log = open_log(repo, os.environ)
     log.require_repo()
     role_ = role_name(role)

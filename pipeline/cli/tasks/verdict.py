@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from invoke.context import Context
 from invoke.tasks import task
@@ -13,8 +14,9 @@ from pipeline.cli.options import DEFAULT_PRODUCT, WRITE_HELP, WriteFlags
 from pipeline.cli.report import report_write
 from pipeline.cli.setup import Setup, now, operator_name, task_setup
 from pipeline.cli.tasks.tracker import sync_and_report
-from pipeline.core.models.manifests import VerdictAction
-from pipeline.stages.verdict import record_verdict
+
+if TYPE_CHECKING:
+    from pipeline.core.models.manifests import VerdictAction
 
 VERDICT_HELP = {
     "compose_id": "the compose",
@@ -96,6 +98,8 @@ def _verdict(
     test: str | None = None,
     suite: str | None = None,
 ) -> None:
+    from pipeline.stages.verdict import record_verdict  # noqa: PLC0415
+
     verdict, write = record_verdict(
         s.log,
         s.config,
