@@ -8,11 +8,17 @@ from datetime import datetime
 from pipeline.core.config import ProductConfig
 from pipeline.core.models.manifests import TrackerEventManifest
 from pipeline.core.state import State
-from pipeline.core.tracker import Bug, LocalTracker, SyncReport, TrackerBackend, sync
+from pipeline.core.tracker import (
+    Bug,
+    LocalTracker,
+    SyncReport,
+    TrackerBackend,
+    sync,
+    sync_state,
+)
 from pipeline.log.sslib import Signer
 from pipeline.log.store import ManifestLog
 from pipeline.log.writer import WriteOptions
-from pipeline.stages.load import load_state
 
 BUGZILLA_KEY_ENV = "FORTNIGHT_BUGZILLA_API_KEY"
 
@@ -77,7 +83,9 @@ def sync_tracker(
     """
     log.require_repo()
     with log.lock():  # one sync at a time per checkout: two would both file a bug
-        state, trust = load_state(log, product, now)
+        trust = log.load_trust()
+        verified = log.load_verified(trust, products=[product.name])
+        state = sync_state([v.manifest for v in verified], product, now)
         backend = backend_for(state)
         if options.dry_run:
             backend = DryRunTracker(backend)
