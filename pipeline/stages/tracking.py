@@ -18,7 +18,7 @@ from pipeline.core.tracker import (
 )
 from pipeline.log.sslib import Signer
 from pipeline.log.store import ManifestLog
-from pipeline.log.writer import WriteOptions
+from pipeline.log.writer import WriteOptions, WriteResult
 
 BUGZILLA_KEY_ENV = "FORTNIGHT_BUGZILLA_API_KEY"
 
@@ -75,8 +75,12 @@ def sync_tracker(
     options: WriteOptions,
     now: datetime,
     backend_for: Callable[[State], TrackerBackend],
+    on_settled: Callable[[WriteResult], None] = lambda write: None,
 ) -> SyncReport:
     """Reconcile the failure tracker with the log, recording each action as it happens.
+
+    First, tracker events an earlier run left uncommitted (killed before its commit, or
+    ``--no-commit``) are committed (and pushed, when asked); ``on_settled`` hears of it.
 
     Raises:
         TrackerError: the tracker failed; what was done and recorded stands.
@@ -84,6 +88,9 @@ def sync_tracker(
     log.require_repo()
     with log.lock():  # one sync at a time per checkout: two would both file a bug
         trust = log.load_trust()
+        settled = log.settle([f"{product.name}/{TrackerEventManifest.DIRECTORY}"], trust, options)
+        if settled:
+            on_settled(settled)
         verified = log.load_verified(trust, products=[product.name])
         state = sync_state([v.manifest for v in verified], product, now)
         backend = backend_for(state)

@@ -9,7 +9,7 @@ from invoke.tasks import task
 
 from pipeline.cli.boundary import boundary
 from pipeline.cli.options import DEFAULT_PRODUCT, WRITE_HELP, WriteFlags
-from pipeline.cli.report import report_sync
+from pipeline.cli.report import report_settled, report_sync
 from pipeline.cli.setup import Setup, now, task_setup
 from pipeline.log.sslib import Signer
 from pipeline.stages.tracking import make_tracker, sync_tracker
@@ -24,6 +24,7 @@ def sync_and_report(s: Setup, signers: list[Signer]) -> None:
         options=s.options,
         now=now(),
         backend_for=lambda state: make_tracker(s.config, state, os.environ),
+        on_settled=report_settled,
     )
     report_sync(report, s.options.dry_run)
 
