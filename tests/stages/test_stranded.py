@@ -5,7 +5,7 @@ with nothing new, and test.import recording its next run."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from pipeline.core.tracker import LocalTracker
 from pipeline.log.signing import load_signer
@@ -109,19 +109,19 @@ def test_test_import_commits_an_earlier_run_left_uncommitted(
     report = tmp_path / "junit.xml"
     report.write_text(JUNIT)
 
-    def imported(options: WriteOptions, minute: int) -> tuple[Path, WriteResult]:
+    def imported(options: WriteOptions, minute: int) -> tuple[PurePosixPath, WriteResult]:
         outcome = import_results(
             log.log, product, "Fedora-28-20180425.0", "openqa", report, advisory=[],
             arches=[], logs=LogStore(tmp_path / "logs", redactor_for(log.env)),
             signers=[load_signer("test", log.env, log.log.load_trust())], options=options,
             clock=lambda: NOW.replace(minute=minute), runner="openqa.example",
         )  # fmt: skip
-        return Path(outcome.manifests[0].relpath()), outcome.write
+        return outcome.manifests[0].relpath(), outcome.write
 
     first, _ = imported(LEAVE, 1)  # a run killed before its commit (or --no-commit)
     second, write = imported(WriteOptions(), 2)
     assert first != second
-    assert [Path(p) for p in write.recovered] == [first] and write.written[0] == second
+    assert write.recovered == [first] and write.written == [second]
     assert clean(log)
     assert log.git("show", "--format=", "--name-only", "HEAD").split() == sorted(
         f"manifests/{p}" for p in (first, second)
