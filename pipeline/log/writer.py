@@ -61,7 +61,7 @@ class WriteResult:
     pushed: bool = False
     dry_run: bool = False
 
-    def __bool__(self) -> bool:
+    def did_anything(self) -> bool:
         """Whether the write did (or would do) anything at all."""
         return bool(
             self.written or self.recovered or self.uncommitted or self.commit or self.pushed
@@ -157,7 +157,8 @@ class LogWriter:
                     result.unchanged.append(item.path)
                 else:
                     new.append(item)
-            stranded = self.stranded({scope_of(p.path) for p in pending}, trust)
+            scopes = {scope_of(p.path) for p in pending}
+            stranded = self.stranded(scopes, trust, tidy=not dry_run)
             result.written = [p.path for p in new]
             if dry_run:
                 result.recovered = stranded
@@ -179,14 +180,17 @@ class LogWriter:
                 result.pushed = True
         return result
 
-    def stranded(self, scopes: Collection[str], trust: Trust) -> list[PurePosixPath]:
+    def stranded(
+        self, scopes: Collection[str], trust: Trust, *, tidy: bool = True
+    ) -> list[PurePosixPath]:
         """Verified manifests under ``manifests/<scope>`` that git has not committed.
 
-        A file that does not verify is left alone (``invoke verify`` names it). Temp files
-        of an interrupted write are removed: under the lock, no write is under way.
+        A file that does not verify is left alone (``invoke verify`` names it). With
+        ``tidy``, temp files of an interrupted write are removed: the caller holds the
+        lock, so no write is under way.
         """
         found = find_uncommitted(self.git, sorted(scopes))
-        for temp in found.temp:
+        for temp in found.temp if tidy else []:
             (self.root / temp).unlink(missing_ok=True)
         kept = []
         for rel in found.manifests:
@@ -207,7 +211,7 @@ class LogWriter:
         self.require_repo()
         result = WriteResult(dry_run=options.dry_run)
         with self.lock():
-            stranded = self.stranded(scopes, trust)
+            stranded = self.stranded(scopes, trust, tidy=not options.dry_run)
             if options.dry_run or not options.commit:
                 (result.recovered if options.dry_run else result.uncommitted).extend(stranded)
                 return result

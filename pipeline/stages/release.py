@@ -36,7 +36,7 @@ def cut_release(
         manifest = decide(state, at)
         if manifest is None:
             settled = log.settle([f"{product.name}/{ReleaseManifest.DIRECTORY}"], trust, options)
-            return None, settled or None, state
+            return None, settled if settled.did_anything() else None, state
         what = (
             f"release {manifest.compose_id}"
             if manifest.decision == "release"
@@ -81,7 +81,8 @@ def revoke_release(
             raise InputError(f"--release-id {release_id}: {e}") from e
         if manifest is None:
             scope = f"{product.name}/{RevocationManifest.DIRECTORY}"
-            return None, log.settle([scope], trust, options) or None
+            settled = log.settle([scope], trust, options)
+            return None, settled if settled.did_anything() else None
         write = log.record(
             [manifest],
             signers,

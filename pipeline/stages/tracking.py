@@ -89,7 +89,7 @@ def sync_tracker(
     with log.lock():  # one sync at a time per checkout: two would both file a bug
         trust = log.load_trust()
         settled = log.settle([f"{product.name}/{TrackerEventManifest.DIRECTORY}"], trust, options)
-        if settled:
+        if settled.did_anything():
             on_settled(settled)
         verified = log.load_verified(trust, products=[product.name])
         state = sync_state([v.manifest for v in verified], product, now)

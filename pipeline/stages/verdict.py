@@ -44,7 +44,8 @@ def record_verdict(
         raise InputError(f"{compose_id}: produced no image; there is nothing to fail or waive")
     if action == "fail" and view.status == "failed-manual":
         scope = f"{product.name}/{VerdictManifest.DIRECTORY}"
-        return None, log.settle([scope], trust, options) or None
+        settled = log.settle([scope], trust, options)
+        return None, settled if settled.did_anything() else None
     if action == "waive":
         failed = sorted(
             {

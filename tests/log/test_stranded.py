@@ -51,9 +51,12 @@ def test_a_kill_between_add_and_commit_is_committed_by_the_next_write(
 def test_dry_run_and_no_commit_leave_stranded_files_alone(make_log: Callable[..., Log]) -> None:
     log = make_log()
     write(log, make_compose(), commit=False)
+    temp = log.log.root / "atomic-host/composes/.x.json.a1b2c3d4.tmp"
+    temp.write_text("half")
     head = log.git("rev-parse", "HEAD")
     plan = write(log, make_compose(**OTHER), dry_run=True)
     assert plan.recovered == [make_compose().relpath()] and plan.commit is None
+    assert temp.exists()  # a dry run changes nothing
     kept = write(log, make_compose(**OTHER), commit=False)
     assert kept.uncommitted == sorted([make_compose().relpath(), make_compose(**OTHER).relpath()])
     assert log.git("rev-parse", "HEAD") == head
@@ -109,4 +112,4 @@ def test_settle_commits_and_pushes_what_was_left(make_log: Callable[..., Log]) -
     assert status(log) == ""
     remote_head = log.git("--git-dir", str(bare), "rev-parse", "main").strip()
     assert remote_head == log.git("rev-parse", "HEAD").strip()
-    assert not ml.settle(scope, ml.load_trust(), WriteOptions())  # nothing left to do
+    assert not ml.settle(scope, ml.load_trust(), WriteOptions()).did_anything()  # all done
