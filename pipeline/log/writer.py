@@ -189,6 +189,8 @@ class LogWriter:
         ``tidy``, temp files of an interrupted write are removed: the caller holds the
         lock, so no write is under way.
         """
+        if not scopes:
+            return []  # (no scope would mean the whole log to find_uncommitted)
         found = find_uncommitted(self.git, sorted(scopes))
         for temp in found.temp if tidy else []:
             (self.root / temp).unlink(missing_ok=True)
