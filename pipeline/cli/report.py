@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from pipeline.cli import console
@@ -18,22 +18,61 @@ if TYPE_CHECKING:
     from pipeline.core.state import State
     from pipeline.core.tracker import SyncReport
     from pipeline.demo.run import DemoResult
+    from pipeline.log.stranded import Uncommitted
     from pipeline.log.writer import WriteResult
 
 
 def report_write(write: WriteResult, paths: Sequence[PurePosixPath], extra: str = "") -> None:
-    """One line per manifest: recorded, would record, or already recorded."""
+    """One line per manifest: recorded, would record, or already recorded; then the
+    manifests an earlier run left uncommitted, committed now (or still not)."""
+    details = [d for d in (extra,) if d]
+    if write.commit:
+        details.append(f"commit {write.commit[:12]}")
+    if write.pushed:
+        details.append("pushed")
+    tail = "".join(f", {d}" for d in details)
     for path in paths:
+        if path in write.recovered or path in write.uncommitted:
+            continue  # said below
         if write.dry_run:
             verb = "would record" if path in write.written else "already recorded"
         else:
             verb = "recorded" if path in write.written else "already recorded (no change)"
-        details = [d for d in (extra,) if d]
-        if write.commit:
-            details.append(f"commit {write.commit[:12]}")
-        if write.pushed:
-            details.append("pushed")
-        console.out.print(f"{verb}: manifests/{path}" + "".join(f", {d}" for d in details))
+        console.out.print(f"{verb}: manifests/{path}{tail}")
+    report_settled(write, tail)
+
+
+def report_settled(write: WriteResult, tail: str = "") -> None:
+    """The manifests that were not committed: committed now, would be, or left so."""
+    for path in write.recovered:
+        verb = "would commit" if write.dry_run else "committed"
+        console.out.print(f"{verb} (left uncommitted by an earlier run): manifests/{path}{tail}")
+    for path in write.uncommitted:
+        console.out.print(
+            f"written, not committed (--no-commit): manifests/{path}; "
+            "re-run without --no-commit to commit it"
+        )
+    if not tail and write.pushed:
+        console.out.print("pushed")
+
+
+def report_uncommitted(found: Uncommitted, repo: Path) -> None:
+    """``invoke verify``'s warnings: manifests git has not committed (exit code unchanged)."""
+    for path in found.untracked:
+        console.err.print(
+            f"warning: manifests/{path}: not committed (untracked); re-run the task that "
+            f"wrote it, or run: git -C {repo} add manifests/{path} && git -C {repo} commit"
+        )
+    for path in found.staged:
+        console.err.print(
+            f"warning: manifests/{path}: added but not committed; re-run the task that "
+            f"wrote it, or run: git -C {repo} commit -- manifests/{path}"
+        )
+    for path in found.temp:
+        console.err.print(
+            f"warning: manifests/{path}: left by an interrupted write; the next task "
+            "that records a manifest of its kind removes it"
+        )
 
 
 def report_sync(report: SyncReport, dry_run: bool) -> None:

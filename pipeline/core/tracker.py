@@ -22,13 +22,15 @@ refused connections, 5xx) with backoff themselves before raising.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from pipeline.core.config import ProductConfig
+from pipeline.core.models.common import Manifest
 from pipeline.core.models.manifests import TrackerAction, TrackerBackendName, TrackerEventManifest
-from pipeline.core.state import BugView, ComposeView, State
+from pipeline.core.state import BugView, ComposeView, State, derive
 
 # --- the backend interface --------------------------------------------------------------
 
@@ -202,6 +204,19 @@ def _already_reported(view: BugView, action: TrackerAction, compose_id: str) -> 
         and (e.action == action or (action in reported and e.action in reported))
         for e in view.events
     )
+
+
+def sync_state(manifests: Iterable[Manifest], product: ProductConfig, now: datetime) -> State:
+    """The state a sync acts on: the whole log, also what is stamped later than ``now``.
+
+    Runners' clocks disagree: a sync whose clock is behind the one that recorded a bug's
+    events would not see them in the state at ``now``, and would file or adopt the bug
+    again (an event under an identity already recorded with other content). The tracker
+    reflects everything the log says was done, so the state is derived at ``now`` or at
+    the newest manifest's ``created``, whichever is later.
+    """
+    kept = [m for m in manifests if m.product == product.name]
+    return derive(kept, product, max([now, *(m.created for m in kept)]))
 
 
 def sync(state: State, backend: TrackerBackend, record: Recorder, now: datetime) -> SyncReport:

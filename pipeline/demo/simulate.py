@@ -164,7 +164,8 @@ def demo_script(weeks: int, seed: int, end: date) -> Script:
     if len(release) >= 3:  # one whole cycle fails: its release day is stale
         for d in range(release[1] + 1, release[2] + 1):
             nights[d] = "blocking"
-        nights[release[2] + 1] = "good"  # ... and the next good night is released late
+        if release[2] + 1 < days:  # ... and the next good night is released late
+            nights[release[2] + 1] = "good"
     if len(release) >= 4:
         operator_fail = release[3] - 1  # the newest good compose is failed by hand
         nights[operator_fail] = nights[operator_fail - 1] = "good"
@@ -178,9 +179,14 @@ def demo_script(weeks: int, seed: int, end: date) -> Script:
         anchor=anchor,
         nights=tuple(nights),
         operator_fail=operator_fail,
-        withdraw=withdraw,
-        base_switch=base_switch,
+        withdraw=_within(withdraw, days),
+        base_switch=_within(base_switch, days),
     )
+
+
+def _within(day: int | None, days: int) -> int | None:
+    """``day`` when the run reaches it, else None (an event after the story's end)."""
+    return day if day is not None and day < days else None
 
 
 def year_script(seed: int, start: date, days: int = 365) -> Script:

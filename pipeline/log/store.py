@@ -132,6 +132,10 @@ class ManifestLog:
         """See :meth:`LogWriter.record`."""
         return self.writer.record(manifests, signers, trust, message, options)
 
+    def settle(self, scopes: Collection[str], trust: Trust, options: WriteOptions) -> WriteResult:
+        """See :meth:`LogWriter.settle`."""
+        return self.writer.settle(scopes, trust, options)
+
     def configured_remote(self) -> str | None:
         """See :meth:`LogWriter.configured_remote`."""
         return self.writer.configured_remote()

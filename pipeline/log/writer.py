@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -23,6 +23,7 @@ from pipeline.log.layout import MANIFESTS
 from pipeline.log.reader import LogReader
 from pipeline.log.signing import ManifestRejected, sign_manifest, verify_manifest
 from pipeline.log.sslib import Signer
+from pipeline.log.stranded import find_uncommitted, scope_of
 from pipeline.log.trust import write_version
 
 
@@ -50,9 +51,21 @@ class WriteResult:
 
     written: list[PurePosixPath] = field(default_factory=list)
     unchanged: list[PurePosixPath] = field(default_factory=list)
+    #: Verified manifests of the same product and kind that an earlier run left
+    #: uncommitted (killed before its commit, or ``--no-commit``), committed with this
+    #: write (with ``dry_run``: that would be).
+    recovered: list[PurePosixPath] = field(default_factory=list)
+    #: Manifests left uncommitted by this write or an earlier one (``commit=False``).
+    uncommitted: list[PurePosixPath] = field(default_factory=list)
     commit: str | None = None
     pushed: bool = False
     dry_run: bool = False
+
+    def did_anything(self) -> bool:
+        """Whether the write did (or would do) anything at all."""
+        return bool(
+            self.written or self.recovered or self.uncommitted or self.commit or self.pushed
+        )
 
 
 class LogWriter:
@@ -144,20 +157,73 @@ class LogWriter:
                     result.unchanged.append(item.path)
                 else:
                     new.append(item)
+            scopes = {scope_of(p.path) for p in pending}
+            stranded = self.stranded(scopes, trust, tidy=not dry_run)
+            result.written = [p.path for p in new]
             if dry_run:
-                result.written = [p.path for p in new]
+                result.recovered = stranded
                 return result
             self._write_files(new)
-            result.written = [p.path for p in new]
-            if commit and new:
-                paths = [PurePosixPath(MANIFESTS) / p.path for p in new]
+            if not commit:
+                result.uncommitted = sorted({*stranded, *result.written})
+            elif new or stranded:
+                paths = [PurePosixPath(MANIFESTS) / p for p in (*result.written, *stranded)]
+                others = [p for p in stranded if p not in result.unchanged]
                 try:
-                    result.commit = self.git.commit_paths(paths, message)
+                    result.commit = self.git.commit_paths(paths, _with_recovered(message, others))
                 except StoreError:
                     self._unwrite(new)
                     raise
+                result.recovered = stranded
             if push is not None and commit:
                 self.git.push_with_retry(push)
+                result.pushed = True
+        return result
+
+    def stranded(
+        self, scopes: Collection[str], trust: Trust, *, tidy: bool = True
+    ) -> list[PurePosixPath]:
+        """Verified manifests under ``manifests/<scope>`` that git has not committed.
+
+        A file that does not verify is left alone (``invoke verify`` names it). With
+        ``tidy``, temp files of an interrupted write are removed: the caller holds the
+        lock, so no write is under way.
+        """
+        if not scopes:
+            return []  # (no scope would mean the whole log to find_uncommitted)
+        found = find_uncommitted(self.git, sorted(scopes))
+        for temp in found.temp if tidy else []:
+            (self.root / temp).unlink(missing_ok=True)
+        kept = []
+        for rel in found.manifests:
+            try:
+                self.reader.read(rel, trust)
+            except ManifestRejected:
+                continue
+            kept.append(rel)
+        return kept
+
+    def settle(self, scopes: Collection[str], trust: Trust, options: WriteOptions) -> WriteResult:
+        """Commit (and push, when asked) what earlier runs left uncommitted under ``scopes``,
+        for a task that found nothing new to record (see :meth:`write`).
+
+        Raises:
+            StoreError: git failed.
+        """
+        self.require_repo()
+        result = WriteResult(dry_run=options.dry_run)
+        with self.lock():
+            stranded = self.stranded(scopes, trust, tidy=not options.dry_run)
+            if options.dry_run or not options.commit:
+                (result.recovered if options.dry_run else result.uncommitted).extend(stranded)
+                return result
+            if stranded:
+                paths = [PurePosixPath(MANIFESTS) / p for p in stranded]
+                message = _with_recovered("log: commit manifests left uncommitted", stranded)
+                result.commit = self.git.commit_paths(paths, message)
+                result.recovered = stranded
+            if options.push is not None:
+                self.git.push_with_retry(options.push)
                 result.pushed = True
         return result
 
@@ -298,6 +364,14 @@ class LogWriter:
                 atomic_write(trust_path, before)
             raise
         return written
+
+
+def _with_recovered(message: str, recovered: Sequence[PurePosixPath]) -> str:
+    """The commit message, naming the manifests an earlier run left uncommitted."""
+    if not recovered:
+        return message
+    names = "\n".join(f"- {MANIFESTS}/{p}" for p in recovered)
+    return f"{message}\n\nAlso commits what an earlier run left uncommitted:\n{names}\n"
 
 
 def _content(manifest: Manifest) -> dict[str, Any]:

@@ -27,14 +27,16 @@ def cut_release(
     """Record the decision of the cycle ``at`` falls in, if it needs one (see release.decide).
 
     Holds the checkout lock from reading the log to committing, so two runs
-    at once decide once.
+    at once decide once. With nothing to decide, a decision an earlier run left
+    uncommitted is committed (and pushed, when asked): the write returned then, if any.
     """
     log.require_repo()
     with log.lock():
         state, trust = load_state(log, product, at)
         manifest = decide(state, at)
         if manifest is None:
-            return None, None, state
+            settled = log.settle([f"{product.name}/{ReleaseManifest.DIRECTORY}"], trust, options)
+            return None, settled if settled.did_anything() else None, state
         what = (
             f"release {manifest.compose_id}"
             if manifest.decision == "release"
@@ -60,6 +62,8 @@ def revoke_release(
 ) -> tuple[RevocationManifest | None, WriteResult | None]:
     """Withdraw a release; withdrawing it again is a no-op.
 
+    A revocation an earlier run left uncommitted is committed (see :func:`cut_release`).
+
     Raises:
         InputError: no such release, a stale decision, or an empty reason.
     """
@@ -76,7 +80,9 @@ def revoke_release(
         except ValueError as e:
             raise InputError(f"--release-id {release_id}: {e}") from e
         if manifest is None:
-            return None, None
+            scope = f"{product.name}/{RevocationManifest.DIRECTORY}"
+            settled = log.settle([scope], trust, options)
+            return None, settled if settled.did_anything() else None
         write = log.record(
             [manifest],
             signers,

@@ -8,11 +8,17 @@ from datetime import datetime
 from pipeline.core.config import ProductConfig
 from pipeline.core.models.manifests import TrackerEventManifest
 from pipeline.core.state import State
-from pipeline.core.tracker import Bug, LocalTracker, SyncReport, TrackerBackend, sync
+from pipeline.core.tracker import (
+    Bug,
+    LocalTracker,
+    SyncReport,
+    TrackerBackend,
+    sync,
+    sync_state,
+)
 from pipeline.log.sslib import Signer
 from pipeline.log.store import ManifestLog
-from pipeline.log.writer import WriteOptions
-from pipeline.stages.load import load_state
+from pipeline.log.writer import WriteOptions, WriteResult
 
 BUGZILLA_KEY_ENV = "FORTNIGHT_BUGZILLA_API_KEY"
 
@@ -69,15 +75,24 @@ def sync_tracker(
     options: WriteOptions,
     now: datetime,
     backend_for: Callable[[State], TrackerBackend],
+    on_settled: Callable[[WriteResult], None] = lambda write: None,
 ) -> SyncReport:
     """Reconcile the failure tracker with the log, recording each action as it happens.
+
+    First, tracker events an earlier run left uncommitted (killed before its commit, or
+    ``--no-commit``) are committed (and pushed, when asked); ``on_settled`` hears of it.
 
     Raises:
         TrackerError: the tracker failed; what was done and recorded stands.
     """
     log.require_repo()
     with log.lock():  # one sync at a time per checkout: two would both file a bug
-        state, trust = load_state(log, product, now)
+        trust = log.load_trust()
+        settled = log.settle([f"{product.name}/{TrackerEventManifest.DIRECTORY}"], trust, options)
+        if settled.did_anything():
+            on_settled(settled)
+        verified = log.load_verified(trust, products=[product.name])
+        state = sync_state([v.manifest for v in verified], product, now)
         backend = backend_for(state)
         if options.dry_run:
             backend = DryRunTracker(backend)

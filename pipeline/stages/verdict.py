@@ -29,7 +29,8 @@ def record_verdict(
     options: WriteOptions,
     now: datetime,
 ) -> tuple[VerdictManifest | None, WriteResult | None]:
-    """Fail a compose by hand, or waive one failed test of it. Failing twice is a no-op.
+    """Fail a compose by hand, or waive one failed test of it. Failing twice is a no-op
+    (that commits a verdict an earlier run left uncommitted: the write returned, if any).
 
     Raises:
         InputError: the compose is unknown or produced no image, the reason is
@@ -42,7 +43,9 @@ def record_verdict(
     if view.compose.outcome == "no-image":
         raise InputError(f"{compose_id}: produced no image; there is nothing to fail or waive")
     if action == "fail" and view.status == "failed-manual":
-        return None, None
+        scope = f"{product.name}/{VerdictManifest.DIRECTORY}"
+        settled = log.settle([scope], trust, options)
+        return None, settled if settled.did_anything() else None
     if action == "waive":
         failed = sorted(
             {

@@ -82,18 +82,47 @@ def _fake_writer(index: int, conn: Any, log: str) -> None:
         conn.send(("done", (ProductRecord(key=str(index)), BuildReport())))
 
 
+class _Watched:
+    """The parent's end of a worker's pipe, noting each go and each answer in ``events``.
+
+    The parent hands out writes from one thread, so the notes are in the order it decided:
+    what the test checks does not depend on which worker process the OS runs first.
+    """
+
+    def __init__(self, index: int, conn: Any, events: list[tuple[str, int]]) -> None:
+        self.index, self.conn, self.events = index, conn, events
+
+    def fileno(self) -> int:
+        return int(self.conn.fileno())
+
+    def send(self, go: bool) -> None:
+        self.events.append(("go" if go else "stop", self.index))
+        self.conn.send(go)
+
+    def recv(self) -> Any:
+        answer = self.conn.recv()
+        self.events.append(("done", self.index))
+        return answer
+
+
 def test_workers_write_the_largest_products_first(tmp_path: Path) -> None:
     """Writes go out largest product first, two at a time, the next when one is done; the
     records come back in job order."""
     ctx = mp.get_context("fork")
     log = tmp_path / "order"
+    events: list[tuple[str, int]] = []
     procs = []
     for i in range(4):
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_fake_writer, args=(i, child, str(log)), daemon=True)
         proc.start()
-        procs.append((proc, parent))
+        procs.append((proc, _Watched(i, parent, events)))
     results = Workers(procs, sizes=[1, 5, 3, 4], slots=2).finish()
     assert [record.key for record, _ in results] == ["0", "1", "2", "3"]
-    started = log.read_text().split()
-    assert sorted(started[:2]) == ["1", "3"] and started[2:] == ["2", "0"]
+    assert [i for kind, i in events if kind == "go"] == [1, 3, 2, 0]
+    busy = 0
+    for kind, _ in events:  # never more than two writing; a go only once a slot is free
+        busy += 1 if kind == "go" else -1
+        assert 0 <= busy <= 2
+    assert events[:2] == [("go", 1), ("go", 3)] and events[2][0] == "done"
+    assert sorted(log.read_text().split()) == ["0", "1", "2", "3"]  # each wrote once

@@ -46,7 +46,7 @@ def _server_script() -> str:
             return candidate
     pytest.fail(
         "the bus tests need a real RabbitMQ: install Debian's rabbitmq-server "
-        "(apt-get install rabbitmq-server); .ci/run does"
+        "(apt-get install rabbitmq-server); invoke ci does"
     )
 
 

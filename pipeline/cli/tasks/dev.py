@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,24 +11,22 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
+from pipeline.adapters.debian import Machine, ensure_packages
 from pipeline.cli import console
+from pipeline.cli.boundary import boundary
 from pipeline.cli.options import ROOT
 
 
 @task(name="ci", help={"pytest_args": "extra arguments for pytest, e.g. '-k store -x'"})
+@boundary
 def run_tests(c: Context, pytest_args: str = "") -> None:
-    """Run the whole suite: ruff, mypy --strict, the schema check, and pytest."""
-    needs = {
-        "chromium": ("chromium", shutil.which("chromium")),
-        "rabbitmq-server": ("RabbitMQ", Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists()),
-    }
-    for package, (what, present) in needs.items():
-        if not present:
-            raise Exit(
-                f"error: the tests need Debian's {what}; install it with "
-                f"'apt-get install {package}' (.ci/run does)",
-                code=2,
-            )
+    """Run the whole suite: ruff, mypy --strict, the schema check, and pytest.
+
+    First installs the Debian packages the tests need (chromium, rabbitmq-server,
+    bubblewrap, ostree, gnupg) with apt-get when they are missing, as root or through
+    passwordless sudo; otherwise says what to run (exit 2).
+    """
+    ensure_packages(Machine.this(), console.err.print)
     steps: list[list[str]] = [
         [sys.executable, "-m", "ruff", "check", "."],
         [sys.executable, "-m", "ruff", "format", "--check", "."],

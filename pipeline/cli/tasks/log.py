@@ -13,6 +13,7 @@ from invoke.tasks import task
 from pipeline.cli import console
 from pipeline.cli.boundary import boundary
 from pipeline.cli.options import DEFAULT_PRODUCT, ROOT, parse_at, role_name
+from pipeline.cli.report import report_uncommitted
 from pipeline.cli.setup import now, open_log, pin_option, repo_path
 
 
@@ -91,7 +92,8 @@ def verify(
     c: Context, repo: str | None = None, cached: bool = False, root: str | None = None
 ) -> None:
     """Verify the root chain from the pinned root, then every manifest's signatures; name
-    each bad file and why; exit 4 on any failure."""
+    each bad file and why; exit 4 on any failure. Warn of manifests not committed."""
+    from pipeline.log.stranded import find_uncommitted  # noqa: PLC0415
     from pipeline.log.trust import PIN_CONFIG  # noqa: PLC0415
 
     log = open_log(repo, os.environ, cache=cached)  # an audit re-checks every signature
@@ -105,6 +107,8 @@ def verify(
     console.out.print(console.counts_table(report.counts(), len(report.failures)))
     for path, reason in report.failures:
         console.err.print(f"rejected: {path}: {reason}")
+    if log.git.is_repo():
+        report_uncommitted(find_uncommitted(log.git), log.repo)
     if report.failures:
         raise Exit(f"error: {len(report.failures)} manifest(s) failed verification", code=4)
 

@@ -13,6 +13,7 @@ from pipeline.cli.options import DEFAULT_PRODUCT, WRITE_HELP, WriteFlags, parse_
 from pipeline.cli.report import (
     report_current_release,
     report_nothing_to_cut,
+    report_settled,
     report_withdraw,
     report_write,
 )
@@ -41,6 +42,8 @@ def release_cut(
     )
     if manifest is None or write is None:
         report_nothing_to_cut(state, s.config)
+        if write is not None:
+            report_settled(write)
         return
     console.out.print(console.decision_table(manifest))
     console.out.print(manifest.explanation)
@@ -93,6 +96,8 @@ def release_revoke(
     )
     if manifest is None or write is None:
         console.out.print(f"release {release_id} is already withdrawn (no change)")
+        if write is not None:
+            report_settled(write)
     else:
         report_write(write, [manifest.relpath()])
         report_current_release(load_state(s.log, s.config, now())[0])

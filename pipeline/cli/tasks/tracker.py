@@ -10,7 +10,7 @@ from invoke.tasks import task
 
 from pipeline.cli.boundary import boundary
 from pipeline.cli.options import DEFAULT_PRODUCT, WRITE_HELP, WriteFlags
-from pipeline.cli.report import report_sync
+from pipeline.cli.report import report_settled, report_sync
 from pipeline.cli.setup import Setup, now, task_setup
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ def sync_and_report(s: Setup, signers: list[Signer]) -> None:
         options=s.options,
         now=now(),
         backend_for=lambda state: make_tracker(s.config, state, os.environ),
+        on_settled=report_settled,
     )
     report_sync(report, s.options.dry_run)
 

@@ -11,7 +11,7 @@ from invoke.tasks import task
 from pipeline.cli import console
 from pipeline.cli.boundary import boundary
 from pipeline.cli.options import DEFAULT_PRODUCT, WRITE_HELP, WriteFlags
-from pipeline.cli.report import report_write
+from pipeline.cli.report import report_settled, report_write
 from pipeline.cli.setup import Setup, now, operator_name, task_setup
 from pipeline.cli.tasks.tracker import sync_and_report
 
@@ -116,5 +116,7 @@ def _verdict(
     )
     if verdict is None or write is None:
         console.out.print(f"{compose_id} is already failed by an operator (no change)")
+        if write is not None:
+            report_settled(write)
     else:
         report_write(write, [verdict.relpath()])
