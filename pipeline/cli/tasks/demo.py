@@ -11,7 +11,7 @@ from invoke.tasks import task
 
 from pipeline.cli import console
 from pipeline.cli.boundary import boundary
-from pipeline.cli.options import DEFAULT_PRODUCT, ROOT, at_least_one
+from pipeline.cli.options import DEMO_PRODUCT, ROOT, at_least_one
 from pipeline.cli.report import report_demo
 from pipeline.cli.setup import now
 from pipeline.demo.run import run_demo
@@ -59,7 +59,7 @@ def demo(
 
         result = run_demo(
             workdir,
-            ROOT / "manifests" / DEFAULT_PRODUCT / "product.toml",
+            ROOT / "manifests" / DEMO_PRODUCT / "product.toml",
             ROOT / "pelicanconf.py",
             weeks=weeks,
             seed=seed,

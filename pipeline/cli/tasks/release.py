@@ -9,7 +9,7 @@ from invoke.tasks import task
 
 from pipeline.cli import console
 from pipeline.cli.boundary import boundary
-from pipeline.cli.options import DEFAULT_PRODUCT, WRITE_HELP, WriteFlags, parse_at
+from pipeline.cli.options import WRITE_HELP, WriteFlags, parse_at
 from pipeline.cli.report import (
     report_current_release,
     report_nothing_to_cut,
@@ -25,7 +25,7 @@ from pipeline.stages.release import cut_release, revoke_release
 @boundary
 def release_cut(
     c: Context,
-    product: str = DEFAULT_PRODUCT,
+    product: str | None = None,
     at: str | None = None,
     repo: str | None = None,
     dry_run: bool = False,
@@ -66,7 +66,7 @@ def release_revoke(
     reason: str,
     reason_url: str | None = None,
     operator: str | None = None,
-    product: str = DEFAULT_PRODUCT,
+    product: str | None = None,
     repo: str | None = None,
     dry_run: bool = False,
     no_commit: bool = False,

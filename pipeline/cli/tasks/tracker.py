@@ -8,7 +8,7 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from pipeline.cli.boundary import boundary
-from pipeline.cli.options import DEFAULT_PRODUCT, WRITE_HELP, WriteFlags
+from pipeline.cli.options import WRITE_HELP, WriteFlags
 from pipeline.cli.report import report_sync
 from pipeline.cli.setup import Setup, now, task_setup
 from pipeline.log.sslib import Signer
@@ -32,7 +32,7 @@ def sync_and_report(s: Setup, signers: list[Signer]) -> None:
 @boundary
 def tracker_sync(
     c: Context,
-    product: str = DEFAULT_PRODUCT,
+    product: str | None = None,
     repo: str | None = None,
     dry_run: bool = False,
     no_commit: bool = False,

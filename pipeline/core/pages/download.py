@@ -181,7 +181,7 @@ def arch_sections(
                 latest=urls.latest(arch, img.type),
                 vagrant_hint=(
                     f"vagrant box add --name {compose.compose_id} {img.url}"
-                    if img.type in VAGRANT_TYPES
+                    if img.type in VAGRANT_TYPES and http_url(img.url)
                     else None
                 ),
             )
