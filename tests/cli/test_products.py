@@ -8,16 +8,18 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import pytest
 
+from pipeline.cli.main import program
 from pipeline.core.config import parse_product
 from pipeline.core.product_template import NewProduct, render_product
 from pipeline.core.siteconfig import SiteConfig, default_product, load_site_config
 from pipeline.errors import ConfigError
-from tests.conftest import ROOT, Log, run_invoke
+from tests.conftest import ROOT, Log
 from tests.test_tasks import assert_one_line_error
 
 MYOS = ("--display-name", "MyOS Cloud", "--base", "28")
@@ -41,6 +43,38 @@ def fortnight(
     )
 
 
+@dataclass
+class Ran:
+    """A command's exit code and output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., Ran]:
+    """Run the ``fortnight`` program in this process (as the console script does; faster
+    than a child process): environment ``env`` only (no other FORTNIGHT_*), folder ``cwd``."""
+
+    def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Ran:
+        for key in [k for k in os.environ if k.startswith("FORTNIGHT_")]:
+            monkeypatch.delenv(key)
+        for key, value in {**(env or {}), "COLUMNS": "200"}.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.chdir(cwd or ROOT)
+        capsys.readouterr()
+        code = 0
+        try:
+            program().run(["fortnight", *args])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else int(e.code is not None)
+        out = capsys.readouterr()
+        return Ran(code, out.out, out.err)
+
+    return run
+
+
 @pytest.fixture
 def empty_log(make_log: Callable[..., Log]) -> Log:
     """A log with no product (its bundled atomic-host removed, as a newcomer's would be)."""
@@ -50,9 +84,11 @@ def empty_log(make_log: Callable[..., Log]) -> Log:
     return log
 
 
-def test_product_new_writes_a_commented_valid_product_and_commits_it(empty_log: Log) -> None:
+def test_product_new_writes_a_commented_valid_product_and_commits_it(
+    cli: Callable[..., Ran], empty_log: Log
+) -> None:
     repo = str(empty_log.repo)
-    new = run_invoke("product.new", "myos", *MYOS, *DL, "--repo", repo)
+    new = cli("product.new", "myos", *MYOS, *DL, "--repo", repo)
     assert new.returncode == 0, new.stderr
     path = empty_log.repo / "manifests/myos/product.toml"
     text = path.read_text()
@@ -62,12 +98,12 @@ def test_product_new_writes_a_commented_valid_product_and_commits_it(empty_log: 
     # Every key is explained: each key line of the tables carries or follows a comment.
     assert text.count("#") > 30
     assert empty_log.commits()[0] == "product: add myos"
-    again = run_invoke("product.new", "myos", *MYOS, "--repo", repo)
+    again = cli("product.new", "myos", *MYOS, "--repo", repo)
     assert again.returncode == 5
     assert_one_line_error(again.stderr, "product 'myos' already exists")
-    listed = run_invoke("product.list", "--repo", repo)
+    listed = cli("product.list", "--repo", repo)
     assert listed.returncode == 0 and "MyOS Cloud" in listed.stdout and "yes" in listed.stdout
-    check = run_invoke("product.check", "--repo", repo)
+    check = cli("product.check", "--repo", repo)
     assert check.returncode == 0, check.stderr
     assert "ok: myos (MyOS Cloud) is valid" in check.stdout
     assert "subvariant Cloud_Base" in check.stdout
@@ -83,10 +119,10 @@ def test_product_new_writes_a_commented_valid_product_and_commits_it(empty_log: 
     ],
 )
 def test_product_new_refuses_bad_options_and_writes_nothing(
-    empty_log: Log, args: tuple[str, ...], fragment: str
+    cli: Callable[..., Ran], empty_log: Log, args: tuple[str, ...], fragment: str
 ) -> None:
     before = empty_log.commits()
-    bad = run_invoke("product.new", *args, "--repo", str(empty_log.repo))
+    bad = cli("product.new", *args, "--repo", str(empty_log.repo))
     assert bad.returncode == 2
     assert_one_line_error(bad.stderr, fragment)
     assert empty_log.commits() == before
@@ -103,26 +139,28 @@ def test_product_new_variant_and_atomic_like() -> None:
     assert tomllib.loads(text)["release"]["anchor"] == date(2026, 1, 6)
 
 
-def test_product_check_rejects_an_unknown_image_type_with_the_known_list(tmp_path: Path) -> None:
+def test_product_check_rejects_an_unknown_image_type_with_the_known_list(
+    cli: Callable[..., Ran], tmp_path: Path
+) -> None:
     folder = tmp_path / "myos"
     folder.mkdir()
     text = render_product(NewProduct("myos", "MyOS", "28", date(2026, 1, 6)))
     (folder / "product.toml").write_text(text.replace('"raw-xz"', '"raw-zx"'))
-    bad = run_invoke("product.check", "--file", str(folder))
+    bad = cli("product.check", "--file", str(folder))
     assert bad.returncode == 2
     assert_one_line_error(bad.stderr, "images.types: Value error, unknown image type(s) raw-zx")
     assert "known: appx" in bad.stderr and "qcow2" in bad.stderr
 
 
 def test_init_starts_an_empty_log_and_refuses_an_unknown_bundled_product(
-    tmp_path: Path, empty_log: Log
+    cli: Callable[..., Ran], tmp_path: Path, empty_log: Log
 ) -> None:
     env = {"FORTNIGHT_KEY_ROOT": empty_log.env["FORTNIGHT_KEY_ROOT"]}
-    unknown = run_invoke("init", "--repo", str(tmp_path / "a"), "--product", "myos", env=env)
+    unknown = cli("init", "--repo", str(tmp_path / "a"), "--product", "myos", env=env)
     assert unknown.returncode == 2
     assert_one_line_error(unknown.stderr, "--product myos: not a bundled example product")
     assert not (tmp_path / "a").exists()
-    made = run_invoke("init", "--repo", str(tmp_path / "b"), env=env)
+    made = cli("init", "--repo", str(tmp_path / "b"), env=env)
     assert made.returncode == 0, made.stderr
     assert not list((tmp_path / "b/manifests").glob("*/product.toml"))
     ignored = (tmp_path / "b/.gitignore").read_text().split()
@@ -150,27 +188,28 @@ def test_site_toml_is_validated(tmp_path: Path) -> None:
 
 
 def test_tasks_use_the_logs_only_product_and_its_site_toml_default(
+    cli: Callable[..., Ran],
     make_log: Callable[..., Log],
 ) -> None:
     log = make_log()
     repo = str(log.repo)
-    only = run_invoke("release.cut", "--repo", repo, "--dry-run", "--at", "2018-05-01", env=log.env)
+    only = cli("release.cut", "--repo", repo, "--dry-run", "--at", "2018-05-01", env=log.env)
     assert only.returncode == 0 and "manifests/atomic-host/" in only.stdout, only.stderr
-    added = run_invoke("product.new", "myos", *MYOS, *DL, "--anchor", "2018-05-01", "--repo", repo)
+    added = cli("product.new", "myos", *MYOS, *DL, "--anchor", "2018-05-01", "--repo", repo)
     assert added.returncode == 0, added.stderr
-    several = run_invoke("release.cut", "--repo", repo, "--dry-run", env=log.env)
+    several = cli("release.cut", "--repo", repo, "--dry-run", env=log.env)
     assert several.returncode == 2
     assert_one_line_error(several.stderr, "several products (atomic-host, myos) and no --product")
     (log.repo / "site.toml").write_text('default_product = "myos"\n')
-    mine = run_invoke("release.cut", "--repo", repo, "--dry-run", "--at", "2018-05-01", env=log.env)
+    mine = cli("release.cut", "--repo", repo, "--dry-run", "--at", "2018-05-01", env=log.env)
     assert mine.returncode == 0 and "manifests/myos/" in mine.stdout, mine.stderr
     env = {**log.env, "FORTNIGHT_PRODUCT": "atomic-host"}
-    theirs = run_invoke("release.cut", "--repo", repo, "--dry-run", "--at", "2018-05-01", env=env)
+    theirs = cli("release.cut", "--repo", repo, "--dry-run", "--at", "2018-05-01", env=env)
     assert theirs.returncode == 0 and "manifests/atomic-host/" in theirs.stdout, theirs.stderr
 
 
 def test_writes_in_the_code_checkout_are_refused_without_repo(
-    tmp_path: Path, make_log: Callable[..., Log]
+    cli: Callable[..., Ran], tmp_path: Path, make_log: Callable[..., Log]
 ) -> None:
     log = make_log()
     before = sorted((ROOT / "manifests").rglob("*"))
@@ -179,7 +218,7 @@ def test_writes_in_the_code_checkout_are_refused_without_repo(
         ("product.new", "myos", *MYOS),
         ("release.cut", "--product", "atomic-host"),
     ):
-        refused = run_invoke(*args, env=log.env, cwd=ROOT)
+        refused = cli(*args, env=log.env, cwd=ROOT)
         assert refused.returncode == 2, refused.stderr
         assert_one_line_error(refused.stderr, "this is the code checkout, not your manifest log")
     assert sorted((ROOT / "manifests").rglob("*")) == before
@@ -199,33 +238,35 @@ def test_fortnight_runs_the_same_tasks_from_the_log_folder(make_log: Callable[..
 
 
 def test_compose_sample_writes_a_compose_the_battery_can_test(
-    tmp_path: Path, empty_log: Log
+    cli: Callable[..., Ran], tmp_path: Path, empty_log: Log
 ) -> None:
     repo = str(empty_log.repo)
-    assert run_invoke("product.new", "myos", *MYOS, *DL, "--repo", repo).returncode == 0
+    assert cli("product.new", "myos", *MYOS, *DL, "--repo", repo).returncode == 0
     out = tmp_path / "sample"
-    made = run_invoke("compose.sample", "--out", str(out), "--broken", "format", "--repo", repo)
+    made = cli("compose.sample", "--out", str(out), "--broken", "format", "--repo", repo)
     assert made.returncode == 0, made.stderr
     assert "broken (format): x86_64 qcow2" in made.stdout
     assert (out / "compose/metadata/images.json").is_file()
     cid = made.stdout.split()[2]
     env = empty_log.env
-    rec = run_invoke("compose.record", "--source", str(out), "--repo", repo, env=env)
+    rec = cli("compose.record", "--source", str(out), "--repo", repo, env=env)
     assert rec.returncode == 0, rec.stderr
-    ran = run_invoke("test.run", "--compose-id", cid, "--repo", repo, "--no-tracker", env=env)
+    ran = cli("test.run", "--compose-id", cid, "--repo", repo, "--no-tracker", env=env)
     assert ran.returncode == 0, ran.stderr
     assert "images: FAILED" in ran.stdout
-    bad = run_invoke("compose.sample", "--out", str(out), "--broken", "disk", "--repo", repo)
+    bad = cli("compose.sample", "--out", str(out), "--broken", "disk", "--repo", repo)
     assert bad.returncode == 2
     assert_one_line_error(bad.stderr, "--broken disk: unknown kind")
 
 
-def test_a_local_compose_needs_a_download_url(tmp_path: Path, empty_log: Log) -> None:
+def test_a_local_compose_needs_a_download_url(
+    cli: Callable[..., Ran], tmp_path: Path, empty_log: Log
+) -> None:
     repo = str(empty_log.repo)
-    assert run_invoke("product.new", "myos", *MYOS, "--repo", repo).returncode == 0
+    assert cli("product.new", "myos", *MYOS, "--repo", repo).returncode == 0
     out = tmp_path / "sample"
-    assert run_invoke("compose.sample", "--out", str(out), "--repo", repo).returncode == 0
-    rec = run_invoke("compose.record", "--source", str(out), "--repo", repo, env=empty_log.env)
+    assert cli("compose.sample", "--out", str(out), "--repo", repo).returncode == 0
+    rec = cli("compose.record", "--source", str(out), "--repo", repo, env=empty_log.env)
     assert rec.returncode == 2
     assert_one_line_error(rec.stderr, "download_url is empty and the compose is a local folder")
     assert not (empty_log.repo / "manifests/myos/composes").exists()
