@@ -8,17 +8,16 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from pipeline.cli.main import program
 from pipeline.core.config import parse_product
 from pipeline.core.product_template import NewProduct, render_product
 from pipeline.core.siteconfig import SiteConfig, default_product, load_site_config
 from pipeline.errors import ConfigError
+from tests.cli.conftest import Ran
 from tests.conftest import ROOT, Log
 from tests.test_tasks import assert_one_line_error
 
@@ -41,38 +40,6 @@ def fortnight(
         check=False,
         timeout=300,
     )
-
-
-@dataclass
-class Ran:
-    """A command's exit code and output."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., Ran]:
-    """Run the ``fortnight`` program in this process (as the console script does; faster
-    than a child process): environment ``env`` only (no other FORTNIGHT_*), folder ``cwd``."""
-
-    def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Ran:
-        for key in [k for k in os.environ if k.startswith("FORTNIGHT_")]:
-            monkeypatch.delenv(key)
-        for key, value in {**(env or {}), "COLUMNS": "200"}.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.chdir(cwd or ROOT)
-        capsys.readouterr()
-        code = 0
-        try:
-            program().run(["fortnight", *args])
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else int(e.code is not None)
-        out = capsys.readouterr()
-        return Ran(code, out.out, out.err)
-
-    return run
 
 
 @pytest.fixture

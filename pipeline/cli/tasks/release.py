@@ -17,16 +17,26 @@ from pipeline.cli.report import (
     report_write,
 )
 from pipeline.cli.setup import now, operator_name, task_setup
+from pipeline.core.models.common import format_timestamp
 from pipeline.stages.load import load_state
-from pipeline.stages.release import cut_release, revoke_release
+from pipeline.stages.release import AtBounds, composes_after, cut_release, revoke_release
 
 
-@task(name="cut", help={"at": "decide as of this date or datetime (default: now)", **WRITE_HELP})
+@task(
+    name="cut",
+    help={
+        "at": "decide as of this date or datetime (default: now); not before the product's "
+        "newest manifest, not after now plus 10 minutes",
+        "simulate": "allow any --at (rehearsals on a scratch log; the decision is permanent)",
+        **WRITE_HELP,
+    },
+)
 @boundary
 def release_cut(
     c: Context,
     product: str | None = None,
     at: str | None = None,
+    simulate: bool = False,
     repo: str | None = None,
     dry_run: bool = False,
     no_commit: bool = False,
@@ -35,10 +45,18 @@ def release_cut(
 ) -> None:
     """Decide the current cycle's release if it needs a decision; safe to run any time."""
     s = task_setup(repo, product, "release", WriteFlags(dry_run, no_commit, push, remote))
-    when = parse_at(at, now())
+    clock = now()
+    when = parse_at(at, clock)
+    bounds = AtBounds(clock) if at and not simulate else None
     manifest, write, state = cut_release(
-        s.log, s.config, when, signers=s.signers, options=s.options
+        s.log, s.config, when, signers=s.signers, options=s.options, bounds=bounds
     )
+    if dry_run and at:
+        for later in composes_after(s.log, s.config, when):
+            console.out.print(
+                f"ignored: {later.compose_id}: recorded {format_timestamp(later.created)}, "
+                f"after --at {format_timestamp(when)}"
+            )
     if manifest is None or write is None:
         report_nothing_to_cut(state, s.config)
         return
