@@ -60,7 +60,7 @@ def test_stale_cycle_keeps_previous_links_bug_then_retry_releases_late() -> None
     stale = h.cut(h.at(28))
     assert stale is not None and stale.decision == "stale"
     assert stale.previous == "2015-09-15"
-    assert stale.open_bug is not None and stale.open_bug.url == "bugs/atomic-host-1.html"
+    assert stale.open_bug is not None and stale.open_bug.url == "atomic-host/bugs/local1.html"
     assert "keeping 2015-09-15 (" + first.compose_id + ")" in stale.explanation
     state = h.state(h.at(29))
     assert state.freshness.stale

@@ -12,6 +12,7 @@ What the HTML says without a browser (texts, links, files, escaping) is in test_
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -387,6 +388,13 @@ def test_banner_and_its_links(tab: Callable[..., Tab], sites: Sites, case: Banne
 def test_bug_page_links_the_failed_composes(tab: Callable[..., Tab], sites: Sites) -> None:
     site = sites["stale"]
     t = tab()
+    # The URL the tracker recorded (in the signed event, the console, status --json) is
+    # the page the site serves for the bug.
+    events = sorted((site.history.log.repo / "manifests/atomic-host/trackers").glob("*.json"))
+    recorded = {json.loads(e.read_text())["signed"]["url"] for e in events}
+    assert recorded == {"atomic-host/bugs/local1.html"}
+    page = t.open(site.page(recorded.pop()))
+    expect(page.get_by_role("heading", level=1)).to_contain_text("local1")
     page = t.open(site.page("atomic-host/bugs/local1.html"))
     expect(page.get_by_role("heading", level=1)).to_contain_text("local1")
     for cid in ("Fedora-Atomic-28-20180513.0", COMPOSE):

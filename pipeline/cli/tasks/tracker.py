@@ -11,19 +11,21 @@ from pipeline.cli.boundary import boundary
 from pipeline.cli.options import WRITE_HELP, WriteFlags
 from pipeline.cli.report import report_sync
 from pipeline.cli.setup import Setup, now, task_setup
+from pipeline.core.siteconfig import load_site_config
 from pipeline.log.sslib import Signer
 from pipeline.stages.tracking import make_tracker, sync_tracker
 
 
 def sync_and_report(s: Setup, signers: list[Signer]) -> None:
     """Sync the tracker and say what it did."""
+    site_url = load_site_config(s.log.repo).base_url
     report = sync_tracker(
         s.log,
         s.config,
         signers=signers,
         options=s.options,
         now=now(),
-        backend_for=lambda state: make_tracker(s.config, state, os.environ),
+        backend_for=lambda state: make_tracker(s.config, state, os.environ, site_url),
     )
     report_sync(report, s.options.dry_run)
 
