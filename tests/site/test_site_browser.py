@@ -573,3 +573,21 @@ def test_no_horizontal_scroll_at_375px(tab: Callable[..., Tab], sites: Sites, wh
     wide = page.evaluate(WIDE_ELEMENTS)
     assert scroll <= inner, f"{which} is {scroll}px wide in a {inner}px viewport: {wide}"
     t.assert_clean()
+
+
+#: For each checksum group and timestamp of a page: how many lines it is drawn on.
+LINES_OF = """() => [...document.querySelectorAll("code.sha span, time")]
+  .map((e) => [e.textContent, e.getClientRects().length])"""
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+def test_checksums_and_timestamps_do_not_wrap_mid_string(
+    tab: Callable[..., Tab], sites: Sites, width: int
+) -> None:
+    t = tab(viewport={"width": width, "height": 900})
+    for rel in ("index.html", f"atomic-host/composes/{COMPOSE}.html"):
+        page = t.open(sites["current"].page(rel))
+        drawn = page.evaluate(LINES_OF)
+        # A checksum wraps only between its 16-character groups, a timestamp not at all.
+        assert len(drawn) > 4 and all(n == 1 for _, n in drawn), drawn
+    t.assert_clean()

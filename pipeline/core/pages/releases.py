@@ -219,3 +219,12 @@ def release_of_compose(state: State) -> dict[str, str]:
         for r in state.releases
         if r.is_release and r.manifest.compose_id
     }
+
+
+def withdrawal_of_compose(state: State) -> dict[str, str]:
+    """Compose id to why its release no longer stands (``withdrawn by …: …``)."""
+    return {
+        r.manifest.compose_id: r.fallen
+        for r in state.withdrawn
+        if r.manifest.compose_id and r.fallen
+    }
