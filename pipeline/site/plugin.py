@@ -51,12 +51,20 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
 
     def generate_context(self) -> None:
         """Load, verify and decide what to build, before Pelican writes anything."""
-        self.site = site = SiteSettings.from_pelican(self.settings)
+        site = SiteSettings.from_pelican(self.settings)
         self.log = ManifestLog(site.repo, cache=site.cache)
-        self.products = self._products()
+        configs = self._products()
+        self.site = site = site.with_log(configs)
+        self.products = sorted(configs, key=lambda c: (c.name != site.primary, c.name))
         self.nav = [(p.name, p.display_name) for p in self.products]
-        # Pelican's own pages (content/) share the navigation.
+        # Pelican's own pages (content/) share the navigation, the site's name and its
+        # products (the About page names them from their product.toml).
         self.context["FORTNIGHT_NAV"] = self.nav
+        self.context["SITENAME"] = site.site_name
+        self.context["FORTNIGHT_PRIMARY"] = site.primary
+        self.context["FORTNIGHT_PRODUCTS"] = [
+            (p.name, p.display_name, p.base.label()) for p in self.products
+        ]
         self.context["FORTNIGHT_PAGES"] = self.content_pages = content_pages(self.context)
         self.report = self.context.setdefault("FORTNIGHT_REPORT", BuildReport())
         self.root_chain = self.log.load_root().chain
@@ -105,15 +113,14 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
         self.jobs = jobs
 
     def _products(self) -> list[ProductConfig]:
+        """The log's products, each product.toml validated."""
         names = self.log.product_names()
         if not names:
             raise ConfigError(
                 f"{self.log.root}: no product folder with a product.toml",
-                hint="run 'invoke init' or pass --repo with the release repository",
+                hint="start one with 'product.new NAME --display-name TEXT --base VERSION'",
             )
-        configs = [load_product(self.log.root, name) for name in names]
-        primary = self.site.primary
-        return sorted(configs, key=lambda c: (c.name != primary, c.name))
+        return [load_product(self.log.root, name) for name in names]
 
     def generate_output(self, writer: Any) -> None:
         """Write the changed products' pages and files, then the build record."""

@@ -237,3 +237,18 @@ def test_a_local_compose_needs_a_download_url(
     assert rec.returncode == 2
     assert_one_line_error(rec.stderr, "download_url is empty and the compose is a local folder")
     assert not (empty_log.repo / "manifests/myos/composes").exists()
+
+
+def test_site_serve_and_publish_name_the_real_cause(
+    cli: Callable[..., Ran], empty_log: Log, tmp_path: Path
+) -> None:
+    repo = ("--repo", str(empty_log.repo))
+    missing = cli("site.serve", "--output", str(tmp_path / "nowhere"), *repo)
+    assert missing.returncode == 2
+    assert_one_line_error(missing.stderr, "nowhere: no such folder: the site was not built here")
+    partial = tmp_path / "partial"
+    (partial / "myos").mkdir(parents=True)
+    target = ("--target", "s3://bucket/site")
+    half = cli("site.publish", "--output", str(partial), *target, *repo)
+    assert half.returncode == 2
+    assert_one_line_error(half.stderr, "has no index.html (the front page): not a complete")
