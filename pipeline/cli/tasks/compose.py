@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from invoke.context import Context
 from invoke.tasks import task
@@ -119,8 +120,6 @@ def sample(
 ) -> None:
     """Write a small, well-formed sample compose of a product, to try the battery before
     real composes exist (record it with compose.record --source OUT)."""
-    from pathlib import Path  # noqa: PLC0415
-
     from pipeline.demo.sample_compose import (  # noqa: PLC0415
         BROKEN_KINDS,
         BrokenKind,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 
 from invoke.context import Context
@@ -59,8 +60,6 @@ def product_new(
     no_commit: bool = False,
 ) -> None:
     """Start a product: write a commented, validated product.toml and commit it."""
-    from datetime import date  # noqa: PLC0415 - only for --anchor
-
     try:
         first = date.fromisoformat(anchor) if anchor else now().date()
     except ValueError:
