@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from pathlib import Path
 from typing import Any
 
+import markdown  # type: ignore[import-untyped]  # Pelican's Markdown; no stubs installed
 from jinja2 import FileSystemBytecodeCache
+from markupsafe import Markup
 from pelican import Pelican, signals
 from pelican.generators import Generator
 
@@ -63,7 +66,8 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
         self.context["SITENAME"] = site.site_name
         self.context["FORTNIGHT_PRIMARY"] = site.primary
         self.context["FORTNIGHT_PRODUCTS"] = [
-            (p.name, p.display_name, p.base.label()) for p in self.products
+            (p.name, p.display_name, p.base.label(), product_blurb(site.repo, p.name))
+            for p in self.products
         ]
         self.context["FORTNIGHT_PAGES"] = self.content_pages = content_pages(self.context)
         self.report = self.context.setdefault("FORTNIGHT_REPORT", BuildReport())
@@ -146,6 +150,16 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
         for name in set(previous) - set(records):
             Output(site.output, self.report, previous[name]).remove_stale()
         self.last.save(records, built=bool(self.jobs))
+
+
+def product_blurb(repo: Path, product: str) -> Markup:
+    """A product's own words for the About page: the log's ``content/products/<product>.md``
+    (Markdown, written by the log's maintainers as Pelican pages are), or nothing."""
+    path = repo / "content" / "products" / f"{product}.md"
+    if not path.is_file():
+        return Markup("")
+    text = path.read_text(encoding="utf-8")
+    return Markup(markdown.markdown(text, extensions=["extra"], output_format="html"))
 
 
 def content_pages(context: dict[str, Any]) -> list[tuple[str, str]]:

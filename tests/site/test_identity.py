@@ -62,15 +62,22 @@ def test_site_toml_and_the_logs_own_pages(myos_log: Log, tmp_path: Path) -> None
     pages = repo / "content/pages"
     pages.mkdir(parents=True)
     (pages / "about.md").write_text("Title: About\nSlug: about\n\nMyOS is our own OS.\n")
+    products = repo / "content/products"
+    products.mkdir()
+    (products / "myos.md").write_text("MyOS Cloud is *small* and ours.\n")
     out = tmp_path / "out"
     build(myos_log, out)
     assert "MyOS images" in Page(out / "index.html").text
-    assert "MyOS is our own OS." in (out / "about.html").read_text()
+    about = (out / "about.html").read_text()
+    assert "MyOS is our own OS." in about
+    assert "MyOS Cloud is <em>small</em> and ours." in about  # the product's own folder
     assert not (out / "verify.html").exists()  # the log's pages replace the generic ones
     feed = (out / "feeds/myos.atom").read_text()
     assert "https://images.example.org/" in feed
 
 
 def test_fedora_atomic_hosts_texts_are_its_example_content() -> None:
-    about = (ROOT / "examples/atomic-host/content/pages/about.md").read_text()
+    content = ROOT / "examples/atomic-host/content"
+    about = (content / "pages/about.md").read_text()
     assert "**Fedora Atomic Host**" in about and "rpm-ostree" in about
+    assert "rpm-ostree" in (content / "products/atomic-host.md").read_text()
