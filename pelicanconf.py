@@ -4,7 +4,9 @@
 """
 
 AUTHOR = "Fortnight"
-SITENAME = "Fortnight downloads"
+# The site's name, its primary product and base URL come from the log's site.toml (see the
+# README, "Site identity"); these are only the fallbacks.
+SITENAME = ""
 SITEURL = ""
 RELATIVE_URLS = True  # the site works from any folder or bucket prefix
 
@@ -17,8 +19,9 @@ DEFAULT_LANG = "en"
 # Our generator (pipeline/site/plugin.py) makes the pages from the manifest log.
 PLUGINS = ["pipeline.site.plugin"]
 
-# The product whose download page is the site's front door.
-FORTNIGHT_PRIMARY = "atomic-host"
+# The product whose download page is the site's front door ("": site.toml's primary, else
+# its default_product, else the log's first product).
+FORTNIGHT_PRIMARY = ""
 # Absolute site URL for feeds and the stream's manifest links ("" for relative links only).
 FORTNIGHT_SITEURL = ""
 

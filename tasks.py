@@ -9,41 +9,6 @@ them, so ``invoke --list``, ``status`` and ``verify`` start fast.
 
 from __future__ import annotations
 
-from invoke.collection import Collection
+from pipeline.cli.namespace import ns
 
-from pipeline.cli.tasks import bus, cloud, compose, demo, dev, log, release, site, testing, verdict
-from pipeline.cli.tasks import tracker as tracker_tasks
-from pipeline.cli.tasks import trust as trust_tasks
-
-keys = Collection("keys", log.generate)
-trust_ns = Collection(
-    "trust",
-    trust_tasks.trust_show,
-    trust_tasks.trust_upgrade,
-    trust_tasks.trust_remove,
-    trust_tasks.trust_threshold,
-)
-compose_ns = Collection("compose", compose.record, verdict.compose_fail)
-test_ns = Collection("test", testing.run_task, testing.import_task, verdict.waive_task)
-tracker_ns = Collection("tracker", tracker_tasks.tracker_sync)
-release_ns = Collection("release", release.release_cut, release.release_revoke)
-cloud_ns = Collection("cloud", cloud.cloud_discover, cloud.cloud_withdraw)
-site_ns = Collection("site", site.site_build, site.site_serve, site.site_publish)
-ns = Collection(
-    log.init,
-    log.verify,
-    log.status,
-    log.schema,
-    demo.demo,
-    keys,
-    trust_ns,
-    compose_ns,
-    test_ns,
-    tracker_ns,
-    release_ns,
-    cloud_ns,
-    site_ns,
-)
-ns.add_task(dev.run_tests)
-ns.add_task(bus.listen)
-ns.add_task(bus.announce)
+__all__ = ["ns"]

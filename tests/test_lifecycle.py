@@ -36,7 +36,7 @@ def test_compose_to_bug_and_back(
     out = invoke("test.run", "--compose-id", "Fedora-AtomicHost-28-20180502.0")
     assert "images: FAILED" in out
     assert re.search(
-        r"tracker: opened local1 \(bugs/atomic-host-1.html\) for "
+        r"tracker: opened local1 \(atomic-host/bugs/local1.html\) for "
         r"Fedora-AtomicHost-28-20180502.0",
         out,
     ), out
@@ -57,7 +57,7 @@ def test_compose_to_bug_and_back(
     # glitch): it passes now, but the newest compose (no image) still fails, so the bug stays.
     status = invoke("status")
     assert "no-image" in status and re.search(
-        r"open bug\s+│ local1 bugs/atomic-host-1.html", status
+        r"open bug\s+│ local1 atomic-host/bugs/local1.html", status
     )
     for test in ("checksum", "format"):
         invoke(

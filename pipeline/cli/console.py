@@ -29,6 +29,7 @@ from pipeline.core.units import human_size
 # Types only: `invoke --list` loads neither pydantic's models nor botocore (the AWS adapter).
 if TYPE_CHECKING:
     from pipeline.adapters.aws.ec2 import WithdrawAction
+    from pipeline.core.config import ProductConfig
     from pipeline.core.models.manifests import (
         CloudImagesManifest,
         ComposeManifest,
@@ -153,9 +154,14 @@ def results_table(manifests: Sequence[ResultManifest]) -> Table:
 def status_table(state: State, limit: int) -> Table:
     """The newest composes, newest first, with their derived status and why."""
     table = Table(title=f"{state.product.display_name}: composes", title_justify="left")
-    for col in ("compose", "status", "suites", "why"):
+    shown = list(reversed(state.composes))[:limit]
+    # A compose id is never cut or wrapped, whatever the terminal's width: the other
+    # columns wrap instead.
+    widest = max((len(v.compose_id) for v in shown), default=7)
+    table.add_column("compose", no_wrap=True, min_width=widest)
+    for col in ("status", "suites", "why"):
         table.add_column(col)
-    for view in list(reversed(state.composes))[:limit]:
+    for view in shown:
         style = STATUS_STYLE.get(view.status, "")
         suites = ", ".join(f"{s.name} {s.verdict}" for s in view.suites.values())
         table.add_row(
@@ -276,3 +282,44 @@ def withdraw_table(compose_id: str, actions: Sequence[WithdrawAction], dry_run: 
             a.region, a.ami_id, a.arch, "yes" if a.was_public else "no", a.describe(), a.error or ""
         )
     return table
+
+
+def products_table(configs: Sequence[ProductConfig], default: str | None) -> Table:
+    """One row per product of a log; the default product is marked."""
+    table = Table(title="products", title_justify="left")
+    for col in ("product", "display name", "base", "images", "default"):
+        table.add_column(col, no_wrap=col == "product")
+    for c in configs:
+        images = f"{', '.join(c.images.types)} ({', '.join(c.images.arches)})"
+        mark = "yes" if c.name == default else ""
+        table.add_row(c.name, c.display_name, c.base.label(), images, mark)
+    return table
+
+
+def explain_product(c: ProductConfig) -> list[str]:
+    """What a product.toml configures, in sentences (``product.check``)."""
+    sel = c.images
+    chosen = [f"variant {v}" for v in sel.variants] + [f"subvariant {s}" for s in sel.subvariants]
+    where = sel.download_url or "the compose's own http(s) location"
+    lines = [
+        f"ok: {c.name} ({c.display_name}) is valid",
+        f"base: {c.base.label()}; composes of base {', '.join(c.base.eligible_versions())} "
+        "may be released",
+        f"release days: {c.release.anchor} and every {c.release.cadence_days} days; stale "
+        f"{c.release.grace_days} day(s) after a missed one; no candidate: {c.release.policy}",
+        f"images: {', '.join(sel.types)} for {', '.join(sel.arches)}, of "
+        f"{' or '.join(chosen) or 'no variant (nothing is selected: list one)'}",
+        f"downloads: {where}",
+    ]
+    for name, suite in c.battery.suites.items():
+        if suite.external:
+            lines.append(f"suite {name}: imported from JUnit (test.import)")
+        elif suite.tunir:
+            lines.append(f"suite {name}: tunir job file {suite.tunir}")
+        for t in suite.tests:
+            kind = "blocking" if t.blocking else "advisory"
+            lines.append(f"suite {name}: test {t.name} ({kind}, {t.timeout} s): {t.command}")
+    lines.append(f"tracker: {c.tracker.backend}, tag {c.tracker.tag}")
+    if c.clouds.aws is not None:
+        lines.append(f"clouds: AWS in {', '.join(c.clouds.aws.regions)}")
+    return lines

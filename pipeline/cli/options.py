@@ -21,9 +21,14 @@ if TYPE_CHECKING:
 
 #: The checkout: bundled product.toml files, the schema folder, the Pelican settings.
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_PRODUCT = "atomic-host"
+#: The product of the bundled example log, which the demo runs.
+DEMO_PRODUCT = "atomic-host"
+PRODUCT_HELP = (
+    "product name (default: $FORTNIGHT_PRODUCT, else default_product in the log's site.toml, "
+    "else the log's only product)"
+)
 WRITE_HELP = {
-    "product": f"product name (default {DEFAULT_PRODUCT})",
+    "product": PRODUCT_HELP,
     "repo": "the manifest log (default: $FORTNIGHT_REPO or .)",
     "dry_run": "show what would be recorded; write nothing",
     "no_commit": "write manifests but do not commit",

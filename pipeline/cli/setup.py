@@ -13,10 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.cli.options import ROOT, WriteFlags
+from pipeline.errors import ConfigError
+
 # Types only: the log, pydantic's models and the signers load when a task runs, not for
 # `invoke --list`; the test runner (requests, productmd) only in the tasks that test.
 if TYPE_CHECKING:
-    from pipeline.cli.options import WriteFlags
     from pipeline.core.config import ProductConfig
     from pipeline.core.models.common import RoleName, Trust
     from pipeline.log.sslib import Signer
@@ -51,6 +53,41 @@ def open_log(repo: str | None, env: Mapping[str, str], *, cache: bool = True) ->
     if env.get("FORTNIGHT_ROOT", "").strip():
         log.pin = parse_pin(env["FORTNIGHT_ROOT"], "FORTNIGHT_ROOT")
     return log
+
+
+def is_code_checkout(path: Path) -> bool:
+    """Whether ``path`` is Fortnight's own code checkout (its bundled example log)."""
+    return path == ROOT or (
+        (path / "pipeline" / "__init__.py").is_file() and (path / "pyproject.toml").is_file()
+    )
+
+
+def writable_log(repo: str | None, env: Mapping[str, str], *, cache: bool = True) -> ManifestLog:
+    """The log a writing task acts on: :func:`open_log`, but never the code checkout by
+    default (only when ``--repo`` or ``$FORTNIGHT_REPO`` names it).
+
+    Raises:
+        ConfigError: no log named and the current folder is the code checkout.
+    """
+    log = open_log(repo, env, cache=cache)
+    if not repo and not env.get("FORTNIGHT_REPO") and is_code_checkout(log.repo):
+        raise ConfigError(
+            f"{log.repo}: this is the code checkout, not your manifest log; nothing written",
+            hint="pass --repo LOG or set FORTNIGHT_REPO (create one with 'init --repo LOG')",
+        )
+    return log
+
+
+def product_of(product: str | None, log: ManifestLog, env: Mapping[str, str]) -> str:
+    """The product a task acts on (see :func:`pipeline.core.siteconfig.default_product`).
+
+    Raises:
+        ConfigError: none named and the log has no single default.
+    """
+    from pipeline.core.siteconfig import default_product, load_site_config  # noqa: PLC0415
+
+    site = load_site_config(log.repo)
+    return default_product(product, env, site, log.product_names(), log.repo)
 
 
 def pin_option(root: str | None) -> Pin | None:
@@ -101,7 +138,7 @@ class Setup:
 
 def open_setup(
     repo: str | None,
-    product: str,
+    product: str | None,
     role: RoleName,
     flags: WriteFlags,
     env: Mapping[str, str],
@@ -117,9 +154,9 @@ def open_setup(
     from pipeline.core.config import load_product  # noqa: PLC0415
     from pipeline.log.signing import load_signers  # noqa: PLC0415
 
-    log = open_log(repo, env)
+    log = writable_log(repo, env)
     log.require_repo()
-    config = load_product(log.root, product)
+    config = load_product(log.root, product_of(product, log, env))
     trust = log.load_trust()
     signers = load_signers(role, env, trust)
     release = load_signers("release", env, trust) if sync else None
@@ -128,7 +165,7 @@ def open_setup(
 
 
 def task_setup(
-    repo: str | None, product: str, role: RoleName, flags: WriteFlags, *, sync: bool = False
+    repo: str | None, product: str | None, role: RoleName, flags: WriteFlags, *, sync: bool = False
 ) -> Setup:
     """:func:`open_setup` with the process environment (keys, ``FORTNIGHT_*``)."""
     return open_setup(repo, product, role, flags, os.environ, sync=sync)

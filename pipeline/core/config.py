@@ -7,7 +7,8 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from productmd.images import SUPPORTED_IMAGE_TYPES
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from pipeline.core.models.common import NonEmpty, ProductName, StrictModel
 from pipeline.core.models.manifests import SuiteName
@@ -51,6 +52,33 @@ class ReleasePolicy(StrictModel):
     policy: Literal["retry", "skip"] = "retry"
 
 
+def check_image_types(types: list[str]) -> list[str]:
+    """``[images] types``: productmd's image types only.
+
+    Raises:
+        ValueError: a type productmd does not know, with the known list.
+    """
+    unknown = [t for t in types if t not in SUPPORTED_IMAGE_TYPES]
+    if unknown:
+        raise ValueError(
+            f"unknown image type(s) {', '.join(unknown)}; known: {', '.join(SUPPORTED_IMAGE_TYPES)}"
+        )
+    return types
+
+
+def check_download_url(value: str) -> str:
+    """``[images] download_url``: empty, an absolute http(s) URL, or a root-relative path.
+
+    Raises:
+        ValueError: another scheme (``file://``) or a relative path without a leading ``/``.
+    """
+    if not value or value.startswith(("https://", "http://")):
+        return value
+    if value.startswith("/") and not value.startswith("//"):
+        return value
+    raise ValueError(f"must be an absolute http(s) URL or a path starting with '/', got {value!r}")
+
+
 class ImageSelection(StrictModel):
     """Which images of a compose belong to the product.
 
@@ -60,11 +88,13 @@ class ImageSelection(StrictModel):
 
     variants: list[str] = Field(default_factory=list)
     subvariants: list[str] = Field(default_factory=list)
-    types: Annotated[list[str], Field(min_length=1)]
+    types: Annotated[list[str], Field(min_length=1), AfterValidator(check_image_types)]
     arches: Annotated[list[str], Field(min_length=1)]
-    #: Where users download an image: ``download_url + image.path``.
-    #: ``{compose_id}`` is replaced. Empty: the compose's own location.
-    download_url: str = ""
+    #: Where users download an image: ``download_url + image.path``, ``{compose_id}``
+    #: replaced. An absolute http(s) URL, or a path from the site's root (``/composes/``,
+    #: the same host serves the images). Empty: the compose's own http(s) location (a
+    #: local compose then cannot be recorded: a ``file://`` link never reaches a page).
+    download_url: Annotated[str, AfterValidator(check_download_url)] = ""
 
     def selects(self, variant: str, subvariant: str, image_type: str, arch: str) -> bool:
         """Whether an image with these attributes belongs to the product."""
@@ -221,13 +251,25 @@ def load_product(manifests_root: Path, product: str) -> ProductConfig:
     """
     path = manifests_root / product / PRODUCT_FILE
     try:
-        with path.open("rb") as f:
-            raw = tomllib.load(f)
-    except FileNotFoundError:
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
         raise ConfigError(
             f"{path}: not found",
             hint=f"is '{product}' the right --product? Each product needs a product.toml",
         ) from None
+    return parse_product(data, path, product)
+
+
+def parse_product(data: bytes, path: Path, product: str) -> ProductConfig:
+    """Parse and validate a product.toml's bytes (``path`` names it in errors).
+
+    Raises:
+        ConfigError: not TOML, invalid, or names another product than ``product``.
+    """
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason})") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from e
     try:

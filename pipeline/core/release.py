@@ -90,6 +90,18 @@ def candidates(state: State) -> tuple[ComposeView | None, list[Considered]]:
     return chosen, considered[:MAX_CONSIDERED]
 
 
+def _after(in_cycle: list[ReleaseView]) -> str:
+    """What an earlier decision of the cycle was, for a later release's explanation."""
+    if not in_cycle:
+        return ""
+    last = max(in_cycle, key=lambda r: r.manifest.sequence)
+    if last.is_release and last.revocation is not None:
+        return f" (after the withdrawal of {last.release_id})"
+    if last.is_release:  # its compose failed since
+        return f" (after {last.release_id} stopped standing: {last.fallen})"
+    return " (late, after a stale decision)"
+
+
 def decide(state: State, at: datetime) -> ReleaseManifest | None:
     """The decision to record for the cycle ``at`` falls in, or None.
 
@@ -118,7 +130,7 @@ def decide(state: State, at: datetime) -> ReleaseManifest | None:
     base = product.base
     release_id = cycle.isoformat() if sequence == 1 else f"{cycle.isoformat()}.{sequence}"
     if chosen is not None:
-        late = " (late, after a stale decision)" if in_cycle else ""
+        late = _after(in_cycle)
         explanation = (
             f"Released {chosen.compose_id}{late}: the newest compose that passed "
             "every blocking test"

@@ -91,6 +91,13 @@ def bug_ref(backend: str, bug_id: str) -> str:
     return f"{'bz' if backend == 'bugzilla' else 'local'}{bug_id}"
 
 
+def local_bug_url(product: str, bug_id: str, site_url: str = "") -> str:
+    """Where the site serves a local bug's page: ``<product>/bugs/local<id>.html`` from the
+    site's root (absolute with ``site_url``), the URL recorded in its tracker events."""
+    path = f"{product}/bugs/{bug_ref('local', bug_id)}.html"
+    return f"{site_url.rstrip('/')}/{path}" if site_url else path
+
+
 @dataclass
 class SyncReport:
     """What a sync did, for the summary."""
@@ -248,14 +255,15 @@ class LocalTracker:
     """The embedded tracker: bugs are the tracker-event records in the log itself.
 
     Filing, commenting and closing cannot fail; the recorded events are the bugs.
-    Bug URLs point at the pages the site renders for them.
+    Bug URLs are the pages the site renders for them (:func:`local_bug_url`), absolute
+    when the site's URL (``base_url`` in the log's site.toml) is known.
     """
 
     name: TrackerBackendName = "local"
 
-    def __init__(self, state: State, url_prefix: str = "bugs/") -> None:
+    def __init__(self, state: State, site_url: str = "") -> None:
         self.product = state.product.name
-        self.url_prefix = url_prefix
+        self.site_url = site_url
         self.bugs: dict[str, Bug] = {}
         for view in state.bugs.values():
             if view.backend != "local":
@@ -264,7 +272,7 @@ class LocalTracker:
             self.bugs[view.bug_id] = Bug(view.bug_id, view.url, view.is_open, view.summary, texts)
 
     def _url(self, bug_id: str) -> str:
-        return f"{self.url_prefix}{self.product}-{bug_id}.html"
+        return local_bug_url(self.product, bug_id, self.site_url)
 
     def find_open(self, tag: str) -> list[Bug]:
         """Open local bugs (the tag is the product's own)."""

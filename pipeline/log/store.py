@@ -193,8 +193,8 @@ def init_log(repo: Path, products: dict[str, bytes], root_json: bytes) -> bool:
     written = write_version(log.root, root_json)
     ignore = repo / ".gitignore"
     if not ignore.exists():
-        # The default log store lives beside the manifests but never in git.
-        atomic_create(ignore, b"/logs/\n")
+        # The default log store and site output live beside the manifests, never in git.
+        atomic_create(ignore, b"/logs/\n/output/\n")
         written.append(ignore)
     for name, toml in products.items():
         path = log.product_dir(name) / "product.toml"

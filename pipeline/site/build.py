@@ -45,6 +45,13 @@ def fatal_warnings() -> Iterator[_Warnings]:
         root.removeHandler(handler)
 
 
+def content_path(repo: Path) -> dict[str, str]:
+    """The human pages: the log's own ``content/`` folder (``content/pages/*.md``) when it
+    has one, else the generic pages of the code's ``content/``."""
+    own = repo / "content"
+    return {"PATH": str(own)} if (own / "pages").is_dir() else {}
+
+
 def build_site(
     conf: Path,
     repo: Path,
@@ -72,6 +79,7 @@ def build_site(
         "FORTNIGHT_LOGS": str(logs) if logs else None,
         "FORTNIGHT_FORCE": force,
         "FORTNIGHT_CACHE": cache,
+        **content_path(repo),
         **(overrides or {}),
     }
     with fatal_warnings() as warnings:

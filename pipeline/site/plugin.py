@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from pathlib import Path
 from typing import Any
 
+import markdown  # type: ignore[import-untyped]  # Pelican's Markdown; no stubs installed
 from jinja2 import FileSystemBytecodeCache
+from markupsafe import Markup
 from pelican import Pelican, signals
 from pelican.generators import Generator
 
@@ -51,12 +54,21 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
 
     def generate_context(self) -> None:
         """Load, verify and decide what to build, before Pelican writes anything."""
-        self.site = site = SiteSettings.from_pelican(self.settings)
+        site = SiteSettings.from_pelican(self.settings)
         self.log = ManifestLog(site.repo, cache=site.cache)
-        self.products = self._products()
+        configs = self._products()
+        self.site = site = site.with_log(configs)
+        self.products = sorted(configs, key=lambda c: (c.name != site.primary, c.name))
         self.nav = [(p.name, p.display_name) for p in self.products]
-        # Pelican's own pages (content/) share the navigation.
+        # Pelican's own pages (content/) share the navigation, the site's name and its
+        # products (the About page names them from their product.toml).
         self.context["FORTNIGHT_NAV"] = self.nav
+        self.context["SITENAME"] = site.site_name
+        self.context["FORTNIGHT_PRIMARY"] = site.primary
+        self.context["FORTNIGHT_PRODUCTS"] = [
+            (p.name, p.display_name, p.base.label(), product_blurb(site.repo, p.name))
+            for p in self.products
+        ]
         self.context["FORTNIGHT_PAGES"] = self.content_pages = content_pages(self.context)
         self.report = self.context.setdefault("FORTNIGHT_REPORT", BuildReport())
         self.root_chain = self.log.load_root().chain
@@ -105,15 +117,14 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
         self.jobs = jobs
 
     def _products(self) -> list[ProductConfig]:
+        """The log's products, each product.toml validated."""
         names = self.log.product_names()
         if not names:
             raise ConfigError(
                 f"{self.log.root}: no product folder with a product.toml",
-                hint="run 'invoke init' or pass --repo with the release repository",
+                hint="start one with 'product.new NAME --display-name TEXT --base VERSION'",
             )
-        configs = [load_product(self.log.root, name) for name in names]
-        primary = self.site.primary
-        return sorted(configs, key=lambda c: (c.name != primary, c.name))
+        return [load_product(self.log.root, name) for name in names]
 
     def generate_output(self, writer: Any) -> None:
         """Write the changed products' pages and files, then the build record."""
@@ -139,6 +150,16 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
         for name in set(previous) - set(records):
             Output(site.output, self.report, previous[name]).remove_stale()
         self.last.save(records, built=bool(self.jobs))
+
+
+def product_blurb(repo: Path, product: str) -> Markup:
+    """A product's own words for the About page: the log's ``content/products/<product>.md``
+    (Markdown, written by the log's maintainers as Pelican pages are), or nothing."""
+    path = repo / "content" / "products" / f"{product}.md"
+    if not path.is_file():
+        return Markup("")
+    text = path.read_text(encoding="utf-8")
+    return Markup(markdown.markdown(text, extensions=["extra"], output_format="html"))
 
 
 def content_pages(context: dict[str, Any]) -> list[tuple[str, str]]:

@@ -23,6 +23,7 @@ from pipeline.core import pages
 from pipeline.core.config import ProductConfig
 from pipeline.core.models.common import Manifest
 from pipeline.core.outputs import checksum_file, sha256sums
+from pipeline.core.pages.formatting import sha_groups
 from pipeline.core.state import ComposeView, State
 from pipeline.log.blobs import BlobStore
 from pipeline.log.layout import MANIFESTS
@@ -51,6 +52,10 @@ class Renderer:
     content_pages: list[tuple[str, str]]  # (title, url)
     _templates: dict[str, Template] = field(default_factory=dict)
     _parts: dict[tuple[str, ...], Markup] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A checksum wraps only between groups of 16 characters (see site.css).
+        self.env.filters["sha_groups"] = sha_groups
 
     def _template(self, name: str) -> Template:
         tpl = self._templates.get(name)
@@ -155,12 +160,14 @@ class _ProductPages:
         state, urls, out = self.state, self.urls, self.out
         bugs = pages.compose_bugs(state, urls)
         releases = pages.release_of_compose(state)
+        withdrawn = pages.withdrawal_of_compose(state)
+        shipped = {c: f"{r} {withdrawn.get(c)}" for c, r in releases.items()}
         logs = _Logs(self.renderer.site, out, urls)
         config = hashlib.sha256(state.product.model_dump_json().encode()).hexdigest()
         exists = logs.exists if logs.root else None
         for view in state.composes:
             rel = urls.compose(view.compose_id)
-            key = _compose_key(view, blobs, config, bugs, releases, exists)
+            key = _compose_key(view, blobs, config, bugs, shipped, exists)
 
             def model(view: ComposeView = view) -> pages.ComposePage:
                 return pages.compose_page(state, view, urls, bugs, releases, logs.bring)

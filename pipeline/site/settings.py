@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from pipeline.core.config import ProductConfig
+from pipeline.core.siteconfig import load_site_config
 
 
 @dataclass(frozen=True)
@@ -35,12 +39,32 @@ class SiteSettings:
             theme=Path(settings["THEME"]).resolve(),
             at=at if isinstance(at, datetime) else None,
             logs=Path(logs).resolve() if logs else None,
-            primary=str(settings.get("FORTNIGHT_PRIMARY") or "atomic-host"),
+            primary=str(settings.get("FORTNIGHT_PRIMARY") or ""),
             site_url=str(settings.get("FORTNIGHT_SITEURL") or ""),
-            site_name=str(settings.get("SITENAME") or "Fortnight"),
+            site_name=str(settings.get("SITENAME") or ""),
             force=bool(settings.get("FORTNIGHT_FORCE")),
             cache=bool(settings.get("FORTNIGHT_CACHE", True)),
             workers=int(settings.get("FORTNIGHT_WORKERS") or os.cpu_count() or 1),
+        )
+
+    def with_log(self, products: Sequence[ProductConfig]) -> SiteSettings:
+        """The site's identity from the log's ``site.toml``, over the Pelican settings:
+        its name (default "<primary display name> downloads"), its primary product (default
+        ``default_product``, else the first product) and its base URL.
+
+        Raises:
+            ConfigError: site.toml is invalid.
+        """
+        log = load_site_config(self.repo)
+        names = [p.name for p in products]
+        wanted = [log.primary, self.primary, log.default_product]
+        primary = next((n for n in wanted if n and n in names), names[0] if names else "")
+        display = next((p.display_name for p in products if p.name == primary), "Fortnight")
+        return replace(
+            self,
+            primary=primary,
+            site_url=log.base_url or self.site_url,
+            site_name=log.name or self.site_name or f"{display} downloads",
         )
 
     def now(self) -> datetime:

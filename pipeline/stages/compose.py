@@ -15,7 +15,7 @@ from pipeline.adapters.ingest import LoadedCompose, check_image_path, iter_image
 from pipeline.core.config import ProductConfig
 from pipeline.core.models.common import Trust
 from pipeline.core.models.manifests import ComposeManifest, Image, Release
-from pipeline.errors import InputError
+from pipeline.errors import ConfigError, InputError
 from pipeline.log.sslib import Signer
 from pipeline.log.store import ManifestLog
 from pipeline.log.writer import WriteOptions, WriteResult
@@ -61,14 +61,21 @@ def select_images(loaded: LoadedCompose, product: ProductConfig) -> list[tuple[s
 
 
 def download_url(product: ProductConfig, loaded: LoadedCompose, path: str) -> str:
-    """Where users will download an image."""
+    """Where users will download an image: never a ``file://`` URL.
+
+    Raises:
+        ConfigError: ``download_url`` is empty and the compose is a local folder.
+    """
     base = product.images.download_url
     if base:
         return base.format(compose_id=loaded.info.compose.id) + path
     if loaded.location.base_url is not None:
         return loaded.location.base_url + path
-    assert loaded.location.local_dir is not None
-    return (loaded.location.local_dir / path).as_uri()
+    raise ConfigError(
+        f"{product.name}/product.toml: [images] download_url is empty and the compose is a "
+        "local folder, so users would get a file:// link",
+        hint="set download_url to where the images are published (https://… or /path/)",
+    )
 
 
 def build_compose_manifest(

@@ -3,17 +3,70 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from pipeline.core.config import ProductConfig
-from pipeline.core.models.manifests import ReleaseManifest, RevocationManifest
+from pipeline.core.models.common import format_timestamp
+from pipeline.core.models.manifests import ComposeManifest, ReleaseManifest, RevocationManifest
 from pipeline.core.release import decide, revocation
-from pipeline.core.state import State
-from pipeline.errors import InputError
+from pipeline.core.state import State, derive
+from pipeline.errors import ConfigError, InputError
+from pipeline.log.reader import Verified
 from pipeline.log.sslib import Signer
 from pipeline.log.store import ManifestLog
 from pipeline.log.writer import WriteOptions, WriteResult
 from pipeline.stages.load import load_state
+
+#: How far past the clock ``--at`` may be (clocks of the machines that write a log differ).
+AT_SKEW = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class AtBounds:
+    """Where a decision's time may fall: not before the newest manifest it decides on,
+    not after ``now + skew`` (a decision from the future would not show today)."""
+
+    now: datetime
+    skew: timedelta = AT_SKEW
+
+
+def check_at(verified: Sequence[Verified], at: datetime, bounds: AtBounds, product: str) -> None:
+    """Refuse a decision time outside ``bounds``.
+
+    Raises:
+        ConfigError: ``at`` is before the newest manifest, or after now plus the skew.
+    """
+    if at > bounds.now + bounds.skew:
+        raise ConfigError(
+            f"--at {format_timestamp(at)}: later than now ({format_timestamp(bounds.now)}) "
+            f"plus {int(bounds.skew.total_seconds()) // 60} min; a decision from the future "
+            "would not show in status or on the site today",
+            hint="omit --at (or pass --simulate on a scratch log)",
+        )
+    newest = max(verified, key=lambda v: v.manifest.created, default=None)
+    if newest is not None and at < newest.manifest.created:
+        raise ConfigError(
+            f"--at {format_timestamp(at)}: earlier than the newest manifest of {product} "
+            f"(manifests/{newest.name}, created {format_timestamp(newest.manifest.created)}); "
+            "it would record a permanent decision that ignores it",
+            hint="omit --at (or pass --simulate on a scratch log)",
+        )
+
+
+def composes_after(log: ManifestLog, product: ProductConfig, at: datetime) -> list[ComposeManifest]:
+    """The product's composes recorded after ``at``: a decision at ``at`` ignores them.
+
+    Raises:
+        VerificationError: a manifest of the product failed verification.
+    """
+    verified = log.load_verified(log.load_trust(), products=[product.name])
+    later = [
+        v.manifest
+        for v in verified
+        if isinstance(v.manifest, ComposeManifest) and v.manifest.created > at
+    ]
+    return sorted(later, key=lambda m: m.created)
 
 
 def cut_release(
@@ -23,16 +76,27 @@ def cut_release(
     *,
     signers: Sequence[Signer],
     options: WriteOptions,
+    bounds: AtBounds | None = None,
 ) -> tuple[ReleaseManifest | None, WriteResult | None, State]:
     """Record the decision of the cycle ``at`` falls in, if it needs one (see release.decide).
 
+    With ``bounds`` (the operator's task; a simulation passes none), ``at`` must fall
+    between the newest manifest of the product and the clock plus a small skew.
     Holds the checkout lock from reading the log to committing, so two runs
     at once decide once. With nothing to decide, a decision an earlier run left
     uncommitted is committed (and pushed, when asked): the write returned then, if any.
+
+    Raises:
+        ConfigError: ``at`` is outside ``bounds``.
+        VerificationError: a manifest of the product failed verification.
     """
     log.require_repo()
     with log.lock():
-        state, trust = load_state(log, product, at)
+        trust = log.load_trust()
+        verified = log.load_verified(trust, products=[product.name])
+        if bounds is not None:
+            check_at(verified, at, bounds, product.name)
+        state = derive([v.manifest for v in verified], product, at)
         manifest = decide(state, at)
         if manifest is None:
             settled = log.settle([f"{product.name}/{ReleaseManifest.DIRECTORY}"], trust, options)

@@ -101,6 +101,18 @@ def describe_log(path: Path, rel: PurePosixPath, *, keep_tail: bool) -> LogRef:
     return LogRef(path=rel.as_posix(), sha256=digest.hexdigest(), size=size, tail=tail)
 
 
+def first_line(path: Path, limit: int = 200) -> str | None:
+    """The first non-blank line of a (redacted) log, cut to ``limit`` characters: a failed
+    command's own words for why, rather than its exit code."""
+    with path.open("rb") as f:
+        head = f.read(4 * limit).decode("utf-8", errors="replace")
+    for line in head.splitlines():
+        if line.strip():
+            text = line.strip()
+            return text if len(text) <= limit else text[: limit - 1] + "…"
+    return None
+
+
 def slug(text: str, limit: int = 60) -> str:
     """A file-name-safe short form of a test name."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
@@ -315,6 +327,8 @@ def _run_image(
                 tmp_log,
                 keep_tail=outcome == "FAILED",
             )
+            if outcome == "FAILED" and executed.exit_code and not step.expect_fail:
+                reason = first_line(settings.logs.root / log.path) or reason
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
             tmp_log.unlink(missing_ok=True)

@@ -49,11 +49,14 @@ class DryRunTracker:
         """Do nothing."""
 
 
-def make_tracker(product: ProductConfig, state: State, env: Mapping[str, str]) -> TrackerBackend:
-    """The product's tracker backend."""
+def make_tracker(
+    product: ProductConfig, state: State, env: Mapping[str, str], site_url: str = ""
+) -> TrackerBackend:
+    """The product's tracker backend; a local tracker's bug URLs are the site's pages
+    (absolute under ``site_url`` when it is known)."""
     config = product.tracker
     if config.backend == "local" or config.bugzilla is None:
-        return LocalTracker(state)
+        return LocalTracker(state, site_url)
     from pipeline.adapters.bugzilla import BugzillaTracker  # noqa: PLC0415 - only when configured
 
     bz = config.bugzilla

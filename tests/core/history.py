@@ -16,6 +16,7 @@ from pipeline.core.models.manifests import (
 )
 from pipeline.core.release import decide, revocation
 from pipeline.core.state import State, derive
+from pipeline.core.tracker import local_bug_url
 from tests.conftest import make_compose, make_result, product_config
 
 ANCHOR = date(2015, 9, 15)
@@ -134,7 +135,7 @@ class History:
                 backend="local",
                 bug="local1",
                 bug_id="1",
-                url="bugs/atomic-host-1.html",
+                url=local_bug_url("atomic-host", "1"),
                 action="opened",
                 compose_id=compose_id,
                 compose_status="failed",

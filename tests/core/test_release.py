@@ -60,7 +60,7 @@ def test_stale_cycle_keeps_previous_links_bug_then_retry_releases_late() -> None
     stale = h.cut(h.at(28))
     assert stale is not None and stale.decision == "stale"
     assert stale.previous == "2015-09-15"
-    assert stale.open_bug is not None and stale.open_bug.url == "bugs/atomic-host-1.html"
+    assert stale.open_bug is not None and stale.open_bug.url == "atomic-host/bugs/local1.html"
     assert "keeping 2015-09-15 (" + first.compose_id + ")" in stale.explanation
     state = h.state(h.at(29))
     assert state.freshness.stale
@@ -77,7 +77,7 @@ def test_stale_cycle_keeps_previous_links_bug_then_retry_releases_late() -> None
         2,
         late_compose.compose_id,
     )
-    assert "late" in late.explanation
+    assert "(late, after a stale decision)" in late.explanation
     assert not h.state(h.at(32)).freshness.stale
     assert h.cut(h.at(33)) is None
 
@@ -134,6 +134,9 @@ def test_revocation_falls_back_and_never_rereleases() -> None:
         and again.compose_id == c.compose_id
         and again.release_id == "2015-09-29.2"
     )
+    # Released after a withdrawal: said so, never called late after a stale decision.
+    assert "(after the withdrawal of 2015-09-29)" in again.explanation
+    assert "stale" not in again.explanation
     with pytest.raises(LookupError, match="no release 2015-01-01"):
         revocation(h.state(h.at(32)), "2015-01-01", "r", None, "op", h.at(32))
 

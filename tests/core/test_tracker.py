@@ -337,7 +337,11 @@ def test_local_tracker_events_are_the_bugs() -> None:
     state = derive(log, PRODUCT, NOW.replace(day=20))
     report = sync(state, LocalTracker(state), log.append, NOW.replace(day=20))
     [event] = report.events
-    assert (event.bug, event.backend, event.url) == ("local1", "local", "bugs/atomic-host-1.html")
+    assert (event.bug, event.backend, event.url) == (
+        "local1",
+        "local",
+        "atomic-host/bugs/local1.html",
+    )
     state = derive(log, PRODUCT, NOW.replace(day=21))
     assert [b.bug for b in state.open_bugs] == ["local1"]
     assert sync(state, LocalTracker(state), log.append, NOW.replace(day=21)).events == []

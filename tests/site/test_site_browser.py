@@ -12,6 +12,7 @@ What the HTML says without a browser (texts, links, files, escaping) is in test_
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -387,6 +388,13 @@ def test_banner_and_its_links(tab: Callable[..., Tab], sites: Sites, case: Banne
 def test_bug_page_links_the_failed_composes(tab: Callable[..., Tab], sites: Sites) -> None:
     site = sites["stale"]
     t = tab()
+    # The URL the tracker recorded (in the signed event, the console, status --json) is
+    # the page the site serves for the bug.
+    events = sorted((site.history.log.repo / "manifests/atomic-host/trackers").glob("*.json"))
+    recorded = {json.loads(e.read_text())["signed"]["url"] for e in events}
+    assert recorded == {"atomic-host/bugs/local1.html"}
+    page = t.open(site.page(recorded.pop()))
+    expect(page.get_by_role("heading", level=1)).to_contain_text("local1")
     page = t.open(site.page("atomic-host/bugs/local1.html"))
     expect(page.get_by_role("heading", level=1)).to_contain_text("local1")
     for cid in ("Fedora-Atomic-28-20180513.0", COMPOSE):
@@ -564,4 +572,22 @@ def test_no_horizontal_scroll_at_375px(tab: Callable[..., Tab], sites: Sites, wh
     assert inner == 375
     wide = page.evaluate(WIDE_ELEMENTS)
     assert scroll <= inner, f"{which} is {scroll}px wide in a {inner}px viewport: {wide}"
+    t.assert_clean()
+
+
+#: For each checksum group and timestamp of a page: how many lines it is drawn on.
+LINES_OF = """() => [...document.querySelectorAll("code.sha span, time")]
+  .map((e) => [e.textContent, e.getClientRects().length])"""
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+def test_checksums_and_timestamps_do_not_wrap_mid_string(
+    tab: Callable[..., Tab], sites: Sites, width: int
+) -> None:
+    t = tab(viewport={"width": width, "height": 900})
+    for rel in ("index.html", f"atomic-host/composes/{COMPOSE}.html"):
+        page = t.open(sites["current"].page(rel))
+        drawn = page.evaluate(LINES_OF)
+        # A checksum wraps only between its 16-character groups, a timestamp not at all.
+        assert len(drawn) > 4 and all(n == 1 for _, n in drawn), drawn
     t.assert_clean()

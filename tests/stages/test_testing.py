@@ -233,7 +233,8 @@ def test_broken_image_fails_blocking_tests_with_log_tail(
     }
     assert failed == {("checksum", "x86_64", "qcow2"), ("format", "x86_64", "qcow2")}
     fmt = next(t for t in manifest.tests if t.name == "format" and t.outcome == "FAILED")
-    assert fmt.reason == "exit code 1"
+    # The check's own first line, not "exit code 1".
+    assert fmt.reason == f"{Path(qcow['path']).name}: magic is b'NOTQ', expected b'QFI\\xfb'"
     assert fmt.log is not None and fmt.log.tail and "qcow2" in fmt.log.tail
 
 

@@ -8,9 +8,9 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from pipeline.cli.boundary import boundary
-from pipeline.cli.options import DEFAULT_PRODUCT, WRITE_HELP, WriteFlags, at_least_one
+from pipeline.cli.options import WRITE_HELP, WriteFlags, at_least_one
 from pipeline.cli.report import report_discover, report_withdraw
-from pipeline.cli.setup import now, open_log, task_setup
+from pipeline.cli.setup import now, open_log, product_of, task_setup
 
 
 @task(
@@ -26,7 +26,7 @@ from pipeline.cli.setup import now, open_log, task_setup
 def cloud_discover(
     c: Context,
     compose_id: str,
-    product: str = DEFAULT_PRODUCT,
+    product: str | None = None,
     workers: int = 4,
     endpoint_url: str | None = None,
     repo: str | None = None,
@@ -67,7 +67,7 @@ def cloud_discover(
 def cloud_withdraw(
     c: Context,
     compose_id: str,
-    product: str = DEFAULT_PRODUCT,
+    product: str | None = None,
     endpoint_url: str | None = None,
     attempts: int = 4,
     repo: str | None = None,
@@ -82,7 +82,7 @@ def cloud_withdraw(
     log.require_repo()
     actions = withdraw_clouds(
         log,
-        load_product(log.root, product),
+        load_product(log.root, product_of(product, log, os.environ)),
         compose_id,
         make_client=ec2_client_factory(endpoint_url),
         now=now(),

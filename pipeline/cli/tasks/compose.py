@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from invoke.context import Context
 from invoke.tasks import task
 
 from pipeline.cli import console
 from pipeline.cli.boundary import boundary
 from pipeline.cli.options import (
-    DEFAULT_PRODUCT,
     WRITE_HELP,
     FailedCompose,
     WriteFlags,
     record_request,
 )
 from pipeline.cli.report import report_write
-from pipeline.cli.setup import now, task_setup
+from pipeline.cli.setup import now, open_log, product_of, task_setup
 from pipeline.cli.tasks.tracker import sync_and_report
+from pipeline.errors import ConfigError
 
 
 @task(
@@ -37,7 +40,7 @@ from pipeline.cli.tasks.tracker import sync_and_report
 def record(
     c: Context,
     source: str | None = None,
-    product: str = DEFAULT_PRODUCT,
+    product: str | None = None,
     repo: str | None = None,
     verify_checksums: bool = False,
     skip_checksums: bool = False,
@@ -98,3 +101,48 @@ def record(
     console.out.print(console.compose_table(outcome.manifest))
     checked = f"{len(outcome.hashed)} image(s) checked" if outcome.hashed else ""
     report_write(outcome.write, [outcome.manifest.relpath()], checked)
+
+
+@task(
+    name="sample",
+    help={
+        "out": "a new folder for the sample compose (its compose/ folder inside)",
+        "product": "the product whose images to write (default: the log's default product)",
+        "broken": "format (the first image's header is damaged: a blocking check fails) or "
+        "name (its file name loses the arch: an advisory check warns)",
+        "compose_id": "the compose id (default: <base name>-<version>-<today>.0)",
+        "repo": "the manifest log (default: $FORTNIGHT_REPO or .)",
+    },
+)
+@boundary
+def sample(
+    c: Context,
+    out: str,
+    product: str | None = None,
+    broken: str | None = None,
+    compose_id: str | None = None,
+    repo: str | None = None,
+) -> None:
+    """Write a small, well-formed sample compose of a product, to try the battery before
+    real composes exist (record it with compose.record --source OUT)."""
+    from pipeline.core.config import load_product  # noqa: PLC0415
+    from pipeline.demo.sample_compose import (  # noqa: PLC0415
+        BROKEN_KINDS,
+        BrokenKind,
+        write_sample,
+    )
+
+    if broken is not None and broken not in BROKEN_KINDS:
+        raise ConfigError(f"--broken {broken}: unknown kind", hint="use format or name")
+    log = open_log(repo, os.environ)
+    config = load_product(log.root, product_of(product, log, os.environ))
+    cid = compose_id or f"{config.base.name}-{config.base.version}-{now():%Y%m%d}.0"
+    kind: BrokenKind | None = None
+    for known in BROKEN_KINDS:
+        kind = known if broken == known else kind
+    written = write_sample(config, Path(out).resolve(), cid, kind)
+    images = ", ".join(f"{arch} {kind_}" for arch, kind_ in written.images)
+    console.out.print(f"sample compose {cid} of {config.name}: {written.compose_dir} ({images})")
+    if written.broken:
+        console.out.print(f"broken ({broken}): {written.broken[0]} {written.broken[1]}")
+    console.out.print(f"next: compose.record --source {written.compose_dir}")

@@ -12,7 +12,7 @@ from invoke.tasks import task
 
 from pipeline.cli import console
 from pipeline.cli.boundary import boundary
-from pipeline.cli.options import DEFAULT_PRODUCT, ROOT, at_least_one
+from pipeline.cli.options import DEMO_PRODUCT, ROOT, at_least_one
 from pipeline.cli.report import report_demo
 from pipeline.cli.setup import now
 
@@ -63,7 +63,7 @@ def demo(
 
         result = run_demo(
             workdir,
-            ROOT / "manifests" / DEFAULT_PRODUCT / "product.toml",
+            ROOT / "manifests" / DEMO_PRODUCT / "product.toml",
             ROOT / "pelicanconf.py",
             weeks=weeks,
             seed=seed,

@@ -11,7 +11,6 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from pipeline.adapters.debian import Machine, ensure_packages
 from pipeline.cli import console
 from pipeline.cli.boundary import boundary
 from pipeline.cli.options import ROOT
@@ -26,6 +25,8 @@ def run_tests(c: Context, pytest_args: str = "") -> None:
     bubblewrap, ostree, gnupg) with apt-get when they are missing, as root or through
     passwordless sudo; otherwise says what to run (exit 2).
     """
+    from pipeline.adapters.debian import Machine, ensure_packages  # noqa: PLC0415
+
     ensure_packages(Machine.this(), console.err.print)
     steps: list[list[str]] = [
         [sys.executable, "-m", "ruff", "check", "."],

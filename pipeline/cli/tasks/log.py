@@ -12,21 +12,23 @@ from invoke.tasks import task
 
 from pipeline.cli import console
 from pipeline.cli.boundary import boundary
-from pipeline.cli.options import DEFAULT_PRODUCT, ROOT, parse_at, role_name
+from pipeline.cli.options import ROOT, parse_at, role_name
 from pipeline.cli.report import report_uncommitted
-from pipeline.cli.setup import now, open_log, pin_option, repo_path
+from pipeline.cli.setup import now, open_log, pin_option, writable_log
+from pipeline.errors import ConfigError
 
 
 @task(
     help={
         "repo": "where to create the log (default: $FORTNIGHT_REPO or .)",
-        "product": "product whose bundled product.toml to copy in",
+        "product": "also copy in this bundled example product (atomic-host or cloud-base); "
+        "default: no product (start one with product.new)",
     }
 )
 @boundary
-def init(c: Context, repo: str | None = None, product: str = DEFAULT_PRODUCT) -> None:
+def init(c: Context, repo: str | None = None, product: str | None = None) -> None:
     """Create a manifest log: a git repository with signed root version 1 (the root keys
-    in FORTNIGHT_KEY_ROOT, _2.._9) and product.toml; print the root fingerprint."""
+    in FORTNIGHT_KEY_ROOT, _2.._9) and a .gitignore; print the root fingerprint."""
     from pipeline.log.store import init_log  # noqa: PLC0415
     from pipeline.log.trust import (  # noqa: PLC0415
         PIN_CONFIG,
@@ -36,20 +38,39 @@ def init(c: Context, repo: str | None = None, product: str = DEFAULT_PRODUCT) ->
         with_root_keys,
     )
 
-    path = repo_path(repo, os.environ)
-    log = open_log(str(path), os.environ)
+    log = writable_log(repo, os.environ)
+    path = log.repo
     if log.trust_path.exists():
         console.out.print(f"already a manifest log: {path}")
         return
-    toml = (ROOT / "manifests" / product / "product.toml").read_bytes()
+    products = {product: bundled_product(product)} if product else {}
     signers = root_key_signers(os.environ)
-    init_log(path, {product: toml}, first_version(with_root_keys(empty_trust(), signers), signers))
+    init_log(path, products, first_version(with_root_keys(empty_trust(), signers), signers))
     pinned = log.load_root()
     console.out.print(f"created: {path}")
     console.out.print(f"root fingerprint: {pinned.chain.fingerprint}")
     console.err.print(
         f"keep and publish this fingerprint; this clone pinned it in git config {PIN_CONFIG}"
     )
+    if not product:
+        console.err.print(
+            "next: start a product with 'product.new NAME --display-name TEXT --base VERSION'"
+        )
+
+
+def bundled_product(product: str) -> bytes:
+    """The product.toml of a bundled example product.
+
+    Raises:
+        ConfigError: no such bundled product (the known ones are named).
+    """
+    bundled = sorted(p.parent.name for p in (ROOT / "manifests").glob("*/product.toml"))
+    if product not in bundled:
+        raise ConfigError(
+            f"--product {product}: not a bundled example product (bundled: {', '.join(bundled)})",
+            hint="run init without --product, then 'product.new NAME ...' for your own",
+        )
+    return (ROOT / "manifests" / product / "product.toml").read_bytes()
 
 
 @task(
@@ -68,7 +89,7 @@ def generate(
     with FORTNIGHT_KEY_ROOT, _2.._9). Before 'invoke init', a root key is only created."""
     from pipeline.log.signing import generate_key, load_signers  # noqa: PLC0415
 
-    log = open_log(repo, os.environ)
+    log = writable_log(repo, os.environ)
     role_ = role_name(role)
     if role_ == "root" and not log.trust_path.exists():
         key = generate_key(role_, Path(out), log.repo)

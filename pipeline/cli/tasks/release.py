@@ -9,7 +9,7 @@ from invoke.tasks import task
 
 from pipeline.cli import console
 from pipeline.cli.boundary import boundary
-from pipeline.cli.options import DEFAULT_PRODUCT, WRITE_HELP, WriteFlags, parse_at
+from pipeline.cli.options import WRITE_HELP, WriteFlags, parse_at
 from pipeline.cli.report import (
     report_current_release,
     report_nothing_to_cut,
@@ -20,12 +20,21 @@ from pipeline.cli.report import (
 from pipeline.cli.setup import now, operator_name, task_setup
 
 
-@task(name="cut", help={"at": "decide as of this date or datetime (default: now)", **WRITE_HELP})
+@task(
+    name="cut",
+    help={
+        "at": "decide as of this date or datetime (default: now); not before the product's "
+        "newest manifest, not after now plus 10 minutes",
+        "simulate": "allow any --at (rehearsals on a scratch log; the decision is permanent)",
+        **WRITE_HELP,
+    },
+)
 @boundary
 def release_cut(
     c: Context,
-    product: str = DEFAULT_PRODUCT,
+    product: str | None = None,
     at: str | None = None,
+    simulate: bool = False,
     repo: str | None = None,
     dry_run: bool = False,
     no_commit: bool = False,
@@ -33,13 +42,22 @@ def release_cut(
     remote: str | None = None,
 ) -> None:
     """Decide the current cycle's release if it needs a decision; safe to run any time."""
-    from pipeline.stages.release import cut_release  # noqa: PLC0415
+    from pipeline.core.models.common import format_timestamp  # noqa: PLC0415
+    from pipeline.stages.release import AtBounds, composes_after, cut_release  # noqa: PLC0415
 
     s = task_setup(repo, product, "release", WriteFlags(dry_run, no_commit, push, remote))
-    when = parse_at(at, now())
+    clock = now()
+    when = parse_at(at, clock)
+    bounds = AtBounds(clock) if at and not simulate else None
     manifest, write, state = cut_release(
-        s.log, s.config, when, signers=s.signers, options=s.options
+        s.log, s.config, when, signers=s.signers, options=s.options, bounds=bounds
     )
+    if dry_run and at:
+        for later in composes_after(s.log, s.config, when):
+            console.out.print(
+                f"ignored: {later.compose_id}: recorded {format_timestamp(later.created)}, "
+                f"after --at {format_timestamp(when)}"
+            )
     if manifest is None or write is None:
         report_nothing_to_cut(state, s.config)
         if write is not None:
@@ -69,7 +87,7 @@ def release_revoke(
     reason: str,
     reason_url: str | None = None,
     operator: str | None = None,
-    product: str = DEFAULT_PRODUCT,
+    product: str | None = None,
     repo: str | None = None,
     dry_run: bool = False,
     no_commit: bool = False,

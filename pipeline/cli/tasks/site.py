@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from invoke.context import Context
 from invoke.tasks import task
@@ -97,8 +98,7 @@ def site_publish(
     where = target or os.environ.get("FORTNIGHT_PUBLISH_TARGET")
     if not where:
         raise ConfigError("--target is required", hint="e.g. --target s3://my-bucket/site")
-    if not (out / "index.html").is_file():
-        raise ConfigError(f"{out}: no built site here", hint="run 'invoke site.build' first")
+    require_built(out)
     factory = s3_client_factory(endpoint_url, attempts=attempts)
     with console.byte_progress() as bar:
         task_id = bar.add_task("publishing", total=None)
@@ -147,6 +147,24 @@ def site_serve(
     from pipeline.site.serve import serve_site  # noqa: PLC0415 - Pelican loads only for the site
 
     out = output_dir(output, open_log(repo, os.environ), os.environ)
-    if not (out / "index.html").is_file():
-        raise ConfigError(f"{out}: no built site here", hint="run 'invoke site.build' first")
+    require_built(out)
     serve_site(out, bind, port)
+
+
+def require_built(out: Path) -> None:
+    """A built site is at ``out``; else say what is there instead.
+
+    Raises:
+        ConfigError: no folder, an empty one, or one without the front page.
+    """
+    if not out.is_dir():
+        raise ConfigError(
+            f"{out}: no such folder: the site was not built here",
+            hint="run 'site.build' with the same --repo and --output first",
+        )
+    if not (out / "index.html").is_file():
+        what = "empty" if not any(out.iterdir()) else "has no index.html (the front page)"
+        raise ConfigError(
+            f"{out}: {what}: not a complete site build",
+            hint="run 'site.build --force' (with the same --repo and --output)",
+        )

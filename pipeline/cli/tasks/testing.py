@@ -12,7 +12,7 @@ from invoke.tasks import task
 
 from pipeline.cli import console
 from pipeline.cli.boundary import boundary
-from pipeline.cli.options import DEFAULT_PRODUCT, WRITE_HELP, WriteFlags, sandbox_kind
+from pipeline.cli.options import WRITE_HELP, WriteFlags, sandbox_kind
 from pipeline.cli.report import report_results, report_write
 from pipeline.cli.setup import log_store, now, task_setup
 from pipeline.cli.tasks.tracker import sync_and_report
@@ -38,7 +38,7 @@ from pipeline.cli.tasks.tracker import sync_and_report
 def run_task(
     c: Context,
     compose_id: str,
-    product: str = DEFAULT_PRODUCT,
+    product: str | None = None,
     suite: str | None = None,
     arch: list[str] | None = None,
     logs: str | None = None,
@@ -111,7 +111,7 @@ def import_task(
     compose_id: str,
     suite: str,
     junit: str,
-    product: str = DEFAULT_PRODUCT,
+    product: str | None = None,
     advisory: list[str] | None = None,
     arch: list[str] | None = None,
     logs: str | None = None,

@@ -9,7 +9,7 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from pipeline.cli.boundary import boundary
-from pipeline.cli.options import DEFAULT_PRODUCT, WRITE_HELP, WriteFlags
+from pipeline.cli.options import WRITE_HELP, WriteFlags
 from pipeline.cli.report import report_settled, report_sync
 from pipeline.cli.setup import Setup, now, task_setup
 
@@ -19,15 +19,17 @@ if TYPE_CHECKING:
 
 def sync_and_report(s: Setup, signers: list[Signer]) -> None:
     """Sync the tracker and say what it did."""
+    from pipeline.core.siteconfig import load_site_config  # noqa: PLC0415
     from pipeline.stages.tracking import make_tracker, sync_tracker  # noqa: PLC0415
 
+    site_url = load_site_config(s.log.repo).base_url
     report = sync_tracker(
         s.log,
         s.config,
         signers=signers,
         options=s.options,
         now=now(),
-        backend_for=lambda state: make_tracker(s.config, state, os.environ),
+        backend_for=lambda state: make_tracker(s.config, state, os.environ, site_url),
         on_settled=report_settled,
     )
     report_sync(report, s.options.dry_run)
@@ -37,7 +39,7 @@ def sync_and_report(s: Setup, signers: list[Signer]) -> None:
 @boundary
 def tracker_sync(
     c: Context,
-    product: str = DEFAULT_PRODUCT,
+    product: str | None = None,
     repo: str | None = None,
     dry_run: bool = False,
     no_commit: bool = False,

@@ -10,7 +10,7 @@ from invoke.tasks import task
 
 from pipeline.cli import console
 from pipeline.cli.boundary import boundary
-from pipeline.cli.options import DEFAULT_PRODUCT, WRITE_HELP, WriteFlags
+from pipeline.cli.options import WRITE_HELP, WriteFlags
 from pipeline.cli.report import report_settled, report_write
 from pipeline.cli.setup import Setup, now, operator_name, task_setup
 from pipeline.cli.tasks.tracker import sync_and_report
@@ -36,7 +36,7 @@ def compose_fail(
     reason: str,
     reason_url: str | None = None,
     operator: str | None = None,
-    product: str = DEFAULT_PRODUCT,
+    product: str | None = None,
     no_tracker: bool = False,
     repo: str | None = None,
     dry_run: bool = False,
@@ -63,7 +63,7 @@ def waive_task(
     suite: str | None = None,
     reason_url: str | None = None,
     operator: str | None = None,
-    product: str = DEFAULT_PRODUCT,
+    product: str | None = None,
     no_tracker: bool = False,
     repo: str | None = None,
     dry_run: bool = False,

@@ -74,6 +74,7 @@ from pipeline.core.pages.releases import (
     release_of_compose,
     released_images,
     stream,
+    withdrawal_of_compose,
 )
 from pipeline.core.units import human_size
 
@@ -128,4 +129,5 @@ __all__ = [
     "stream",
     "suite_cells",
     "type_rank",
+    "withdrawal_of_compose",
 ]

@@ -10,6 +10,7 @@ from pipeline.core.pages.dashboard import compose_notes
 from pipeline.core.pages.download import type_rank
 from pipeline.core.pages.formatting import compose_date, http_url, safe_relpath
 from pipeline.core.pages.links import Link, Urls
+from pipeline.core.pages.releases import withdrawal_of_compose
 from pipeline.core.state import ComposeView, State, SuiteView
 from pipeline.core.units import human_size
 
@@ -54,6 +55,8 @@ class ComposePage:
     suites: list[SuiteDetail]
     bugs: list[Link]
     release: str | None
+    #: Why the release that shipped it no longer stands (``withdrawn by …: …``).
+    withdrawn: str | None
     manifest: str
     log_url: str | None
 
@@ -81,6 +84,7 @@ def compose_page(
         suites=[_suite_detail(s, urls, has_log) for s in view.suites.values()],
         bugs=bugs.get(view.compose_id, []),
         release=releases.get(view.compose_id),
+        withdrawn=withdrawal_of_compose(state).get(view.compose_id),
         manifest=urls.manifest(c),
         log_url=http_url(c.log_url),
     )

@@ -87,6 +87,8 @@ class CurrentRelease:
     explanation: str
     considered: list[tuple[str, str, str, str]]  # (compose id, status, verdict, reason)
     manifest: str
+    #: Blocking tests that failed on the image and an operator waived, said plainly.
+    waived: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ def download_page(state: State) -> DownloadPage:
                 (c.compose_id, c.status, c.verdict, c.reason) for c in current.manifest.considered
             ],
             manifest=urls.manifest(current.manifest),
+            waived=waived_failures(compose),
         )
         arches = arch_sections(
             compose.compose.images, state.clouds.get(compose.compose_id), compose, urls
@@ -143,6 +146,22 @@ def download_page(state: State) -> DownloadPage:
         checksum=urls.checksum(current.release_id) if cur and current else None,
         sha256sums=urls.sha256sums(current.release_id) if cur and current else None,
     )
+
+
+def waived_failures(view: ComposeView) -> list[str]:
+    """Each blocking failure of the compose an operator waived: test, image, who and why."""
+    out = []
+    for suite in view.suites.values():
+        for t in suite.waived:
+            if t.waived_by is None or not t.case.blocking or t.case.outcome != "FAILED":
+                continue
+            image = f" on {t.case.image.arch} {t.case.image.type}" if t.case.image else ""
+            why = f" ({t.case.reason})" if t.case.reason else ""
+            out.append(
+                f"{suite.name}: {t.case.name} failed{image}{why}; waived by "
+                f"{t.waived_by.operator}: {t.waived_by.reason}"
+            )
+    return out
 
 
 def type_rank(image_type: str) -> tuple[int, str]:
@@ -181,7 +200,7 @@ def arch_sections(
                 latest=urls.latest(arch, img.type),
                 vagrant_hint=(
                     f"vagrant box add --name {compose.compose_id} {img.url}"
-                    if img.type in VAGRANT_TYPES
+                    if img.type in VAGRANT_TYPES and http_url(img.url)
                     else None
                 ),
             )

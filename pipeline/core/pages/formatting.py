@@ -54,3 +54,8 @@ def safe_relpath(path: str) -> bool:
     if not path or "\0" in path or path.startswith("/"):
         return False
     return ".." not in path or ".." not in path.split("/")
+
+
+def sha_groups(digest: str, size: int = 16) -> list[str]:
+    """A hex digest in groups of ``size`` characters, the only places it may wrap on a page."""
+    return [digest[i : i + size] for i in range(0, len(digest), size)]

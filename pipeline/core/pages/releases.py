@@ -8,7 +8,7 @@ from datetime import UTC, date
 from typing import Any
 
 from pipeline.core.models.manifests import Image
-from pipeline.core.pages.formatting import iso
+from pipeline.core.pages.formatting import http_url, iso
 from pipeline.core.pages.links import Link, Urls, named_bug_link
 from pipeline.core.state import ReleaseView, State
 
@@ -142,7 +142,11 @@ def stream(state: State, site_url: str) -> dict[str, Any]:
                 img.type, {"release": rel, "formats": {}}
             )
             artifact["formats"][img.format] = {
-                "disk": {"location": img.url, "sha256": img.checksums.sha256, "size": img.size}
+                "disk": {
+                    "location": http_url(img.url) or "",
+                    "sha256": img.checksums.sha256,
+                    "size": img.size,
+                }
             }
         clouds = state.clouds.get(compose.compose_id)
         if clouds is not None:
@@ -193,8 +197,9 @@ def latest_pointers(state: State) -> list[Latest]:
     out = []
     seen: set[tuple[str, str]] = set()
     for img in sorted(compose.compose.images, key=lambda i: (i.arch, i.type, i.filename)):
-        if (img.arch, img.type) in seen:
-            continue  # several files of one type (e.g. multi-disc): the first one by name
+        if (img.arch, img.type) in seen or not http_url(img.url):
+            continue  # several files of one type (e.g. multi-disc): the first one by name;
+            # never a redirect to a file:// (or other non-http) URL
         seen.add((img.arch, img.type))
         out.append(
             Latest(
@@ -213,4 +218,13 @@ def release_of_compose(state: State) -> dict[str, str]:
         r.manifest.compose_id: r.release_id
         for r in state.releases
         if r.is_release and r.manifest.compose_id
+    }
+
+
+def withdrawal_of_compose(state: State) -> dict[str, str]:
+    """Compose id to why its release no longer stands (``withdrawn by …: …``)."""
+    return {
+        r.manifest.compose_id: r.fallen
+        for r in state.withdrawn
+        if r.manifest.compose_id and r.fallen
     }
