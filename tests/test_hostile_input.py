@@ -4,8 +4,13 @@ code, nothing written."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
-from tests.conftest import ComposeTree, Log, run_invoke
+import pytest
+
+from pipeline.core.config import load_product
+from pipeline.errors import ConfigError
+from tests.conftest import ROOT, ComposeTree, Log, run_invoke
 from tests.test_tasks import assert_one_line_error
 
 
@@ -58,3 +63,147 @@ def test_compose_record_rejects_deep_nesting_and_coerced_fields(
         "images.json: payload.images.AtomicHost.x86_64[0].size: Input should be a valid integer",
     )
     assert log.git("status", "--porcelain") == ""
+
+
+# --- product.toml (item 4) -----------------------------------------------------------
+
+COMPOSE_ID = "Fedora-28-20180425.0"
+SHIPPED_TOML = (ROOT / "manifests/atomic-host/product.toml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        pytest.param(
+            "cadence_days = 14",
+            "cadence_days = 9999999999",
+            "release.cadence_days: Input should be less than or equal to 3660",
+            id="cadence overflow",
+        ),
+        pytest.param(
+            "grace_days = 2",
+            "grace_days = 99999999999",
+            "release.grace_days: Input should be less than or equal to 3660",
+            id="grace overflow",
+        ),
+        pytest.param(
+            "anchor = 2018-05-01",
+            "anchor = 9999-12-31",
+            "release.anchor: Input should be less than or equal to 9000-12-31",
+            id="anchor at the end of time",
+        ),
+        pytest.param(
+            "/compose/twoweek/{compose_id}/compose/",
+            "/compose/twoweek/{0}/compose/",
+            'images.download_url: Value error, unknown placeholder "{0}"; allowed: {compose_id}',
+            id="positional placeholder",
+        ),
+        pytest.param(
+            "/compose/twoweek/{compose_id}/compose/",
+            "/compose/{nope}/",
+            'images.download_url: Value error, unknown placeholder "{nope}"; allowed: {compose_id}',
+            id="unknown placeholder",
+        ),
+        pytest.param(
+            "/compose/twoweek/{compose_id}/compose/",
+            "/compose/{compose_id/",
+            "images.download_url: Value error, expected '}' before end of string; allowed: "
+            "{compose_id}, and {{ }} for braces",
+            id="unclosed brace",
+        ),
+        pytest.param(
+            "[tracker]",
+            '[battery.suites.smoke]\ntunir = "../../../../../../etc/hostname"\n\n[tracker]',
+            "battery.suites.smoke.tunir: Value error, must be a relative path inside the "
+            "product folder (no '..', not absolute)",
+            id="tunir file outside",
+        ),
+        pytest.param(
+            "[tracker]",
+            '[battery.suites.smoke]\ntunir = "/etc/hostname"\n\n[tracker]',
+            "battery.suites.smoke.tunir: Value error, must be a relative path inside the "
+            "product folder",
+            id="tunir file absolute",
+        ),
+    ],
+)
+def test_product_toml_rejects_hostile_values_by_field(
+    old: str, new: str, message: str, make_log: Callable[..., Log]
+) -> None:
+    """OverflowError / IndexError tracebacks before; now a field error, exit 2, from the
+    loader and through a task."""
+    assert old in SHIPPED_TOML
+    log = make_log(product_toml=SHIPPED_TOML.replace(old, new, 1).encode())
+    with pytest.raises(ConfigError) as exc:
+        load_product(log.repo / "manifests", "atomic-host")
+    assert message in exc.value.message
+    proc = run_invoke("release.cut", "--repo", str(log.repo), "--dry-run", env=log.env)
+    assert proc.returncode == 2, proc.stderr
+    assert_one_line_error(proc.stderr, message)
+
+
+def _log_with_battery(make_log: Callable[..., Log], tunir: str) -> Log:
+    toml = SHIPPED_TOML.replace(
+        "[tracker]", f'[battery.suites.smoke]\ntunir = "{tunir}"\n\n[tracker]', 1
+    )
+    return make_log(product_toml=toml.encode())
+
+
+def test_a_battery_file_symlinked_out_of_the_product_folder_is_refused(
+    make_log: Callable[..., Log],
+    make_compose_tree: Callable[..., ComposeTree],
+    tmp_path: Path,
+) -> None:
+    """The path is inside, but a symlink leads out: nothing runs (exit 2)."""
+    log = _log_with_battery(make_log, "smoke.tunir")
+    marker = tmp_path / "ran"
+    outside = tmp_path / "outside.tunir"
+    outside.write_text(f"touch {marker}\n")
+    (log.repo / "manifests/atomic-host/smoke.tunir").symlink_to(outside)
+    tree = make_compose_tree()
+    args = ("--repo", str(log.repo))
+    assert (
+        run_invoke("compose.record", "--source", str(tree.root), *args, env=log.env).returncode == 0
+    )
+    proc = run_invoke(
+        "test.run",
+        "--compose-id",
+        COMPOSE_ID,
+        "--suite",
+        "smoke",
+        "--no-tracker",
+        *args,
+        env=log.env,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert_one_line_error(proc.stderr, "battery.suites.smoke.tunir: smoke.tunir resolves to")
+    assert "outside the product folder" in proc.stderr
+    assert not marker.exists()
+
+
+def test_test_run_dry_run_runs_nothing(
+    make_log: Callable[..., Log],
+    make_compose_tree: Callable[..., ComposeTree],
+    tmp_path: Path,
+) -> None:
+    """--dry-run used to run the whole battery; now it prints the plan and runs nothing."""
+    log = _log_with_battery(make_log, "smoke.tunir")
+    marker = tmp_path / "ran"
+    (log.repo / "manifests/atomic-host/smoke.tunir").write_text(f"touch {marker}\n")
+    log.git("add", "-A")
+    log.git("commit", "-qm", "battery: smoke")
+    tree = make_compose_tree()
+    args = ("--repo", str(log.repo))
+    assert (
+        run_invoke("compose.record", "--source", str(tree.root), *args, env=log.env).returncode == 0
+    )
+    head = log.git("rev-parse", "HEAD")
+    proc = run_invoke("test.run", "--compose-id", COMPOSE_ID, "--dry-run", *args, env=log.env)
+    assert proc.returncode == 0, proc.stderr
+    assert not marker.exists()
+    x86_qcow2 = next(i["path"] for i in tree.atomic_x86_64() if i["type"] == "qcow2")
+    assert f"would run: smoke: touch {marker} on {x86_qcow2}" in proc.stdout
+    assert f"would run: images: checksum on {x86_qcow2}" in proc.stdout
+    assert "nothing ran" in proc.stdout
+    assert log.git("rev-parse", "HEAD") == head and log.git("status", "--porcelain") == ""
+    assert not (log.repo / "logs").exists()

@@ -6,7 +6,7 @@ Each verifies what it loads first (the product's folder of the log) and fails cl
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -17,7 +17,7 @@ from pipeline.errors import ConfigError, InputError, TestRunError
 from pipeline.log.sslib import Signer
 from pipeline.log.store import ManifestLog
 from pipeline.log.writer import WriteOptions, WriteResult
-from pipeline.stages.battery import plan_suites
+from pipeline.stages.battery import PlannedSuite, plan_suites
 from pipeline.stages.isolation import Sandbox
 from pipeline.stages.load import load_state, require_compose
 from pipeline.stages.testing import (
@@ -37,6 +37,22 @@ class RunOutcome:
 
     manifests: list[ResultManifest]
     write: WriteResult
+    #: With ``--dry-run``: what would run, as (suite, test, image path), in order.
+    planned: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+Runnable = Sequence[tuple[PlannedSuite, Sequence[Image]]]
+
+
+def _planned(runnable: Runnable) -> list[tuple[str, str, str]]:
+    """Every (suite, test, image) a run would execute (tunir pauses left out)."""
+    return [
+        (suite.name, test.name, img.path)
+        for suite, imgs in runnable
+        for img in imgs
+        for test in suite.tests
+        if test.applies_to(img.type, img.arch)
+    ]
 
 
 def run_battery(
@@ -85,6 +101,8 @@ def run_battery(
             + (f" on {', '.join(arches)}" if arches else ""),
             hint="check --arch and the types and arches in the battery",
         )
+    if options.dry_run:  # nothing is downloaded, run or written
+        return RunOutcome([], WriteResult(dry_run=True), planned=_planned(runnable))
     needed: dict[tuple[str, str, str, str, int], Image] = {
         img.key(): img for _, imgs in runnable for img in imgs
     }

@@ -81,6 +81,11 @@ def run_task(
             on_plan=on_plan,
             on_test=on_test,
         )
+    if flags.dry_run:
+        for suite_name, test, image in outcome.planned:
+            console.out.print(f"would run: {suite_name}: {test} on {image}")
+        console.out.print(f"dry run: {len(outcome.planned)} test(s) would run; nothing ran")
+        return
     console.out.print(console.results_table(outcome.manifests))
     for m in outcome.manifests:
         console.out.print(f"{m.suite}: {m.result}")
