@@ -3,6 +3,7 @@ code, nothing written."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 
 from pipeline.core.config import load_product
 from pipeline.errors import ConfigError
-from tests.conftest import ROOT, ComposeTree, Log, run_invoke
+from pipeline.log.signing import sign_manifest
+from tests.conftest import ROOT, ComposeTree, Log, make_compose, run_invoke
 from tests.test_tasks import assert_one_line_error
 
 
@@ -207,3 +209,84 @@ def test_test_run_dry_run_runs_nothing(
     assert "nothing ran" in proc.stdout
     assert log.git("rev-parse", "HEAD") == head and log.git("status", "--porcelain") == ""
     assert not (log.repo / "logs").exists()
+
+
+# --- a manifest that no task can print (item 1) -------------------------------------
+
+
+def _two_products_one_poisoned(make_log: Callable[..., Log], poisoned: str) -> tuple[Log, str]:
+    """A log with atomic-host and ``other``, each with a signed compose; in ``poisoned``
+    (or in both, for ``"both"``) its label is a lone surrogate. The bad files' paths."""
+    log = make_log()
+    other = log.repo / "manifests/other"
+    other.mkdir()
+    (other / "product.toml").write_text(
+        SHIPPED_TOML.replace('name = "atomic-host"', 'name = "other"', 1).replace(
+            "fortnight-atomic-host", "fortnight-other"
+        )
+    )
+    bad = []
+    for product in ("atomic-host", "other"):
+        rel = f"manifests/{product}/composes/Fedora-Atomic-22-20150915.0.json"
+        raw = sign_manifest(make_compose(product=product), [log.signers["compose"]]).decode()
+        if poisoned in (product, "both"):
+            raw = raw.replace('"label": null', '"label": "\\ud800"', 1)
+            bad.append(rel)
+        (log.repo / rel).parent.mkdir(parents=True)
+        (log.repo / rel).write_text(raw)
+    log.git("add", "-A")
+    log.git("commit", "-qm", "two products, a hostile edit")
+    return log, bad[0]
+
+
+LONE = "not valid JSON: lone surrogate in the string at $.signed.label"
+
+
+def test_verify_names_every_lone_surrogate_manifest(make_log: Callable[..., Log]) -> None:
+    log, _ = _two_products_one_poisoned(make_log, "both")
+    proc = run_invoke("verify", "--repo", str(log.repo))
+    assert proc.returncode == 4, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for product in ("atomic-host", "other"):
+        rel = f"manifests/{product}/composes/Fedora-Atomic-22-20150915.0.json"
+        assert f"rejected: {rel}: {LONE}\n" in proc.stderr
+
+
+def test_status_shows_the_good_products_and_names_the_bad_file(
+    make_log: Callable[..., Log],
+) -> None:
+    log, bad = _two_products_one_poisoned(make_log, "other")
+    proc = run_invoke("status", "--repo", str(log.repo), "--at", "2015-09-16")
+    assert proc.returncode == 4, proc.stderr
+    assert_one_line_error(proc.stderr, f"error: {bad}: {LONE}")
+    assert "Fedora Atomic Host" in proc.stdout and "Fedora-Atomic-22-20150915.0" in proc.stdout
+    js = run_invoke("status", "--json", "--repo", str(log.repo), "--at", "2015-09-16")
+    assert js.returncode == 4
+    assert list(json.loads(js.stdout)["products"]) == ["atomic-host"]
+
+
+def test_release_cut_rejects_its_products_bad_file_and_not_the_others(
+    make_log: Callable[..., Log],
+) -> None:
+    log, bad = _two_products_one_poisoned(make_log, "other")
+    args = ("release.cut", "--repo", str(log.repo), "--at", "2018-05-16", "--dry-run")
+    theirs = run_invoke(*args, "--product", "other", env=log.env)
+    assert theirs.returncode == 4, theirs.stderr
+    assert_one_line_error(theirs.stderr, f"error: {bad}: {LONE}")
+    ours = run_invoke(*args, env=log.env)
+    assert ours.returncode == 0, ours.stderr
+    assert "Traceback" not in ours.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_site_build_names_the_bad_files_of_every_product_and_writes_nothing(
+    workers: str, make_log: Callable[..., Log], tmp_path: Path
+) -> None:
+    log, bad = _two_products_one_poisoned(make_log, "both")
+    out = tmp_path / "www"
+    proc = run_invoke(
+        "site.build", "--repo", str(log.repo), "--output", str(out), "--workers", workers
+    )
+    assert proc.returncode == 4, proc.stderr
+    assert_one_line_error(proc.stderr, f"error: {bad}: {LONE} (and 1 more)")
+    assert not (out / "index.html").exists()

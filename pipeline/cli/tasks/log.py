@@ -15,6 +15,7 @@ from pipeline.cli.boundary import boundary
 from pipeline.cli.options import DEFAULT_PRODUCT, ROOT, parse_at, role_name
 from pipeline.cli.setup import now, open_log, pin_option, repo_path
 from pipeline.core.state import summary
+from pipeline.errors import VerificationError
 from pipeline.log.signing import generate_key, load_signers
 from pipeline.log.store import init_log
 from pipeline.log.trust import (
@@ -24,7 +25,7 @@ from pipeline.log.trust import (
     root_key_signers,
     with_root_keys,
 )
-from pipeline.stages.load import load_states
+from pipeline.stages.load import load_states_apart
 from pipeline.stages.schema import write_schemas
 
 
@@ -138,11 +139,13 @@ def status(
 ) -> None:
     """Show the current release, freshness, open bug, withdrawals and composes."""
     when = parse_at(at, now())
-    states = load_states(open_log(repo, os.environ), product, when)
+    states, rejected = load_states_apart(open_log(repo, os.environ), product, when)
     if json:
         doc = {"products": {s.product.name: summary(s) for s in states}}
         print(jsonlib.dumps(doc, indent=2, sort_keys=True))
-        return
-    for state in states:
-        console.out.print(console.release_panel(state))
-        console.out.print(console.status_table(state, limit))
+    else:
+        for state in states:
+            console.out.print(console.release_panel(state))
+            console.out.print(console.status_table(state, limit))
+    if rejected:  # the products that verified were shown; this one line names the rest
+        raise VerificationError(rejected)
