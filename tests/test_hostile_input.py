@@ -290,3 +290,37 @@ def test_site_build_names_the_bad_files_of_every_product_and_writes_nothing(
     assert proc.returncode == 4, proc.stderr
     assert_one_line_error(proc.stderr, f"error: {bad}: {LONE} (and 1 more)")
     assert not (out / "index.html").exists()
+
+
+# --- JUnit (item 3) ------------------------------------------------------------------
+
+
+def test_test_import_refuses_an_unknown_encoding_and_a_report_over_the_cap(
+    make_log: Callable[..., Log], make_compose_tree: Callable[..., ComposeTree], tmp_path: Path
+) -> None:
+    """LookupError traceback before; now one line, exit 3, nothing written; the cap has an
+    option and a variable."""
+    log = make_log()
+    tree = make_compose_tree()
+    repo = ("--repo", str(log.repo))
+    assert (
+        run_invoke("compose.record", "--source", str(tree.root), *repo, env=log.env).returncode == 0
+    )
+    head = log.git("rev-parse", "HEAD")
+    report = tmp_path / "junit.xml"
+    args = ("test.import", "--compose-id", COMPOSE_ID, "--suite", "openqa", "--junit", str(report))
+    report.write_text('<?xml version="1.0" encoding="x-klingon"?><testsuite/>')
+    klingon = run_invoke(*args, *repo, env=log.env)
+    assert klingon.returncode == 3, klingon.stderr
+    assert_one_line_error(klingon.stderr, "cannot be decoded (unknown encoding: x-klingon)")
+    report.write_text('<testsuite><testcase name="a" time="1"/>' + " " * 5000 + "</testsuite>")
+    big = run_invoke(*args, "--max-junit-bytes", "4KiB", *repo, env=log.env)
+    assert big.returncode == 3
+    assert_one_line_error(big.stderr, "larger than the 4096 byte limit for a report")
+    by_env = run_invoke(*args, *repo, env={**log.env, "FORTNIGHT_MAX_JUNIT_BYTES": "100"})
+    assert by_env.returncode == 3
+    assert_one_line_error(by_env.stderr, "larger than the 100 byte limit")
+    assert log.git("rev-parse", "HEAD") == head and log.git("status", "--porcelain") == ""
+    ok = run_invoke(*args, "--max-cases", "5", "--no-tracker", *repo, env=log.env)
+    assert ok.returncode == 0, ok.stderr
+    assert "openqa: 1 test case(s): 1 passed, 0 failed, 0 skipped; 1 recorded" in ok.stdout

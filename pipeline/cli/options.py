@@ -183,3 +183,25 @@ def byte_limit(
             hint="give a positive number of bytes, or e.g. 128MiB or 2GiB",
         )
     return int(match[1]) * _SIZE_UNITS[(match[2] or "").lower()]
+
+
+def count_limit(
+    value: int, env: Mapping[str, str], *, option: str, variable: str, default: int
+) -> int:
+    """A count cap: ``--OPTION`` (when not 0), else ``$VARIABLE``, else ``default``.
+
+    Raises:
+        ConfigError: not a positive whole number, naming the option or variable.
+    """
+    if value:
+        given, where = str(value), option
+    elif env.get(variable):
+        given, where = env[variable], variable
+    else:
+        return default
+    if not re.fullmatch(r"\s*\d{1,9}\s*", given) or int(given) == 0:
+        raise ConfigError(
+            f"{where}: {given[:40]!r} is not a positive whole number",
+            hint="give a count such as 1000",
+        )
+    return int(given)

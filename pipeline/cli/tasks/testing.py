@@ -13,10 +13,18 @@ from invoke.tasks import task
 from pipeline.adapters.ingest import http_session
 from pipeline.cli import console
 from pipeline.cli.boundary import boundary
-from pipeline.cli.options import DEFAULT_PRODUCT, WRITE_HELP, WriteFlags, sandbox_kind
+from pipeline.cli.options import (
+    DEFAULT_PRODUCT,
+    WRITE_HELP,
+    WriteFlags,
+    byte_limit,
+    count_limit,
+    sandbox_kind,
+)
 from pipeline.cli.report import report_results, report_write
 from pipeline.cli.setup import log_store, now, task_setup
 from pipeline.cli.tasks.tracker import sync_and_report
+from pipeline.stages.junit import DEFAULT_MAX_CASES, DEFAULT_MAX_JUNIT_BYTES, JunitLimits
 from pipeline.stages.results import import_results, run_battery
 
 
@@ -106,6 +114,10 @@ def run_task(
         "logs": "log store folder (default: $FORTNIGHT_LOGS, else <repo>/logs)",
         "runner": "name of the system that ran the tests (default: the host name)",
         "no_tracker": "do not sync the failure tracker afterwards",
+        "max_junit_bytes": "cap on the report's size (default: $FORTNIGHT_MAX_JUNIT_BYTES, "
+        "else 64MiB)",
+        "max_cases": "test cases recorded in the manifest, failures first; the counts and "
+        "the stored report cover all (default: $FORTNIGHT_MAX_JUNIT_CASES, else 1000)",
         **WRITE_HELP,
     },
 )
@@ -126,8 +138,26 @@ def import_task(
     no_commit: bool = False,
     push: bool = False,
     remote: str | None = None,
+    max_junit_bytes: str | None = None,
+    max_cases: int = 0,
 ) -> None:
     """Record a JUnit XML report as the results of a test suite."""
+    limits = JunitLimits(
+        max_bytes=byte_limit(
+            max_junit_bytes,
+            os.environ,
+            option="--max-junit-bytes",
+            variable="FORTNIGHT_MAX_JUNIT_BYTES",
+            default=DEFAULT_MAX_JUNIT_BYTES,
+        ),
+        max_cases=count_limit(
+            max_cases,
+            os.environ,
+            option="--max-cases",
+            variable="FORTNIGHT_MAX_JUNIT_CASES",
+            default=DEFAULT_MAX_CASES,
+        ),
+    )
     flags = WriteFlags(dry_run, no_commit, push, remote)
     s = task_setup(repo, product, "test", flags, sync=not no_tracker)
     outcome = import_results(
@@ -143,6 +173,7 @@ def import_task(
         options=s.options,
         clock=now,
         runner=runner or socket.gethostname(),
+        limits=limits,
     )
     report_results(outcome.manifests, outcome.write)
     if s.release is not None:
