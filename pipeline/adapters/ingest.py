@@ -7,25 +7,23 @@ root or its ``compose/`` folder.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import productmd.composeinfo
-import productmd.images
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from pipeline.adapters.metadata import (
+    DEFAULT_MAX_METADATA_BYTES,
+    check_header,
+    loads_metadata,
+    read_images,
+)
 from pipeline.errors import FetchError, InputError
-
-SUPPORTED_VERSIONS = {
-    "productmd.images": ("1.0", "1.1", "1.2"),
-    "productmd.composeinfo": ("1.0", "1.1", "1.2"),
-}
-METADATA_FILES = {"productmd.composeinfo": "composeinfo.json", "productmd.images": "images.json"}
 
 
 def http_session(retries: int = 4, backoff: float = 0.5) -> requests.Session:
@@ -84,23 +82,30 @@ class LoadedCompose:
 
 Fetcher = Callable[[str], bytes]
 
+#: The environment variable that overrides the cap on a metadata file's size.
+MAX_METADATA_ENV = "FORTNIGHT_MAX_METADATA_BYTES"
 
-def load_compose(src: str, session: requests.Session | None = None) -> LoadedCompose:
-    """Find and parse a compose's ``composeinfo.json`` and ``images.json``.
+
+def load_compose(
+    src: str,
+    session: requests.Session | None = None,
+    *,
+    max_bytes: int = DEFAULT_MAX_METADATA_BYTES,
+) -> LoadedCompose:
+    """Find and parse a compose's ``composeinfo.json`` and ``images.json``, each at most
+    ``max_bytes`` long, in time linear in their size.
 
     Raises:
-        InputError: no metadata found, or it is malformed, of the wrong type or
-            an unsupported version.
+        InputError: no metadata found, or it is too large, malformed, of the wrong type
+            or an unsupported version.
         FetchError: a URL could not be fetched after retries.
     """
     if is_url(src):
-        location, fetch = _locate_url(src, session or http_session())
+        location, fetch = _locate_url(src, session or http_session(), max_bytes)
     else:
-        location, fetch = _locate_dir(Path(src))
-    info = _parse(
-        fetch, "composeinfo.json", "productmd.composeinfo", productmd.composeinfo.ComposeInfo
-    )
-    images = _parse(fetch, "images.json", "productmd.images", productmd.images.Images)
+        location, fetch = _locate_dir(Path(src), max_bytes)
+    info = _parse(fetch, "composeinfo.json", "productmd.composeinfo", _composeinfo)
+    images = read_images(fetch("images.json"), "images.json")
     if info.compose.id != images.compose.id:
         raise InputError(
             f"{location.source}: composeinfo.json is for {info.compose.id} "
@@ -110,7 +115,15 @@ def load_compose(src: str, session: requests.Session | None = None) -> LoadedCom
     return LoadedCompose(location=location, info=info, images=images)
 
 
-def _locate_dir(src: Path) -> tuple[ComposeLocation, Fetcher]:
+def _too_large(where: str, max_bytes: int) -> InputError:
+    return InputError(
+        f"{where}: larger than the {max_bytes} byte limit for compose metadata",
+        hint=f"if the compose really is that large, raise the limit with "
+        f"--max-metadata-bytes or {MAX_METADATA_ENV}",
+    )
+
+
+def _locate_dir(src: Path, max_bytes: int) -> tuple[ComposeLocation, Fetcher]:
     if not src.is_dir():
         raise InputError(f"--source {src}: not a directory or an http(s) URL")
     for candidate in (src / "compose", src):
@@ -126,19 +139,27 @@ def _locate_dir(src: Path) -> tuple[ComposeLocation, Fetcher]:
     def fetch(name: str) -> bytes:
         path = compose_dir / "metadata" / name
         try:
-            return path.read_bytes()
+            with path.open("rb") as f:
+                data = f.read(max_bytes + 1)  # never more, even if the file grows
         except FileNotFoundError:
             raise InputError(f"{path}: missing", hint="is the compose complete?") from None
+        except OSError as e:
+            raise InputError(f"{path}: cannot be read ({e.strerror})") from None
+        if len(data) > max_bytes:
+            raise _too_large(str(path), max_bytes)
+        return data
 
     return ComposeLocation(str(src), compose_dir, None), fetch
 
 
-def _locate_url(src: str, session: requests.Session) -> tuple[ComposeLocation, Fetcher]:
+def _locate_url(
+    src: str, session: requests.Session, max_bytes: int
+) -> tuple[ComposeLocation, Fetcher]:
     root = src.rstrip("/") + "/"
     last_error = ""
     for base in (root + "compose/", root):
         url = base + "metadata/composeinfo.json"
-        status, body, error = _get(session, url)
+        status, body, error = _get(session, url, max_bytes)
         if status == 200:
             break
         last_error = error
@@ -158,7 +179,7 @@ def _locate_url(src: str, session: requests.Session) -> tuple[ComposeLocation, F
         if name in first:
             return first.pop(name)
         url = base + "metadata/" + name
-        status, data, error = _get(session, url)
+        status, data, error = _get(session, url, max_bytes)
         if status != 200:
             raise FetchError(f"{url}: {error}", hint="is the compose complete? re-run later")
         return data
@@ -166,48 +187,46 @@ def _locate_url(src: str, session: requests.Session) -> tuple[ComposeLocation, F
     return ComposeLocation(src, None, base), fetch
 
 
-def _get(session: requests.Session, url: str) -> tuple[int | None, bytes, str]:
+def _get(session: requests.Session, url: str, max_bytes: int) -> tuple[int | None, bytes, str]:
+    """GET ``url``, streamed and stopped past ``max_bytes``.
+
+    Raises:
+        InputError: the body is longer than ``max_bytes``.
+    """
     try:
-        resp = session.get(url, timeout=30)
+        with session.get(url, timeout=30, stream=True) as resp:
+            if resp.status_code != 200:
+                return resp.status_code, b"", f"HTTP {resp.status_code}"
+            body = bytearray()
+            for chunk in resp.iter_content(chunk_size=1 << 20):
+                body += chunk
+                if len(body) > max_bytes:
+                    raise _too_large(url, max_bytes)
+            return 200, bytes(body), ""
     except requests.RequestException as e:
         return None, b"", f"{type(e).__name__}: {_first_line(str(e))}"
-    if resp.status_code != 200:
-        return resp.status_code, b"", f"HTTP {resp.status_code}"
-    return 200, resp.content, ""
 
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
 
 
-def _parse(fetch: Fetcher, name: str, expected_type: str, cls: Any) -> Any:
-    raw = fetch(name)
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{name}: not valid JSON ({e})") from e
-    header = data.get("header") if isinstance(data, dict) else None
-    if not isinstance(header, dict):
-        raise InputError(
-            f"{name}: no 'header' object", hint="is this productmd metadata written by Pungi?"
-        )
-    if header.get("type") != expected_type:
-        raise InputError(
-            f"{name}: header.type is {header.get('type')!r}, expected {expected_type!r}"
-        )
-    version = header.get("version")
-    if version not in SUPPORTED_VERSIONS[expected_type]:
-        raise InputError(
-            f"{name}: header.version {version!r} is not supported "
-            f"(supported: {', '.join(SUPPORTED_VERSIONS[expected_type])})",
-            hint="upgrade Fortnight, or report the new format version",
-        )
-    obj = cls()
+def _parse(
+    fetch: Fetcher, name: str, expected_type: str, build: Callable[[dict[str, Any], str], Any]
+) -> Any:
+    data = loads_metadata(fetch(name), name)
+    check_header(data, name, expected_type)
+    return build(data, name)
+
+
+def _composeinfo(data: dict[str, Any], name: str) -> Any:
+    """productmd's ``ComposeInfo`` (a small file: productmd's own loader is fine)."""
+    obj = productmd.composeinfo.ComposeInfo()
     try:
         obj.deserialize(data)
-    except (KeyError, ValueError, TypeError, AttributeError) as e:
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError) as e:
         detail = f"missing field {e}" if isinstance(e, KeyError) else _first_line(str(e))
-        raise InputError(f"{name}: {detail}", hint="the metadata is malformed") from e
+        raise InputError(f"{name}: {detail}", hint="the metadata is malformed") from None
     return obj
 
 

@@ -127,13 +127,20 @@ STATUS_STYLE = {
 }
 
 
+#: Rows of an imported report shown before only its failures are (up to this many).
+IMPORTED_ROWS = 50
+
+
 def results_table(manifests: Sequence[ResultManifest]) -> Table:
     """One row per test and image of the given runs."""
     table = Table(title="test results", title_justify="left")
     for col in ("suite", "image", "test", "blocking", "outcome", "time", "why"):
         table.add_column(col, justify="right" if col == "time" else "left")
     for m in manifests:
-        for case in m.tests:
+        cases = m.tests
+        if m.counts is not None and len(cases) > IMPORTED_ROWS:  # a large report: failures
+            cases = [c for c in cases if c.outcome == "FAILED"][:IMPORTED_ROWS]
+        for case in cases:
             image = f"{case.image.arch} {case.image.type}" if case.image else "all"
             style = OUTCOME_STYLE.get(case.outcome, "")
             outcome: str = case.outcome
@@ -148,6 +155,8 @@ def results_table(manifests: Sequence[ResultManifest]) -> Table:
                 f"{case.duration_ms / 1000:.1f} s",
                 case.reason or "",
             )
+        if len(cases) < len(m.tests):
+            table.add_row(m.suite, "", f"... {len(m.tests) - len(cases)} more not shown", "", "")
     return table
 
 

@@ -6,6 +6,8 @@ Each function checks the options of one task (or one kind of option) and raises 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -173,3 +175,49 @@ def record_request(
         raise ConfigError("--verify-checksums and --skip-checksums exclude each other")
     verify = verify_checksums or (not source_is_url and not skip_checksums)
     return ComposeSource(source, verify)
+
+
+_SIZE_UNITS = {"": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+
+
+def byte_limit(
+    value: str | None, env: Mapping[str, str], *, option: str, variable: str, default: int
+) -> int:
+    """A size cap: ``--OPTION``, else ``$VARIABLE``, else ``default``; bytes, or a number
+    with ``KiB``, ``MiB`` or ``GiB`` (``128MiB``).
+
+    Raises:
+        ConfigError: not a positive size, naming the option or variable.
+    """
+    given, where = (value, option) if value else (env.get(variable), variable)
+    if not given:
+        return default
+    match = re.fullmatch(r"\s*(\d{1,15})\s*([KMGkmg][iI][bB])?\s*", given)
+    if match is None or int(match[1]) == 0:
+        raise ConfigError(
+            f"{where}: {given[:40]!r} is not a size",
+            hint="give a positive number of bytes, or e.g. 128MiB or 2GiB",
+        )
+    return int(match[1]) * _SIZE_UNITS[(match[2] or "").lower()]
+
+
+def count_limit(
+    value: int, env: Mapping[str, str], *, option: str, variable: str, default: int
+) -> int:
+    """A count cap: ``--OPTION`` (when not 0), else ``$VARIABLE``, else ``default``.
+
+    Raises:
+        ConfigError: not a positive whole number, naming the option or variable.
+    """
+    if value:
+        given, where = str(value), option
+    elif env.get(variable):
+        given, where = env[variable], variable
+    else:
+        return default
+    if not re.fullmatch(r"\s*\d{1,9}\s*", given) or int(given) == 0:
+        raise ConfigError(
+            f"{where}: {given[:40]!r} is not a positive whole number",
+            hint="give a count such as 1000",
+        )
+    return int(given)

@@ -136,6 +136,14 @@ def report_withdraw(compose_id: str, actions: list[WithdrawAction], dry_run: boo
 def report_results(manifests: Sequence[ResultManifest], write: WriteResult) -> None:
     """The results table, then one line per manifest written."""
     console.out.print(console.results_table(manifests))
+    for m in manifests:
+        if m.counts is not None and m.report is not None:
+            c = m.counts
+            console.out.print(
+                f"{m.suite}: {c.total} test case(s): {c.passed} passed, {c.failed} failed, "
+                f"{c.skipped} skipped; {c.recorded} recorded in the manifest; the report: "
+                f"{m.report.path} (sha256 {m.report.sha256})"
+            )
     report_write(write, [m.relpath() for m in manifests])
 
 

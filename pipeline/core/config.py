@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import string
 import tomllib
 from datetime import date
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, ClassVar, Literal
 
 from productmd.images import SUPPORTED_IMAGE_TYPES
@@ -15,6 +17,42 @@ from pipeline.core.models.manifests import SuiteName
 from pipeline.errors import ConfigError, describe_validation_error
 
 PRODUCT_FILE = "product.toml"
+
+#: The longest cadence and grace accepted: a release at least every ten years.
+MAX_DAYS = 3660
+#: The placeholders a URL or name pattern may hold.
+PLACEHOLDERS = ("compose_id",)
+
+
+def _placeholders_only(value: str) -> str:
+    """Check that ``value``'s ``str.format`` fields are only ``{compose_id}`` (``{{`` and
+    ``}}`` are literal braces), so formatting it can never fail."""
+    allowed = ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
+    try:
+        parsed = list(string.Formatter().parse(value))
+    except ValueError as e:
+        raise ValueError(f"{e}; allowed: {allowed}, and {{{{ }}}} for braces") from None
+    for _, field, spec, conv in parsed:
+        if field is not None and (field not in PLACEHOLDERS or spec or conv):
+            shown = "{" + field + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(f"unknown placeholder {json.dumps(shown)[:60]}; allowed: {allowed}")
+    return value
+
+
+def _inside_product_folder(value: str) -> str:
+    """A file named relative to the product folder: no absolute path, no ``..``."""
+    path = PurePosixPath(value)
+    if not value or path.is_absolute() or ".." in path.parts or "\\" in value:
+        raise ValueError(
+            "must be a relative path inside the product folder (no '..', not absolute)"
+        )
+    return value
+
+
+#: A ``str.format`` template with ``{compose_id}`` as its only placeholder.
+Template = Annotated[str, AfterValidator(_placeholders_only)]
+#: A file of the product folder.
+ProductFile = Annotated[str, AfterValidator(_inside_product_folder)]
 
 
 class BaseRelease(StrictModel):
@@ -43,10 +81,10 @@ class ReleasePolicy(StrictModel):
     """The two-week cadence and what to do when a cycle has no candidate."""
 
     #: The first release day (UTC); release days are anchor + k x cadence_days.
-    anchor: date
-    cadence_days: Annotated[int, Field(ge=1)] = 14
+    anchor: Annotated[date, Field(ge=date(1970, 1, 1), le=date(9000, 12, 31))]
+    cadence_days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = 14
     #: How long past a missed release day before the page calls the product stale.
-    grace_days: Annotated[int, Field(ge=0)] = 2
+    grace_days: Annotated[int, Field(ge=0, le=MAX_DAYS)] = 2
     #: No candidate on release day: ``retry`` releases the first passing compose
     #: later in the cycle; ``skip`` waits for the next cycle.
     policy: Literal["retry", "skip"] = "retry"
@@ -91,10 +129,11 @@ class ImageSelection(StrictModel):
     types: Annotated[list[str], Field(min_length=1), AfterValidator(check_image_types)]
     arches: Annotated[list[str], Field(min_length=1)]
     #: Where users download an image: ``download_url + image.path``, ``{compose_id}``
-    #: replaced. An absolute http(s) URL, or a path from the site's root (``/composes/``,
-    #: the same host serves the images). Empty: the compose's own http(s) location (a
-    #: local compose then cannot be recorded: a ``file://`` link never reaches a page).
-    download_url: Annotated[str, AfterValidator(check_download_url)] = ""
+    #: replaced (the only placeholder; ``{{``/``}}`` are literal braces). An absolute
+    #: http(s) URL, or a path from the site's root (``/composes/``, the same host serves
+    #: the images). Empty: the compose's own http(s) location (a local compose then cannot
+    #: be recorded: a ``file://`` link never reaches a page).
+    download_url: Annotated[Template, AfterValidator(check_download_url)] = ""
 
     def selects(self, variant: str, subvariant: str, image_type: str, arch: str) -> bool:
         """Whether an image with these attributes belongs to the product."""
@@ -131,7 +170,7 @@ class SuiteSpec(StrictModel):
     tests: list[TestSpec] = Field(default_factory=list)
     #: A tunir job file, relative to the product folder (plain line: blocking;
     #: ``## `` advisory; ``@@ `` expected to fail).
-    tunir: str | None = None
+    tunir: ProductFile | None = None
     #: Results come from ``invoke test.import`` (JUnit XML), not from commands.
     external: bool = False
     #: For tunir and external suites: defaults that apply to every test.
@@ -257,6 +296,8 @@ def load_product(manifests_root: Path, product: str) -> ProductConfig:
             f"{path}: not found",
             hint=f"is '{product}' the right --product? Each product needs a product.toml",
         ) from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
     return parse_product(data, path, product)
 
 
@@ -269,9 +310,11 @@ def parse_product(data: bytes, path: Path, product: str) -> ProductConfig:
     try:
         raw = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text ({e.reason})") from e
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason})") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from e
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML (nested too deeply)") from None
     try:
         config = ProductConfig.model_validate(raw, strict=True)
     except ValidationError as e:

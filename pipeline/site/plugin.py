@@ -46,7 +46,7 @@ from pipeline.site.incremental import TEMPLATE_CACHE, LastBuild, code_key
 from pipeline.site.output import BuildReport, Output, ProductRecord
 from pipeline.site.render import Renderer
 from pipeline.site.settings import SiteSettings
-from pipeline.site.workers import ProductJob, Workers
+from pipeline.site.workers import ProductJob, Workers, prepare_all
 
 
 class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
@@ -112,8 +112,7 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
         # written (fail closed): in worker processes, one per product, when that helps.
         self.workers = Workers.start(jobs, site.workers) if len(jobs) > 1 else None
         if self.workers is None:
-            for job in jobs:
-                job.prepare()
+            prepare_all(jobs)
         self.jobs = jobs
 
     def _products(self) -> list[ProductConfig]:

@@ -112,10 +112,10 @@ class Workers:
             procs.append((proc, parent))
         answers = [cls._receive(conn, proc) for proc, conn in procs]
         pool = cls(procs, [a if isinstance(a, int) else 0 for a in answers], workers)
-        failed = next((a for a in answers if isinstance(a, FortnightError)), None)
-        if failed is not None:
+        failed = [a for a in answers if isinstance(a, FortnightError)]
+        if failed:
             pool.stop()
-            raise failed
+            raise first_failure(failed)
         return pool
 
     @staticmethod
@@ -170,6 +170,29 @@ class Workers:
             proc.join(timeout=10)
             if proc.is_alive():
                 proc.kill()
+
+
+def prepare_all(jobs: list[ProductJob]) -> None:
+    """Prepare every job in this process, each even when an earlier one failed.
+
+    Raises:
+        FortnightError: see :func:`first_failure`.
+    """
+    failed: list[FortnightError] = []
+    for job in jobs:
+        try:
+            job.prepare()
+        except FortnightError as e:
+            failed.append(e)
+    if failed:
+        raise first_failure(failed)
+
+
+def first_failure(failed: list[FortnightError]) -> FortnightError:
+    """What to report when products failed to load: every rejected manifest of every
+    product as one :class:`VerificationError`, else the first error (product order)."""
+    rejected = [f for e in failed if isinstance(e, VerificationError) for f in e.failures]
+    return VerificationError(rejected) if rejected else failed[0]
 
 
 def _work(job: ProductJob, conn: Any, busy: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.core.config import ProductConfig, SuiteSpec, TestSpec
+from pipeline.core.config import PRODUCT_FILE, ProductConfig, SuiteSpec, TestSpec
 from pipeline.core.models.manifests import ComposeManifest, Image
 from pipeline.errors import ConfigError
 
@@ -79,6 +79,23 @@ def parse_tunir(text: str, source: str, suite: SuiteSpec) -> tuple[TestSpec | fl
     return tuple(steps)
 
 
+def _battery_file(product_dir: Path, suite: str, name: str) -> Path:
+    """A battery file of the product folder, resolved (symlinks too) and still inside it.
+
+    Raises:
+        ConfigError: it resolves outside the product folder.
+    """
+    folder = product_dir.resolve()
+    path = (folder / name).resolve()
+    if not path.is_relative_to(folder):
+        raise ConfigError(
+            f"{product_dir / PRODUCT_FILE}: battery.suites.{suite}.tunir: {name} resolves to "
+            f"{path}, outside the product folder",
+            hint="keep battery files inside the product folder (a symlink may not lead out)",
+        )
+    return path
+
+
 def plan_suites(product: ProductConfig, product_dir: Path, only: str | None) -> list[PlannedSuite]:
     """The suites of the battery to run by command (external suites are imported, not run).
 
@@ -101,7 +118,7 @@ def plan_suites(product: ProductConfig, product_dir: Path, only: str | None) -> 
         if spec.external or (only is not None and name != only):
             continue
         if spec.tunir is not None:
-            path = product_dir / spec.tunir
+            path = _battery_file(product_dir, name, spec.tunir)
             try:
                 text = path.read_text(encoding="utf-8")
             except OSError as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -9,13 +10,14 @@ from typing import Any
 
 import productmd.composeinfo
 import requests
+from pydantic import ValidationError
 
 from pipeline.adapters.hashing import HashJob, HashResult, ProgressSink, verify_checksums
 from pipeline.adapters.ingest import LoadedCompose, check_image_path, iter_images
 from pipeline.core.config import ProductConfig
 from pipeline.core.models.common import Trust
 from pipeline.core.models.manifests import ComposeManifest, Image, Release
-from pipeline.errors import ConfigError, InputError
+from pipeline.errors import ConfigError, InputError, describe_validation_error
 from pipeline.log.sslib import Signer
 from pipeline.log.store import ManifestLog
 from pipeline.log.writer import WriteOptions, WriteResult
@@ -88,27 +90,28 @@ def build_compose_manifest(
     """The compose manifest for the product's images in ``loaded``.
 
     Raises:
-        InputError: see :func:`select_images`.
+        InputError: see :func:`select_images`; or a value the metadata holds does not fit
+            a manifest (a malformed sha256, a bad compose id…), naming the field.
     """
+    try:
+        return _compose_manifest(loaded, product, now, checksums_verified=checksums_verified)
+    except ValidationError as e:
+        raise InputError(
+            f"compose metadata: {describe_validation_error(e)}",
+            hint="the compose's metadata holds a value a manifest cannot record",
+        ) from None
+
+
+def _compose_manifest(
+    loaded: LoadedCompose,
+    product: ProductConfig,
+    now: datetime,
+    *,
+    checksums_verified: bool,
+) -> ComposeManifest:
     info = loaded.info
     images = [
-        Image(
-            variant=variant,
-            subvariant=img.subvariant or "",
-            type=img.type,
-            format=img.format,
-            arch=img.arch,
-            disc_number=int(img.disc_number or 1),
-            disc_count=int(img.disc_count or 1),
-            path=img.path,
-            url=download_url(product, loaded, img.path),
-            size=int(img.size),
-            checksums={"sha256": img.checksums["sha256"]},  # type: ignore[arg-type]
-            bootable=bool(img.bootable),
-            volume_id=img.volume_id or None,
-            implant_md5=img.implant_md5 or None,
-            mtime=int(img.mtime),
-        )
+        _manifest_image(variant, img, download_url(product, loaded, img.path))
         for variant, img in select_images(loaded, product)
     ]
     return ComposeManifest(
@@ -130,6 +133,37 @@ def build_compose_manifest(
         checksums_verified=checksums_verified,
         images=images,
     )
+
+
+def _manifest_image(variant: str, img: Any, url: str) -> Image:
+    """One productmd image as a manifest's image.
+
+    Raises:
+        InputError: a value does not fit a manifest, naming the image and the field.
+    """
+    try:
+        return Image(
+            variant=variant,
+            subvariant=img.subvariant or "",
+            type=img.type,
+            format=img.format,
+            arch=img.arch,
+            disc_number=int(img.disc_number or 1),
+            disc_count=int(img.disc_count or 1),
+            path=img.path,
+            url=url,
+            size=int(img.size),
+            checksums={"sha256": img.checksums["sha256"]},  # type: ignore[arg-type]
+            bootable=bool(img.bootable),
+            volume_id=img.volume_id or None,
+            implant_md5=img.implant_md5 or None,
+            mtime=int(img.mtime),
+        )
+    except ValidationError as e:
+        raise InputError(
+            f"images.json: image {json.dumps(img.path)[:80]}: {describe_validation_error(e)}",
+            hint="the compose's metadata holds a value a manifest cannot record",
+        ) from None
 
 
 def hash_jobs(loaded: LoadedCompose, manifest: ComposeManifest) -> list[HashJob]:

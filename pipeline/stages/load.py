@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import PurePosixPath
 
 from pipeline.core.config import ProductConfig, load_product
 from pipeline.core.models.common import Trust
@@ -43,16 +44,23 @@ def require_compose(state: State, compose_id: str) -> ComposeView:
     return view
 
 
-def load_states(log: ManifestLog, product: str | None, now: datetime) -> list[State]:
-    """The state at ``now`` of ``product``, or of every product in the log.
-
-    Unlike :func:`load_state`, this verifies every manifest of the log (fail closed).
+def load_states_apart(
+    log: ManifestLog, product: str | None, now: datetime
+) -> tuple[list[State], list[tuple[str, str]]]:
+    """The state at ``now`` of ``product``, or of every product in the log, verifying every
+    manifest of the log: the states of the products whose manifests all verified, and every
+    rejected file with its reason. A product with a rejected manifest is left out (fail
+    closed per product) without hiding the others.
 
     Raises:
-        VerificationError: a manifest failed verification.
         ConfigError: ``trust.json`` or a ``product.toml`` is invalid.
     """
     names = [product] if product else log.product_names()
     trust = log.load_trust()
-    manifests = [v.manifest for v in log.load_verified(trust)]
-    return [derive(manifests, load_product(log.root, name), now) for name in names]
+    report = log.verify_all(trust)
+    bad = {PurePosixPath(path).parts[1] for path, _ in report.failures}
+    manifests = [v.manifest for v in report.verified]
+    states = [
+        derive(manifests, load_product(log.root, name), now) for name in names if name not in bad
+    ]
+    return states, report.failures

@@ -6,19 +6,21 @@ Each verifies what it loads first (the product's folder of the log) and fails cl
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
 from pipeline.core.config import ProductConfig, SandboxKind
 from pipeline.core.models.manifests import Image, ResultManifest
+from pipeline.core.state import ComposeView
 from pipeline.errors import ConfigError, InputError, TestRunError
 from pipeline.log.sslib import Signer
 from pipeline.log.store import ManifestLog
 from pipeline.log.writer import WriteOptions, WriteResult
-from pipeline.stages.battery import plan_suites
+from pipeline.stages.battery import PlannedSuite, plan_suites
 from pipeline.stages.isolation import Sandbox
+from pipeline.stages.junit import DEFAULT_LIMITS, JunitLimits, import_junit
 from pipeline.stages.load import load_state, require_compose
 from pipeline.stages.testing import (
     Clock,
@@ -26,7 +28,6 @@ from pipeline.stages.testing import (
     RunSettings,
     count_tests,
     image_files,
-    import_junit,
     run_suite,
 )
 
@@ -37,6 +38,22 @@ class RunOutcome:
 
     manifests: list[ResultManifest]
     write: WriteResult
+    #: With ``--dry-run``: what would run, as (suite, test, image path), in order.
+    planned: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+Runnable = Sequence[tuple[PlannedSuite, Sequence[Image]]]
+
+
+def _planned(runnable: Runnable) -> list[tuple[str, str, str]]:
+    """Every (suite, test, image) a run would execute (tunir pauses left out)."""
+    return [
+        (suite.name, test.name, img.path)
+        for suite, imgs in runnable
+        for img in imgs
+        for test in suite.tests
+        if test.applies_to(img.type, img.arch)
+    ]
 
 
 def run_battery(
@@ -85,6 +102,8 @@ def run_battery(
             + (f" on {', '.join(arches)}" if arches else ""),
             hint="check --arch and the types and arches in the battery",
         )
+    if options.dry_run:  # nothing is downloaded, run or written
+        return RunOutcome([], WriteResult(dry_run=True), planned=_planned(runnable))
     needed: dict[tuple[str, str, str, str, int], Image] = {
         img.key(): img for _, imgs in runnable for img in imgs
     }
@@ -126,6 +145,12 @@ def _sandbox(
     return Sandbox.bubblewrap(env, network=product.battery.sandbox_network)
 
 
+def _failed_before(view: ComposeView, suite: str) -> set[str]:
+    """The tests of ``suite`` whose latest result on the compose failed."""
+    tests = view.suites[suite].results if suite in view.suites else []
+    return {t.case.name for t in tests if t.case.outcome == "FAILED"}
+
+
 def import_results(
     log: ManifestLog,
     product: ProductConfig,
@@ -140,11 +165,13 @@ def import_results(
     options: WriteOptions,
     clock: Clock,
     runner: str,
+    limits: JunitLimits = DEFAULT_LIMITS,
 ) -> RunOutcome:
     """Record a JUnit XML report as a test-result manifest of ``suite``.
 
     Advisory patterns come from the suite's ``advisory`` list in product.toml
-    plus ``advisory``; every other test blocks.
+    plus ``advisory``; every other test blocks. The manifest records at most
+    ``limits.max_cases`` cases (every failure first, then those that failed before).
 
     Raises:
         InputError: the compose is unknown, has no matching image, or the XML is bad.
@@ -170,6 +197,8 @@ def import_results(
         logs=logs,
         clock=clock,
         runner=runner,
+        limits=limits,
+        prefer=_failed_before(view, suite),
     )
     write = log.record(
         [manifest],

@@ -11,7 +11,6 @@ Commands see an allowlisted environment, and their output is redacted before it 
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import hashlib
 import os
 import re
@@ -22,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -399,135 +397,3 @@ def run_suite(
 def count_tests(suite: PlannedSuite, images: Sequence[Image]) -> int:
     """How many (test, image) pairs a suite will run: for progress."""
     return sum(1 for img in images for t in suite.tests if t.applies_to(img.type, img.arch))
-
-
-# --- JUnit import ----------------------------------------------------------------------
-
-
-def _classify(case: ET.Element) -> tuple[Outcome, str | None, str | None]:
-    """A JUnit test case's outcome, the reason for a failure or skip, and a log tail."""
-    for tag in ("failure", "error"):
-        problem = case.find(tag)
-        if problem is not None:
-            message = (problem.get("message") or "").strip()
-            detail = (problem.text or "").strip()
-            first = message or (detail.splitlines()[0] if detail else tag)
-            return "FAILED", first, (detail or message)[-TAIL_BYTES:] or None
-    skipped = case.find("skipped")
-    if skipped is not None:
-        return "SKIPPED", (skipped.get("message") or "").strip() or None, None
-    return "PASSED", None, None
-
-
-def _junit_cases(xml_path: Path) -> list[ET.Element]:
-    """The ``<testcase>`` elements of a JUnit report.
-
-    Raises:
-        InputError: the file is missing, not XML, not a JUnit report, or has no test case.
-    """
-    try:
-        root = ET.parse(xml_path).getroot()
-    except OSError as e:
-        raise InputError(f"--junit {xml_path}: cannot read ({e.strerror})") from e
-    except ET.ParseError as e:
-        raise InputError(
-            f"--junit {xml_path}: not valid XML ({e})",
-            hint="pass the JUnit XML report your test tool wrote",
-        ) from e
-    if root.tag not in ("testsuites", "testsuite"):
-        raise InputError(
-            f"--junit {xml_path}: root element is <{root.tag}>, "
-            "expected <testsuites> or <testsuite>"
-        )
-    cases = list(root.iter("testcase"))
-    if not cases:
-        raise InputError(f"--junit {xml_path}: no <testcase> in it")
-    return cases
-
-
-def _junit_case(
-    xml_path: Path, number: int, case: ET.Element, report: LogRef, advisory: Sequence[str]
-) -> CaseResult:
-    """One JUnit test case as a result; it blocks unless it matches an ``advisory`` pattern.
-
-    Raises:
-        InputError: the case has no name, or its time is not a number.
-    """
-    name = case.get("name") or ""
-    if not name:
-        raise InputError(f"--junit {xml_path}: <testcase> number {number} has no name")
-    classname = case.get("classname")
-    full = f"{classname}.{name}" if classname else name
-    try:
-        duration_ms = max(0, round(float(case.get("time") or 0) * 1000))
-    except ValueError:
-        raise InputError(
-            f"--junit {xml_path}: test {full}: time {case.get('time')!r} is not a number"
-        ) from None
-    outcome, reason, tail = _classify(case)
-    blocking = not any(
-        fnmatch.fnmatchcase(full, p) or fnmatch.fnmatchcase(name, p) for p in advisory
-    )
-    return CaseResult(
-        name=full,
-        blocking=blocking,
-        outcome=outcome,
-        reason=reason,
-        duration_ms=duration_ms,
-        log=report.model_copy(update={"tail": tail}) if tail else report,
-    )
-
-
-def _redacted(case: CaseResult, redactor: Redactor) -> CaseResult:
-    """A JUnit case with its failure text and log tail redacted, as a run's logs are."""
-    reason = redactor.apply(case.reason) if case.reason else case.reason
-    log = case.log
-    if log is not None and log.tail:
-        log = log.model_copy(update={"tail": redactor.apply(log.tail)})
-    return case.model_copy(update={"reason": reason, "log": log})
-
-
-def import_junit(
-    xml_path: Path,
-    compose: ComposeManifest,
-    suite: str,
-    *,
-    advisory: Sequence[str],
-    images: Sequence[Image],
-    logs: LogStore,
-    clock: Clock,
-    runner: str,
-) -> ResultManifest:
-    """Turn a JUnit XML report into a test-result manifest for ``suite``.
-
-    Tests whose name matches an ``advisory`` fnmatch pattern only warn; all
-    others block. The report itself goes to the log store; a failed test keeps
-    its failure text inline.
-
-    Raises:
-        InputError: the file is missing, not XML, or not a JUnit report.
-    """
-    cases = _junit_cases(xml_path)
-    started = clock()
-    run_id = new_run_id(started)
-    rel = PurePosixPath(compose.product, compose.compose_id, suite, run_id, "junit.xml")
-    report = logs.put(rel, xml_path, keep_tail=False)
-    tests = [
-        _redacted(_junit_case(xml_path, number, case, report, advisory), logs.redactor)
-        for number, case in enumerate(cases, start=1)
-    ]
-    return ResultManifest(
-        product=compose.product,
-        created=clock(),
-        compose_id=compose.compose_id,
-        suite=suite,
-        run=run_id,
-        origin="junit",
-        runner=runner,
-        started=started,
-        finished=clock(),
-        arches=sorted({img.arch for img in images}),
-        artifacts=[ImageRef.of(img) for img in images],
-        tests=tests,
-        result=suite_verdict(tests),
-    )

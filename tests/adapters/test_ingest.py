@@ -9,9 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import productmd.images
 import pytest
 
 from pipeline.adapters.ingest import http_session, load_compose
+from pipeline.adapters.metadata import deserialize_images, loads_metadata
 from pipeline.core.config import load_product
 from pipeline.core.models.manifests import ComposeManifest
 from pipeline.errors import FetchError, InputError
@@ -152,14 +154,16 @@ def _edit(tree: ComposeTree, which: str, mutate: Callable[[dict[str, Any]], None
         (
             "images",
             lambda d: d["payload"]["images"]["AtomicHost"]["x86_64"][0].__setitem__("size", "big"),
-            "images.json: invalid literal for int()",
+            "images.json: payload.images.AtomicHost.x86_64[0].size: Input should be a valid "
+            "integer",
         ),
         (
             "images",
             lambda d: d["payload"]["images"]["AtomicHost"]["x86_64"][0].__setitem__(
                 "type", "floppy"
             ),
-            "images.json: Image: Field 'type' has invalid value: floppy",
+            'images.json: payload.images.AtomicHost.x86_64[0].type: "floppy" is not a '
+            "productmd image type",
         ),
         (
             "images",
@@ -291,3 +295,144 @@ def test_unreachable_url_is_retried_then_a_clear_error() -> None:
         match=rf"{port}/x/compose/metadata/composeinfo.json: unreachable \(ConnectionError",
     ):
         load_compose(f"http://127.0.0.1:{port}/x", http_session(retries=2, backoff=0))
+
+
+# --- hostile metadata (issue 17): strict types, depth, size caps, linear parsing -------
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    [
+        "fedimg-vcr-Fedora-28-20180425.0-images.json",
+        "fedimg-vcr-Fedora-Cloud-27-20180317.0-images.json",
+        "productmd-tests-images-f23.json",
+    ],
+)
+def test_linear_loader_reads_what_productmd_reads(fixture: str) -> None:
+    """Our one-pass loader and productmd's own (quadratic) loader agree on the real files:
+    productmd serializes both to the same document."""
+    raw = (FIXTURES / fixture).read_bytes()
+    theirs = productmd.images.Images()
+    theirs.deserialize(json.loads(raw))
+    ours = deserialize_images(loads_metadata(raw, "images.json"))
+    assert isinstance(ours, productmd.images.Images)
+    assert sum(len(s) for a in ours.images.values() for s in a.values()) > 0
+    assert ours.serialize({}) == theirs.serialize({})
+
+
+def _first_image(d: dict[str, Any]) -> dict[str, Any]:
+    return d["payload"]["images"]["AtomicHost"]["x86_64"][0]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("size", -1, "[0].size: Input should be greater than 0"),
+        ("size", "123", "[0].size: Input should be a valid integer"),
+        ("size", True, "[0].size: Input should be a valid integer"),
+        ("size", 2**64, "[0].size: Input should be less than or equal to"),
+        ("mtime", 1.5, "[0].mtime: Input should be a valid integer"),
+        ("mtime", "1524680000", "[0].mtime: Input should be a valid integer"),
+        ("disc_number", "1", "[0].disc_number: Input should be a valid integer"),
+        ("bootable", 1, "[0].bootable: Input should be a valid boolean"),
+        ("checksums", {"sha256": 5}, "[0].checksums.sha256: Input should be a valid string"),
+        ("path", "", "[0].path: String should have at least 1 character"),
+        ("implant_md5", "XYZ", "[0].implant_md5: String should match pattern"),
+    ],
+)
+def test_image_fields_are_strictly_typed(
+    make_compose_tree: Callable[..., ComposeTree], field: str, value: Any, message: str
+) -> None:
+    """productmd's format does not allow these; its loader coerced or crashed on them."""
+    tree = make_compose_tree()
+    _edit(tree, "images", lambda d: _first_image(d).__setitem__(field, value))
+    with pytest.raises(InputError) as exc:
+        load_compose(str(tree.root))
+    assert exc.value.message.startswith("images.json: payload.images.AtomicHost.x86_64[0].")
+    assert message in exc.value.message
+    assert "\n" not in exc.value.diagnostics()
+
+
+def test_a_malformed_sha256_is_an_input_error_not_a_traceback(
+    make_compose_tree: Callable[..., ComposeTree],
+) -> None:
+    tree = make_compose_tree()
+    _edit(tree, "images", lambda d: _first_image(d)["checksums"].__setitem__("sha256", "xyz"))
+    with pytest.raises(InputError, match=r'images.json: image "Atomic.*": checksums\.sha256: '):
+        load_and_build(tree.root)
+
+
+@pytest.mark.parametrize("which", ["images", "composeinfo"])
+def test_deep_nesting_is_a_one_line_error(
+    make_compose_tree: Callable[..., ComposeTree], which: str
+) -> None:
+    """200,000 nested arrays used to raise RecursionError out of json.loads."""
+    tree = make_compose_tree()
+    deep = b"[" * 200_000 + b"]" * 200_000
+    path = tree.compose_dir / "metadata" / f"{which}.json"
+    path.write_bytes(path.read_bytes().replace(b'"header"', b'"x": ' + deep + b', "header"', 1))
+    with pytest.raises(InputError) as exc:
+        load_compose(str(tree.root))
+    assert exc.value.message == f"{which}.json: nested too deeply to be productmd metadata"
+
+
+def test_lone_surrogate_in_metadata_is_named(make_compose_tree: Callable[..., ComposeTree]) -> None:
+    tree = make_compose_tree()
+    path = tree.compose_dir / "metadata" / "composeinfo.json"
+    text = path.read_text()
+    assert '"label": "RC-1.1"' in text
+    path.write_text(text.replace('"label": "RC-1.1"', '"label": "RC-\\ud800"'))
+    with pytest.raises(InputError) as exc:
+        load_compose(str(tree.root))
+    assert exc.value.message == (
+        "composeinfo.json: lone surrogate in the string at $.payload.compose.label"
+    )
+
+
+def test_duplicate_identity_with_other_checksums_is_refused(
+    make_compose_tree: Callable[..., ComposeTree],
+) -> None:
+    """productmd's rule (1.1+), checked with one dictionary instead of a scan per image."""
+    tree = make_compose_tree()
+
+    def twin(d: dict[str, Any]) -> None:
+        first = _first_image(d)
+        d["payload"]["images"]["AtomicHost"]["x86_64"].append(
+            dict(first, path=first["path"] + ".copy", checksums={"sha256": "0" * 64})
+        )
+
+    _edit(tree, "images", twin)
+    with pytest.raises(InputError, match=r"share productmd's unique attributes"):
+        load_compose(str(tree.root))
+
+
+def test_unknown_arch_is_refused(make_compose_tree: Callable[..., ComposeTree]) -> None:
+    tree = make_compose_tree()
+
+    def move(d: dict[str, Any]) -> None:
+        arches = d["payload"]["images"]["AtomicHost"]
+        arches["z80"] = arches.pop("x86_64")
+
+    _edit(tree, "images", move)
+    with pytest.raises(InputError, match=r"payload\.images\.AtomicHost\.z80: unknown arch"):
+        load_compose(str(tree.root))
+
+
+def test_metadata_larger_than_the_cap_is_refused(
+    make_compose_tree: Callable[..., ComposeTree], serve_dir: Callable[[Path], StaticServer]
+) -> None:
+    tree = make_compose_tree()
+    sizes = {p.name: p.stat().st_size for p in (tree.compose_dir / "metadata").iterdir()}
+    largest, size = max(sizes.items(), key=lambda item: item[1])
+    with pytest.raises(InputError) as exc:
+        load_compose(str(tree.root), max_bytes=size - 1)
+    assert exc.value.message.endswith(
+        f"metadata/{largest}: larger than the {size - 1} byte limit for compose metadata"
+    )
+    assert "--max-metadata-bytes or FORTNIGHT_MAX_METADATA_BYTES" in exc.value.hint
+    assert load_compose(str(tree.root), max_bytes=size).images.compose.id
+    server = serve_dir(tree.root.parent)
+    url = server.url + "Fedora-28-20180425.0"
+    with pytest.raises(InputError, match=rf"metadata/{largest}: larger than the"):
+        load_compose(url, http_session(backoff=0), max_bytes=size - 1)
+    assert load_compose(url, http_session(backoff=0), max_bytes=size).images.compose.id

@@ -14,6 +14,7 @@ from pipeline.cli.options import (
     WRITE_HELP,
     FailedCompose,
     WriteFlags,
+    byte_limit,
     record_request,
 )
 from pipeline.cli.report import report_write
@@ -32,6 +33,8 @@ from pipeline.errors import ConfigError
         "reason": "with --failed: why it produced no image",
         "log_url": "with --failed: where its log is",
         "no_tracker": "with --failed: do not sync the failure tracker afterwards",
+        "max_metadata_bytes": "cap on images.json and composeinfo.json (default: "
+        "$FORTNIGHT_MAX_METADATA_BYTES, else 64MiB)",
         **WRITE_HELP,
         "no_commit": "write the manifest but do not commit",
     }
@@ -53,10 +56,17 @@ def record(
     push: bool = False,
     remote: str | None = None,
     no_tracker: bool = False,
+    max_metadata_bytes: str | None = None,
 ) -> None:
     """Record a compose (or, with --failed, a compose with no image) in the log."""
     # productmd and the compose stage load only here, not for `invoke --list`
-    from pipeline.adapters.ingest import http_session, is_url, load_compose  # noqa: PLC0415
+    from pipeline.adapters.ingest import (  # noqa: PLC0415
+        MAX_METADATA_ENV,
+        http_session,
+        is_url,
+        load_compose,
+    )
+    from pipeline.adapters.metadata import DEFAULT_MAX_METADATA_BYTES  # noqa: PLC0415
     from pipeline.stages.compose import (  # noqa: PLC0415
         failed_compose_manifest,
         record_compose,
@@ -73,6 +83,13 @@ def record(
         skip_checksums=skip_checksums,
         source_is_url=bool(source) and is_url(source or ""),
     )
+    limit = byte_limit(
+        max_metadata_bytes,
+        os.environ,
+        option="--max-metadata-bytes",
+        variable=MAX_METADATA_ENV,
+        default=DEFAULT_MAX_METADATA_BYTES,
+    )
     flags = WriteFlags(dry_run, no_commit, push, remote)
     s = task_setup(repo, product, "compose", flags, sync=failed and not no_tracker)
     if isinstance(asked, FailedCompose):
@@ -85,7 +102,7 @@ def record(
             sync_and_report(s, s.release)
         return
     session = http_session()
-    loaded = load_compose(asked.source, session)
+    loaded = load_compose(asked.source, session, max_bytes=limit)
     with console.byte_progress() as progress:
         outcome = record_compose(
             s.log,

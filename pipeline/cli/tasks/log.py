@@ -15,7 +15,7 @@ from pipeline.cli.boundary import boundary
 from pipeline.cli.options import ROOT, parse_at, role_name
 from pipeline.cli.report import report_uncommitted
 from pipeline.cli.setup import now, open_log, pin_option, writable_log
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, VerificationError
 
 
 @task(
@@ -166,14 +166,16 @@ def status(
 ) -> None:
     """Show the current release, freshness, open bug, withdrawals and composes."""
     from pipeline.core.state import summary  # noqa: PLC0415
-    from pipeline.stages.load import load_states  # noqa: PLC0415
+    from pipeline.stages.load import load_states_apart  # noqa: PLC0415
 
     when = parse_at(at, now())
-    states = load_states(open_log(repo, os.environ), product, when)
+    states, rejected = load_states_apart(open_log(repo, os.environ), product, when)
     if json:
         doc = {"products": {s.product.name: summary(s) for s in states}}
         print(jsonlib.dumps(doc, indent=2, sort_keys=True))
-        return
-    for state in states:
-        console.out.print(console.release_panel(state))
-        console.out.print(console.status_table(state, limit))
+    else:
+        for state in states:
+            console.out.print(console.release_panel(state))
+            console.out.print(console.status_table(state, limit))
+    if rejected:  # the products that verified were shown; this one line names the rest
+        raise VerificationError(rejected)

@@ -12,7 +12,13 @@ from invoke.tasks import task
 
 from pipeline.cli import console
 from pipeline.cli.boundary import boundary
-from pipeline.cli.options import WRITE_HELP, WriteFlags, sandbox_kind
+from pipeline.cli.options import (
+    WRITE_HELP,
+    WriteFlags,
+    byte_limit,
+    count_limit,
+    sandbox_kind,
+)
 from pipeline.cli.report import report_results, report_write
 from pipeline.cli.setup import log_store, now, task_setup
 from pipeline.cli.tasks.tracker import sync_and_report
@@ -82,6 +88,11 @@ def run_task(
             on_plan=on_plan,
             on_test=on_test,
         )
+    if flags.dry_run:
+        for suite_name, test, image in outcome.planned:
+            console.out.print(f"would run: {suite_name}: {test} on {image}")
+        console.out.print(f"dry run: {len(outcome.planned)} test(s) would run; nothing ran")
+        return
     console.out.print(console.results_table(outcome.manifests))
     for m in outcome.manifests:
         console.out.print(f"{m.suite}: {m.result}")
@@ -102,6 +113,10 @@ def run_task(
         "logs": "log store folder (default: $FORTNIGHT_LOGS, else <repo>/logs)",
         "runner": "name of the system that ran the tests (default: the host name)",
         "no_tracker": "do not sync the failure tracker afterwards",
+        "max_junit_bytes": "cap on the report's size (default: $FORTNIGHT_MAX_JUNIT_BYTES, "
+        "else 64MiB)",
+        "max_cases": "test cases recorded in the manifest, failures first; the counts and "
+        "the stored report cover all (default: $FORTNIGHT_MAX_JUNIT_CASES, else 1000)",
         **WRITE_HELP,
     },
 )
@@ -122,10 +137,29 @@ def import_task(
     no_commit: bool = False,
     push: bool = False,
     remote: str | None = None,
+    max_junit_bytes: str | None = None,
+    max_cases: int = 0,
 ) -> None:
     """Record a JUnit XML report as the results of a test suite."""
+    from pipeline.stages.junit import DEFAULT_MAX_CASES, DEFAULT_MAX_JUNIT_BYTES, JunitLimits  # noqa: PLC0415
     from pipeline.stages.results import import_results  # noqa: PLC0415 - loads the test runner
 
+    limits = JunitLimits(
+        max_bytes=byte_limit(
+            max_junit_bytes,
+            os.environ,
+            option="--max-junit-bytes",
+            variable="FORTNIGHT_MAX_JUNIT_BYTES",
+            default=DEFAULT_MAX_JUNIT_BYTES,
+        ),
+        max_cases=count_limit(
+            max_cases,
+            os.environ,
+            option="--max-cases",
+            variable="FORTNIGHT_MAX_JUNIT_CASES",
+            default=DEFAULT_MAX_CASES,
+        ),
+    )
     flags = WriteFlags(dry_run, no_commit, push, remote)
     s = task_setup(repo, product, "test", flags, sync=not no_tracker)
     outcome = import_results(
@@ -141,6 +175,7 @@ def import_task(
         options=s.options,
         clock=now,
         runner=runner or socket.gethostname(),
+        limits=limits,
     )
     report_results(outcome.manifests, outcome.write)
     if s.release is not None:

@@ -188,6 +188,21 @@ def suite_verdict(tests: list[CaseResult]) -> SuiteVerdict:
     return "WARNED" if failed else "PASSED"
 
 
+class CaseCounts(StrictModel):
+    """How many test cases an imported report held, by outcome, and how many the manifest
+    records (a large report keeps its failures; the full report is in the log store)."""
+
+    total: Annotated[int, Field(ge=0)]
+    passed: Annotated[int, Field(ge=0)]
+    failed: Annotated[int, Field(ge=0)]
+    skipped: Annotated[int, Field(ge=0)]
+    recorded: Annotated[int, Field(ge=0)]
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 class ResultManifest(Manifest):
     """One run of one test suite on a compose (in-toto test-result vocabulary).
 
@@ -211,6 +226,10 @@ class ResultManifest(Manifest):
     artifacts: list[ImageRef]
     tests: list[CaseResult]
     result: SuiteVerdict
+    #: An imported report: its cases by outcome (``tests`` may hold only some of them).
+    counts: CaseCounts | None = Field(default=None, exclude_if=_is_none)
+    #: An imported report: the whole report in the log store, with its sha256.
+    report: LogRef | None = Field(default=None, exclude_if=_is_none)
 
     def identity(self) -> str:
         return f"{self.compose_id}/{self.suite}-{self.run}"
