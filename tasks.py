@@ -11,7 +11,19 @@ from __future__ import annotations
 
 from invoke.collection import Collection
 
-from pipeline.cli.tasks import bus, cloud, compose, demo, dev, log, release, site, testing, verdict
+from pipeline.cli.tasks import (
+    bus,
+    cloud,
+    compose,
+    demo,
+    dev,
+    log,
+    ostree,
+    release,
+    site,
+    testing,
+    verdict,
+)
 from pipeline.cli.tasks import tracker as tracker_tasks
 from pipeline.cli.tasks import trust as trust_tasks
 
@@ -28,6 +40,7 @@ test_ns = Collection("test", testing.run_task, testing.import_task, verdict.waiv
 tracker_ns = Collection("tracker", tracker_tasks.tracker_sync)
 release_ns = Collection("release", release.release_cut, release.release_revoke)
 cloud_ns = Collection("cloud", cloud.cloud_discover, cloud.cloud_withdraw)
+ostree_ns = Collection("ostree", ostree.ostree_sync)
 site_ns = Collection("site", site.site_build, site.site_serve, site.site_publish)
 ns = Collection(
     log.init,
@@ -42,6 +55,7 @@ ns = Collection(
     tracker_ns,
     release_ns,
     cloud_ns,
+    ostree_ns,
     site_ns,
 )
 ns.add_task(dev.run_tests)

@@ -14,7 +14,7 @@ from pipeline.adapters.hashing import HashJob, HashResult, ProgressSink, verify_
 from pipeline.adapters.ingest import LoadedCompose, check_image_path, iter_images
 from pipeline.core.config import ProductConfig
 from pipeline.core.models.common import Trust
-from pipeline.core.models.manifests import ComposeManifest, Image, Release
+from pipeline.core.models.manifests import ComposeManifest, Image, OstreeCommit, Release
 from pipeline.errors import InputError
 from pipeline.log.sslib import Signer
 from pipeline.log.store import ManifestLog
@@ -77,6 +77,7 @@ def build_compose_manifest(
     now: datetime,
     *,
     checksums_verified: bool,
+    ostree: Sequence[OstreeCommit] = (),
 ) -> ComposeManifest:
     """The compose manifest for the product's images in ``loaded``.
 
@@ -122,6 +123,7 @@ def build_compose_manifest(
         source=loaded.location.compose_source,
         checksums_verified=checksums_verified,
         images=images,
+        ostree=list(ostree),
     )
 
 
@@ -150,6 +152,7 @@ def record_compose(
     session: requests.Session | None = None,
     progress: ProgressSink | None = None,
     workers: int | None = None,
+    ostree: Sequence[OstreeCommit] = (),
 ) -> RecordOutcome:
     """Record ``loaded`` as a signed compose manifest; check files first when ``verify``.
 
@@ -159,7 +162,9 @@ def record_compose(
         StoreError: git failed.
     """
     trust = log.load_trust()
-    manifest = build_compose_manifest(loaded, product, now, checksums_verified=verify)
+    manifest = build_compose_manifest(
+        loaded, product, now, checksums_verified=verify, ostree=ostree
+    )
     hashed: list[HashResult] = []
     if verify and not options.dry_run:
         hashed = verify_checksums(

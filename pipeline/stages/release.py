@@ -14,6 +14,7 @@ from pipeline.log.sslib import Signer
 from pipeline.log.store import ManifestLog
 from pipeline.log.writer import WriteOptions, WriteResult
 from pipeline.stages.load import load_state
+from pipeline.stages.ostree import FaultHook, OstreeSetup, apply, no_fault, prepare, sync_refs
 
 
 def cut_release(
@@ -23,11 +24,17 @@ def cut_release(
     *,
     signers: Sequence[Signer],
     options: WriteOptions,
+    ostree: OstreeSetup | None = None,
+    fault: FaultHook = no_fault,
 ) -> tuple[ReleaseManifest | None, WriteResult | None, State]:
     """Record the decision of the cycle ``at`` falls in, if it needs one (see release.decide).
 
     Holds the checkout lock from reading the log to committing, so two runs
-    at once decide once.
+    at once decide once. With ``ostree``, the release's commits are pulled, signed and
+    deltaed before its manifest is written, and the refs and summary move after.
+
+    Raises:
+        OstreeError: a commit could not be promoted; no release manifest is written.
     """
     log.require_repo()
     with log.lock():
@@ -40,9 +47,15 @@ def cut_release(
             if manifest.decision == "release"
             else "stale, no image"
         )
+        promote = ostree if not options.dry_run else None
+        if promote is not None:
+            prepare(promote, manifest.ostree, fault)
         write = log.record(
             [manifest], signers, trust, f"release: {manifest.release_id}: {what}", options
         )
+        if promote is not None and options.commit:
+            fault("recorded")
+            apply(promote, manifest.ostree, fault)
         return manifest, write, state
 
 
@@ -57,8 +70,11 @@ def revoke_release(
     signers: Sequence[Signer],
     options: WriteOptions,
     now: datetime,
+    ostree: OstreeSetup | None = None,
 ) -> tuple[RevocationManifest | None, WriteResult | None]:
-    """Withdraw a release; withdrawing it again is a no-op.
+    """Withdraw a release; withdrawing it again is a no-op. With ``ostree``, the public
+    refs move back to the release that becomes current (and the summary is re-signed),
+    also when it was withdrawn before (the refs are made to match the log).
 
     Raises:
         InputError: no such release, a stale decision, or an empty reason.
@@ -76,6 +92,8 @@ def revoke_release(
         except ValueError as e:
             raise InputError(f"--release-id {release_id}: {e}") from e
         if manifest is None:
+            if ostree is not None and not options.dry_run:
+                sync_refs(ostree, state)
             return None, None
         write = log.record(
             [manifest],
@@ -84,4 +102,6 @@ def revoke_release(
             f"release: withdraw {release_id} ({manifest.compose_id})",
             options,
         )
+        if ostree is not None and not options.dry_run and options.commit:
+            sync_refs(ostree, load_state(log, product, now)[0])
         return manifest, write

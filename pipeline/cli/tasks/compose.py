@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from invoke.context import Context
 from invoke.tasks import task
 
@@ -19,9 +21,11 @@ from pipeline.cli.report import report_write
 from pipeline.cli.setup import now, task_setup
 from pipeline.cli.tasks.tracker import sync_and_report
 from pipeline.stages.compose import failed_compose_manifest, record_compose, record_failed_compose
+from pipeline.stages.ostree import gather_trees, ostree_setup
 
 
 @task(
+    iterable=["ostree_commit"],
     help={
         "source": "Pungi compose directory (root or compose/) or http(s) URL",
         "verify_checksums": "check size and sha256 of URL images (streamed, not stored)",
@@ -31,9 +35,12 @@ from pipeline.stages.compose import failed_compose_manifest, record_compose, rec
         "reason": "with --failed: why it produced no image",
         "log_url": "with --failed: where its log is",
         "no_tracker": "with --failed: do not sync the failure tracker afterwards",
+        "ostree_repo": "the compose's OSTree repository (path or URL): record each arch's "
+        "commit of [ostree] compose_ref",
+        "ostree_commit": "ARCH=CHECKSUM: record this OSTree commit for ARCH (repeatable)",
         **WRITE_HELP,
         "no_commit": "write the manifest but do not commit",
-    }
+    },
 )
 @boundary
 def record(
@@ -52,6 +59,8 @@ def record(
     push: bool = False,
     remote: str | None = None,
     no_tracker: bool = False,
+    ostree_repo: str | None = None,
+    ostree_commit: list[str] | None = None,
 ) -> None:
     """Record a compose (or, with --failed, a compose with no image) in the log."""
     asked = record_request(
@@ -77,6 +86,15 @@ def record(
         return
     session = http_session()
     loaded = load_compose(asked.source, session)
+    trees = []
+    if ostree_repo or ostree_commit:
+        trees = gather_trees(
+            ostree_setup(s.config, s.log.root, os.environ),
+            loaded.info.release.version,
+            repo=ostree_repo,
+            commits=ostree_commit or [],
+            arches=s.config.ostree_arches(),
+        )
     with console.byte_progress() as progress:
         outcome = record_compose(
             s.log,
@@ -88,6 +106,7 @@ def record(
             options=s.options,
             session=session,
             progress=progress,
+            ostree=trees,
         )
     console.out.print(console.compose_table(outcome.manifest))
     checked = f"{len(outcome.hashed)} image(s) checked" if outcome.hashed else ""

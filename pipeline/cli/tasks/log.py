@@ -25,6 +25,7 @@ from pipeline.log.trust import (
     with_root_keys,
 )
 from pipeline.stages.load import load_states
+from pipeline.stages.ostree import verify_refs
 from pipeline.stages.schema import write_schemas
 
 
@@ -106,6 +107,14 @@ def verify(
         console.err.print(f"rejected: {path}: {reason}")
     if report.failures:
         raise Exit(f"error: {len(report.failures)} manifest(s) failed verification", code=4)
+    problems = verify_refs(log, os.environ, now())
+    for problem in problems:
+        console.err.print(f"ostree: {problem}")
+    if problems:
+        raise Exit(
+            f"error: {len(problems)} OSTree ref(s) do not match the log; run 'invoke ostree.sync'",
+            code=4,
+        )
 
 
 @task(help={"check": "do not write; exit 1 when the committed schema is stale"})

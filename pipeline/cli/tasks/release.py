@@ -18,6 +18,7 @@ from pipeline.cli.report import (
 )
 from pipeline.cli.setup import now, operator_name, task_setup
 from pipeline.stages.load import load_state
+from pipeline.stages.ostree import ostree_setup
 from pipeline.stages.release import cut_release, revoke_release
 
 
@@ -37,7 +38,12 @@ def release_cut(
     s = task_setup(repo, product, "release", WriteFlags(dry_run, no_commit, push, remote))
     when = parse_at(at, now())
     manifest, write, state = cut_release(
-        s.log, s.config, when, signers=s.signers, options=s.options
+        s.log,
+        s.config,
+        when,
+        signers=s.signers,
+        options=s.options,
+        ostree=ostree_setup(s.config, s.log.root, os.environ),
     )
     if manifest is None or write is None:
         report_nothing_to_cut(state, s.config)
@@ -87,6 +93,7 @@ def release_revoke(
         signers=s.signers,
         options=s.options,
         now=now(),
+        ostree=ostree_setup(s.config, s.log.root, os.environ),
     )
     if manifest is None or write is None:
         console.out.print(f"release {release_id} is already withdrawn (no change)")
