@@ -69,8 +69,11 @@ def make_gpg_key(folder: Path) -> TestKey:
     return TestKey(home, fpr, public)
 
 
-def commit_tree(repo: OstreeRepo, ref: str, files: dict[str, str], version: str) -> str:
-    """Commit a tree of ``files`` (name: text) on ``ref`` with ``version`` metadata."""
+def commit_tree(
+    repo: OstreeRepo, ref: str, files: dict[str, str], version: str, bind: str = ""
+) -> str:
+    """Commit a tree of ``files`` (name: text) on ``ref`` with ``version`` metadata, also
+    bound to ``bind`` (the public ref a release moves), as the product's composes are."""
     repo.init("archive")
     tree = repo.path.parent / f"tree-{ref.replace('/', '_')}-{version}"
     tree.mkdir(parents=True)
@@ -83,6 +86,7 @@ def commit_tree(repo: OstreeRepo, ref: str, files: dict[str, str], version: str)
         f"--tree=dir={tree}",
         f"--add-metadata-string=version={version}",
         f"--subject=Fedora Atomic Host {version}",
+        *([f"--bind-ref={bind}"] if bind else []),
         what=f"commit {ref}",
     )
     return out.strip()
@@ -123,6 +127,7 @@ class OstreeHistory:
         versions: dict[str, str] | None = None,
         fail: tuple[str, ...] = (),
         respin: int = 0,
+        bound: bool = True,
     ) -> ComposeManifest:
         """A tested compose on ``day`` with one commit per arch in the compose repository."""
         h = self.history
@@ -132,7 +137,8 @@ class OstreeHistory:
             v = (versions or {}).get(arch, version)
             ref = f"fedora/28/{arch}/updates/atomic-host"
             files = {"usr/lib/os-release": f"VERSION={v}\n", f"usr/share/{arch}": cid}
-            commit = commit_tree(self.source, ref, files, v)
+            bind = f"fedora/28/{arch}/atomic-host" if bound else ""
+            commit = commit_tree(self.source, ref, files, v, bind)
             trees.append(OstreeCommit(arch=arch, ref=ref, commit=commit, version=v))
         self.commits[cid] = {t.arch: t.commit for t in trees}
         loaded = load_compose(str(h.make_tree(cid).root))

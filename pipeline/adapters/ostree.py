@@ -70,8 +70,9 @@ class OstreeRepo:
         except FileNotFoundError:
             raise OstreeError(f"{self.binary}: command not found", hint=INSTALL_HINT) from None
         if proc.returncode != 0:
-            lines = [line for line in proc.stderr.splitlines() if line.strip()]
-            detail = lines[-1].strip() if lines else f"exit status {proc.returncode}"
+            lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+            errors = [line for line in lines if line.startswith("error:")]
+            detail = (errors or lines or [f"exit status {proc.returncode}"])[0]
             raise OstreeError(f"{self.path}: {what}: {detail}")
         return proc.stdout
 
@@ -124,6 +125,24 @@ class OstreeRepo:
                 hint="check the checksum, or pull the commit first",
             ) from e
         return _gvariant_string(out)
+
+    def ref_bindings(self, commit: str) -> list[str]:
+        """The refs ``commit`` is bound to (``ostree.ref-binding``); empty when unbound.
+
+        A client pulling a ref refuses a commit bound to other refs only.
+        """
+        try:
+            out = self.run(
+                "show",
+                "--print-metadata-key=ostree.ref-binding",
+                commit,
+                what=f"commit {commit}",
+            )
+        except OstreeError:
+            if self.has_commit(commit):
+                return []  # no binding metadata at all
+            raise
+        return re.findall(r"'((?:[^'\\]|\\.)*)'", out)
 
     def has_commit(self, commit: str) -> bool:
         """Whether the commit object is in the repository (not whether it is complete)."""

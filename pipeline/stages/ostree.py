@@ -231,6 +231,16 @@ def gather_trees(
 # --- promotion ---------------------------------------------------------------------------
 
 
+def _check_binding(repo: OstreeRepo, p: OstreePromotion) -> None:
+    bound = repo.ref_bindings(p.commit)
+    if bound and p.ref not in bound:
+        raise OstreeError(
+            f"{repo.path}: commit {p.commit} ({p.arch}) is bound to {', '.join(bound)}, "
+            f"so hosts following {p.ref} would refuse it",
+            hint=f"commit the compose's trees with --bind-ref={p.ref} (or without bindings)",
+        )
+
+
 def prepare(
     setup: OstreeSetup, planned: Sequence[OstreePromotion], fault: FaultHook = no_fault
 ) -> None:
@@ -255,6 +265,7 @@ def prepare(
                     hint="check [ostree] compose_repo; the release is not recorded",
                 )
             setup.public.pull_local(source, p.commit)
+        _check_binding(setup.public, p)
         if setup.key is not None:
             setup.public.sign(p.commit, setup.key)
     fault("pulled")

@@ -208,3 +208,11 @@ def test_verify_reports_a_ref_moved_by_hand(oh: OstreeHistory) -> None:
     ]
     sync_refs(oh.setup, oh.state(day(14)))
     assert ref_problems(oh.setup, oh.state(day(14))) == []
+
+
+def test_release_refuses_a_commit_bound_to_another_ref(oh: OstreeHistory) -> None:
+    oh.compose(day(-1), "28.1", bound=False)  # bound to the compose ref only
+    before = oh.history.log.commits()
+    with pytest.raises(OstreeError, match=f"bound to .*hosts following {X86_REF}|{ARM_REF}"):
+        oh.cut(day(0, 12))
+    assert oh.history.log.commits() == before
