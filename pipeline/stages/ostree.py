@@ -52,25 +52,25 @@ def _path(value: str, base: Path) -> Path:
 
 
 def ostree_setup(
-    product: ProductConfig, log_root: Path, env: Mapping[str, str]
+    product: ProductConfig, checkout: Path, env: Mapping[str, str]
 ) -> OstreeSetup | None:
-    """Resolve ``[ostree]``: relative paths against the log's checkout, overridden by
+    """Resolve ``[ostree]``: relative paths against the log's ``checkout``, overridden by
     ``FORTNIGHT_OSTREE_REPO``, ``FORTNIGHT_OSTREE_COMPOSE_REPO`` and
     ``FORTNIGHT_OSTREE_GPG_HOMEDIR``. None when the product has no ``[ostree]``."""
     config = product.ostree
     if config is None:
         return None
-    public = OstreeRepo(_path(env.get("FORTNIGHT_OSTREE_REPO") or config.repo, log_root))
+    public = OstreeRepo(_path(env.get("FORTNIGHT_OSTREE_REPO") or config.repo, checkout))
     source_value = env.get("FORTNIGHT_OSTREE_COMPOSE_REPO") or config.compose_repo
     source: OstreeRepo | str | None = None
     if source_value.startswith(("http://", "https://")):
         source = source_value
     elif source_value:
-        source = OstreeRepo(_path(source_value, log_root))
+        source = OstreeRepo(_path(source_value, checkout))
     homedir = env.get("FORTNIGHT_OSTREE_GPG_HOMEDIR") or config.gpg_homedir
     key = None
     if config.gpg_key:
-        key = GpgKey(config.gpg_key, _path(homedir, log_root) if homedir else None)
+        key = GpgKey(config.gpg_key, _path(homedir, checkout) if homedir else None)
     return OstreeSetup(config=config, public=public, source=source, key=key)
 
 
@@ -378,7 +378,7 @@ def verify_refs(log: ManifestLog, env: Mapping[str, str], now: datetime) -> list
     problems: list[str] = []
     for name in log.product_names():
         product = load_product(log.root, name)
-        setup = ostree_setup(product, log.root, env)
+        setup = ostree_setup(product, log.repo, env)
         if setup is None or not setup.public.exists():
             continue
         state, _trust = load_state(log, product, now)
@@ -401,7 +401,7 @@ def sync_product(
         VerificationError: a manifest failed verification (nothing is moved).
         OstreeError: a commit the log names cannot be brought into the repository.
     """
-    setup = ostree_setup(product, log.root, env)
+    setup = ostree_setup(product, log.repo, env)
     if setup is None:
         raise ConfigError(
             f"{product.name}/product.toml: no [ostree] table: nothing to sync",

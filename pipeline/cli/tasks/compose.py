@@ -89,7 +89,7 @@ def record(
     trees = []
     if ostree_repo or ostree_commit:
         trees = gather_trees(
-            ostree_setup(s.config, s.log.root, os.environ),
+            ostree_setup(s.config, s.log.repo, os.environ),
             loaded.info.release.version,
             repo=ostree_repo,
             commits=ostree_commit or [],

@@ -43,7 +43,7 @@ def release_cut(
         when,
         signers=s.signers,
         options=s.options,
-        ostree=ostree_setup(s.config, s.log.root, os.environ),
+        ostree=ostree_setup(s.config, s.log.repo, os.environ),
     )
     if manifest is None or write is None:
         report_nothing_to_cut(state, s.config)
@@ -93,7 +93,7 @@ def release_revoke(
         signers=s.signers,
         options=s.options,
         now=now(),
-        ostree=ostree_setup(s.config, s.log.root, os.environ),
+        ostree=ostree_setup(s.config, s.log.repo, os.environ),
     )
     if manifest is None or write is None:
         console.out.print(f"release {release_id} is already withdrawn (no change)")
