@@ -100,6 +100,7 @@ def ostree_toml(download_url: str, public: Path, source: Path, key: TestKey | No
     )
     if key is not None:
         table += f'gpg_key = "{key.fingerprint}"\ngpg_homedir = "{key.homedir}"\n'
+        table += 'gpg_public_key = "ostree.gpg"\n'
     return product_toml(download_url) + table.encode()
 
 
@@ -112,9 +113,16 @@ class OstreeHistory:
     public: OstreeRepo
     commits: dict[str, dict[str, str]] = field(default_factory=dict)  # compose id: arch: c
 
+    def publish_key(self, key: TestKey) -> None:
+        """Commit the key's public half as the product's ``ostree.gpg``."""
+        log = self.history.log
+        (log.repo / "manifests/atomic-host/ostree.gpg").write_bytes(key.public.read_bytes())
+        log.git("add", "manifests/atomic-host/ostree.gpg")
+        log.git("commit", "-q", "-m", "ostree: the public key")
+
     @property
     def setup(self) -> OstreeSetup:
-        setup = ostree_setup(self.history.product, self.history.log.log.root, {})
+        setup = ostree_setup(self.history.product, self.history.log.log.repo, {})
         assert setup is not None
         return setup
 
