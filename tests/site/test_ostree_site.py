@@ -13,9 +13,11 @@ import pytest
 from pipeline.adapters.ostree import OstreeRepo
 from pipeline.site.publish import IMMUTABLE, SHORT, LocalFile, cache_control, plan
 from tests.conftest import Log, StaticServer
-from tests.ostreekit import OstreeHistory, TestKey, make_gpg_key, ostree_toml
+from tests.ostreekit import OstreeHistory, TestKey, commit_tree, make_gpg_key, ostree_toml
+from tests.site.test_publish import PREFIX, S3, Interrupted, run, s3, stop_after
 from tests.sitekit import History, day
 
+__all__ = ["s3"]  # the fixture, imported from the publish tests
 REF = "fedora/28/x86_64/atomic-host"
 OBJ = "atomic-host/ostree/objects/ab/" + "c" * 62
 
@@ -138,3 +140,51 @@ def test_site_ships_the_repository_and_a_host_follows_it(
     )
     host.run("pull", "fortnight", REF, what="pull")
     assert host.run("rev-parse", f"fortnight:{REF}", what="rev-parse").strip() == good
+
+
+def test_an_interrupted_publish_never_shows_a_ref_before_its_objects(
+    s3: S3, tmp_path: Path, gpg_key: TestKey
+) -> None:
+    """Killed after every upload and re-run: whenever the bucket has the summary or a ref,
+    it has every object the site's repository holds, and a new ref comes after its summary,
+    for a first publish and an update."""
+    site = tmp_path / "output"
+    repo = OstreeRepo(site / "atomic-host" / "ostree")
+    bucket = "ostree-site"
+    s3.create(bucket)
+    target = f"s3://{bucket}/{PREFIX}"
+    for version in ("1", "2"):
+        commit = commit_tree(repo, REF, {"v": version, f"f{version}": version}, version)
+        repo.update_summary(gpg_key.gpg)
+        (repo.path.parent / f"tree-{REF.replace('/', '_')}-{version}").rename(
+            tmp_path / f"tree-{version}"
+        )
+        objects = {
+            p.relative_to(site).as_posix()
+            for p in (repo.path / "objects").rglob("*")
+            if p.is_file()
+        }
+
+        def check(objects: set[str] = objects, commit: str = commit) -> None:
+            held = s3.objects(bucket)
+            ref = f"atomic-host/ostree/refs/heads/{REF}"
+            if ref in held and held[ref].decode().strip() == commit:
+                assert objects <= set(held), "a ref names objects that are not there"
+                summary = held.get("atomic-host/ostree/summary")
+                assert summary == (repo.path / "summary").read_bytes(), "a ref before its summary"
+            if held.get("atomic-host/ostree/summary") == (repo.path / "summary").read_bytes():
+                assert objects <= set(held), "the summary names objects that are not there"
+
+        stops = 0
+        while True:
+            try:
+                run(s3, site, target, client_factory=s3.factory(stop_after(1, [0])))
+            except Interrupted:
+                stops += 1
+                check()
+                assert stops < 200, "no progress"
+                continue
+            break
+        assert stops >= 3  # at least: a new object, the summary, the ref
+        assert objects <= set(s3.objects(bucket))
+        assert s3.objects(bucket)[f"atomic-host/ostree/refs/heads/{REF}"].decode().strip() == commit
