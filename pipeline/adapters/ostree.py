@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from pipeline.errors import OstreeError
@@ -226,10 +227,16 @@ class OstreeRepo:
         return True
 
     def commit(
-        self, ref: str, tree: Path, version: str, subject: str, bind: Sequence[str] = ()
+        self,
+        ref: str,
+        tree: Path,
+        version: str,
+        subject: str,
+        bind: Sequence[str] = (),
+        timestamp: datetime | None = None,
     ) -> str:
         """Commit the folder ``tree`` on ``ref`` with ``version`` metadata, also bound to the
-        refs in ``bind``; return the commit checksum."""
+        refs in ``bind``, dated ``timestamp`` (default: now); return the commit checksum."""
         out = self.run(
             "commit",
             f"--branch={ref}",
@@ -237,6 +244,7 @@ class OstreeRepo:
             f"--add-metadata-string=version={version}",
             f"--subject={subject}",
             *(f"--bind-ref={b}" for b in bind),
+            *([f"--timestamp={timestamp.isoformat()}"] if timestamp else []),
             what=f"commit {ref}",
         )
         return out.strip()

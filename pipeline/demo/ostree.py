@@ -8,7 +8,7 @@ it skipped this part (:func:`available`).
 from __future__ import annotations
 
 import shutil
-from datetime import date
+from datetime import datetime
 from pathlib import Path
 
 from pipeline.adapters.ostree import OstreeRepo, generate_gpg_key
@@ -51,11 +51,11 @@ class DemoOstree:
         )
 
     def night(
-        self, compose_id: str, base: str, day: date, arches: tuple[str, ...]
+        self, compose_id: str, base: str, when: datetime, arches: tuple[str, ...]
     ) -> list[OstreeCommit]:
         """One commit per arch for the night's compose: a tree of a few files, with the
         version ``<base>.<YYYYMMDD>.0`` every arch shares."""
-        version = f"{base}.{day:%Y%m%d}.0"
+        version = f"{base}.{when:%Y%m%d}.0"
         trees = []
         for arch in arches:
             tree = self.folder / "trees" / compose_id / arch
@@ -71,6 +71,7 @@ class DemoOstree:
                 version,
                 f"{compose_id} {arch}",
                 bind=[f"fedora/{base}/{arch}/atomic-host"],
+                timestamp=when,
             )
             shutil.rmtree(tree)
             trees.append(OstreeCommit(arch=arch, ref=ref, commit=commit, version=version))

@@ -411,7 +411,7 @@ class Simulation:
         )
         loaded = load_compose(str(compose_dir.parent))
         trees = (
-            self.ostree.night(cid, self.version, self.script.day(n), self.arches)
+            self.ostree.night(cid, self.version, now, self.arches)
             if self.ostree is not None
             else []
         )
