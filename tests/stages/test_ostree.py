@@ -169,9 +169,11 @@ class Killed(Exception):
 
 
 def test_sync_repairs_a_crash_at_every_step(oh: OstreeHistory) -> None:
+    """Killed after the delta (no manifest yet), after the manifest (no ref moved), after
+    the refs (summary not re-signed): the next run or ostree.sync ends consistent."""
     oh.compose(day(-1), "28.0")
     oh.cut(day(0, 12))
-    for n, step in enumerate(["delta", "recorded", "ref", "summary"], start=1):
+    for n, step in enumerate(["delta", "recorded", "ref"], start=1):
         compose = oh.compose(day(14 * n - 1), f"28.{n}")
 
         def fault(at: str, step: str = step) -> None:
