@@ -159,8 +159,14 @@ class OstreeRepo:
         checksums every object it reaches.
 
         Raises:
-            OstreeError: an object is missing or corrupt (ostree's message says which).
+            OstreeError: the commit or one of its objects is missing or corrupt (ostree's
+                message says which).
         """
+        if not self.has_commit(commit):
+            raise OstreeError(
+                f"{self.path}: commit {commit} is not in the repository",
+                hint="check the checksum, or pull the commit first",
+            )
         with tempfile.TemporaryDirectory(prefix="fortnight-fsck-") as tmp:
             scratch = OstreeRepo(Path(tmp) / "repo", self.binary, self.env)
             scratch.init("bare-user-only")

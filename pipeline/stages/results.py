@@ -20,6 +20,7 @@ from pipeline.log.writer import WriteOptions, WriteResult
 from pipeline.stages.battery import plan_suites
 from pipeline.stages.isolation import Sandbox
 from pipeline.stages.load import load_state, require_compose
+from pipeline.stages.ostree import ostree_setup
 from pipeline.stages.testing import (
     Clock,
     LogStore,
@@ -103,6 +104,7 @@ def run_battery(
         workers or 1,
         pass_env=tuple(product.battery.pass_env),
         sandbox=jail,
+        ostree_repo=_ostree_repo(product, log, base_env),
     )
     manifests = [
         run_suite(s, imgs, files, settings, arches=list(arches), on_test=on_test)
@@ -179,3 +181,11 @@ def import_results(
         options,
     )
     return RunOutcome([manifest], write)
+
+
+def _ostree_repo(product: ProductConfig, log: ManifestLog, env: Mapping[str, str]) -> str:
+    """The compose OSTree repository's local path for the ``ostree`` check ("" if none)."""
+    setup = ostree_setup(product, log.repo, env)
+    if setup is None or setup.source is None or isinstance(setup.source, str):
+        return ""
+    return str(setup.source.path)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.adapters.ostree import OstreeRepo
-from pipeline.core.models.manifests import ReleaseManifest
+from pipeline.core.models.manifests import ComposeManifest, ReleaseManifest
 from pipeline.errors import ConfigError, InputError, OstreeError
 from pipeline.stages.ostree import (
     check_trees,
@@ -218,3 +218,45 @@ def test_release_refuses_a_commit_bound_to_another_ref(oh: OstreeHistory) -> Non
     with pytest.raises(OstreeError, match=f"bound to .*hosts following {X86_REF}|{ARM_REF}"):
         oh.cut(day(0, 12))
     assert oh.history.log.commits() == before
+
+
+# --- the battery's ostree check ------------------------------------------------------------
+
+
+def test_the_ostree_battery_check(
+    oh: OstreeHistory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m pipeline.checks ostree`` with the environment test.run gives a command."""
+    from pipeline.checks.command import main  # noqa: PLC0415
+    from pipeline.core.redact import Redactor  # noqa: PLC0415
+    from pipeline.stages.testing import LogStore, RunSettings, command_env  # noqa: PLC0415
+
+    good = oh.compose(day(-2), "28.1")
+    mixed = oh.compose(day(-1), "28.2", versions={"aarch64": "28.3"})
+
+    def env(compose: ComposeManifest, arch: str) -> dict[str, str]:
+        settings = RunSettings(
+            compose,
+            LogStore(tmp_path / "logs", Redactor.of({})),
+            tmp_path,
+            {},
+            lambda: day(0),
+            "t",
+            1,
+            ostree_repo=str(oh.source.path),
+        )
+        image = next(i for i in compose.images if i.arch == arch)
+        return command_env(settings, image, tmp_path / "img", tmp_path)
+
+    assert env(good, "x86_64")["FORTNIGHT_OSTREE_VERSIONS"] == "aarch64=28.1,x86_64=28.1"
+    assert main(["ostree"], env(good, "x86_64")) == 0
+    assert "version 28.1 on every arch" in capsys.readouterr().out
+    assert main(["ostree"], env(mixed, "x86_64")) == 1
+    assert "arches carry different versions: 28.2 here, aarch64 28.3" in capsys.readouterr().out
+    wrong = env(good, "x86_64") | {"FORTNIGHT_OSTREE_VERSION": "27.9"}
+    assert main(["ostree"], wrong) == 1
+    assert "has version 28.1, recorded 27.9" in capsys.readouterr().out
+    missing = env(good, "x86_64") | {"FORTNIGHT_OSTREE_COMMIT": "0" * 64}
+    assert main(["ostree"], missing) == 1
+    assert "is not in the repository" in capsys.readouterr().out
+    assert main(["ostree"], env(good, "x86_64") | {"FORTNIGHT_OSTREE_REPO": ""}) == 2
