@@ -136,6 +136,17 @@ class BusError(FortnightError):
     exit_code = 10
 
 
+class OstreeError(FortnightError):
+    """An OSTree repository (through the ``ostree`` command) refused or failed an operation,
+    or a commit is missing, incomplete or carries the wrong version.
+
+    Refs only move after a signed manifest says so: re-running, or ``ostree.sync``,
+    finishes the job.
+    """
+
+    exit_code = 11
+
+
 def describe_validation_error(e: ValidationError) -> str:
     """The first pydantic error as ``field.path: message``, on one line."""
     err = e.errors()[0]

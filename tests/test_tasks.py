@@ -308,6 +308,13 @@ def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
     verify = run_invoke("verify", "--repo", str(tmp_path / "demo" / "log"))
     assert verify.returncode == 0
     assert not list((tmp_path / "demo" / "log").rglob("*.key"))
+    # OSTree: a commit per arch each night, the release promoted, the repository served
+    assert "ostree:       promoted to" in proc.stdout
+    ref = site / "atomic-host/ostree/refs/heads/fedora/28/x86_64/atomic-host"
+    assert ref.read_text().strip() in (site / "atomic-host/index.html").read_text()
+    assert (site / "atomic-host/ostree/summary.sig").is_file()
+    assert (site / "atomic-host/ostree.gpg").read_text().startswith("-----BEGIN PGP PUBLIC")
+    assert not list((tmp_path / "demo" / "log").rglob("private-keys-v1.d"))
 
 
 def test_a_threshold_of_two_needs_two_keys(

@@ -8,9 +8,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.adapters.ostree import OstreeRepo
 from pipeline.checks.common import CheckFailed, UsageError
 from pipeline.checks.disk import check_checksum, check_qcow2, check_xz
 from pipeline.checks.media import check_iso9660, check_vagrant_box, expected_provider
+from pipeline.errors import OstreeError
 
 # --- by format, by name ------------------------------------------------------------------
 
@@ -57,6 +59,30 @@ def check_name(name: str, image_format: str, arch: str) -> str:
     return f"{name}: file name names the arch {arch} and ends with {extension}"
 
 
+def check_ostree(repo: str, commit: str, version: str, versions: str) -> str:
+    """The OSTree check: ``commit`` is in ``repo`` and complete (every object read and
+    checksummed), its ``version`` metadata is ``version``, and every arch of the compose
+    (``versions``: ``arch=version,…``) carries that same version.
+
+    Raises:
+        CheckFailed: the commit is missing, incomplete, of another version, or the arches
+            disagree.
+    """
+    tree = OstreeRepo(Path(repo))
+    try:
+        tree.check_complete(commit)
+        found = tree.version(commit)
+    except OstreeError as e:
+        raise CheckFailed(e.message) from e
+    if found != version:
+        raise CheckFailed(f"{repo}: commit {commit} has version {found}, recorded {version}")
+    others = dict(p.partition("=")[::2] for p in versions.split(",") if p)
+    differ = sorted(f"{a} {v}" for a, v in others.items() if v != version)
+    if differ:
+        raise CheckFailed(f"arches carry different versions: {version} here, {', '.join(differ)}")
+    return f"{repo}: commit {commit[:12]} complete, version {version} on every arch"
+
+
 # --- the command -------------------------------------------------------------------------
 
 
@@ -81,6 +107,12 @@ FIELDS: dict[str, Field] = {
     "volume_id": Field("FORTNIGHT_IMAGE_VOLUME_ID", "--volume-id", "ISO volume id, or empty"),
     "compose_id": Field("FORTNIGHT_COMPOSE_ID", "--compose-id", "the compose id"),
     "scratch": Field("FORTNIGHT_SCRATCH", "--scratch", "an empty scratch directory"),
+    "ostree_repo": Field("FORTNIGHT_OSTREE_REPO", "--ostree-repo", "the compose's OSTree repo"),
+    "ostree_commit": Field("FORTNIGHT_OSTREE_COMMIT", "--ostree-commit", "this arch's commit"),
+    "ostree_version": Field("FORTNIGHT_OSTREE_VERSION", "--ostree-version", "its version"),
+    "ostree_versions": Field(
+        "FORTNIGHT_OSTREE_VERSIONS", "--ostree-versions", "every arch's: arch=version,..."
+    ),
 }
 
 
@@ -177,6 +209,15 @@ CHECKS: dict[str, Check] = {
             i.require("format"),
             image_type=i.get("type"),
             volume_id=i.get("volume_id"),
+        ),
+    ),
+    "ostree": Check(
+        "the arch's OSTree commit is complete, carries its recorded version, as every arch",
+        lambda i: check_ostree(
+            i.require("ostree_repo"),
+            i.require("ostree_commit"),
+            i.require("ostree_version"),
+            i.get("ostree_versions"),
         ),
     ),
     "name": Check(

@@ -13,6 +13,7 @@ from pipeline.cli.tasks import (
     demo,
     dev,
     log,
+    ostree,
     product,
     release,
     site,
@@ -35,6 +36,7 @@ test_ns = Collection("test", testing.run_task, testing.import_task, verdict.waiv
 tracker_ns = Collection("tracker", tracker_tasks.tracker_sync)
 release_ns = Collection("release", release.release_cut, release.release_revoke)
 cloud_ns = Collection("cloud", cloud.cloud_discover, cloud.cloud_withdraw)
+ostree_ns = Collection("ostree", ostree.ostree_sync)
 site_ns = Collection("site", site.site_build, site.site_serve, site.site_publish)
 product_ns = Collection("product", product.product_new, product.product_list, product.product_check)
 ns = Collection(
@@ -50,6 +52,7 @@ ns = Collection(
     tracker_ns,
     release_ns,
     cloud_ns,
+    ostree_ns,
     site_ns,
     product_ns,
 )

@@ -269,6 +269,57 @@ class Clouds(StrictModel):
     aws: AwsClouds | None = None
 
 
+class OstreeConfig(StrictModel):
+    """``[ostree]``: the public OSTree repository a release promotes the compose's trees to.
+
+    Paths are relative to the product folder unless absolute; ``FORTNIGHT_OSTREE_*``
+    variables override them at the task edge (see the README, "OSTree").
+    """
+
+    #: The public repository (archive mode), shipped with the site under ``site_path``.
+    repo: NonEmpty = "ostree"
+    #: Where the composes' commits are (a local repository path, or an http(s) URL), for
+    #: ``release.cut`` to pull from; also ``compose.record``'s default ``--ostree-repo``.
+    compose_repo: str = ""
+    #: The compose's own ref (read by ``compose.record --ostree-repo``).
+    compose_ref: NonEmpty = "fedora/{version}/{arch}/updates/atomic-host"
+    #: The public ref a release moves; ``{version}`` and ``{arch}`` are replaced.
+    ref: NonEmpty = "fedora/{version}/{arch}/atomic-host"
+    #: The arches with a tree; empty means the arches of ``[images]``.
+    arches: list[str] = Field(default_factory=list)
+    #: The GPG key id (or fingerprint) that signs commits and the summary; empty: unsigned.
+    gpg_key: str = ""
+    #: The GPG keyring folder (GNUPGHOME); empty: gpg's default.
+    gpg_homedir: str = ""
+    #: The public key users import (ASCII-armoured), relative to the product folder.
+    gpg_public_key: str = ""
+    #: Generate a static delta from the previous release's commit.
+    deltas: bool = True
+    #: Where the repository appears on the site (``<site>/<site_path>/``).
+    site_path: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")] = "ostree"
+    #: The remote name the page tells users to add.
+    remote: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = "fortnight"
+
+    def public_ref(self, version: str, arch: str) -> str:
+        """The public ref of ``arch`` for a base ``version``."""
+        return self.ref.format(version=version, arch=arch)
+
+    def source_ref(self, version: str, arch: str) -> str:
+        """The compose's ref of ``arch``."""
+        return self.compose_ref.format(version=version, arch=arch)
+
+    @model_validator(mode="after")
+    def _patterns(self) -> OstreeConfig:
+        for name in ("ref", "compose_ref"):
+            try:
+                getattr(self, name).format(version="28", arch="x86_64")
+            except (KeyError, IndexError, ValueError) as e:
+                raise ValueError(f"{name}: only {{version}} and {{arch}} may be used") from e
+        if "{arch}" not in self.ref:
+            raise ValueError("ref: needs {arch}, one ref per arch")
+        return self
+
+
 class ProductConfig(StrictModel):
     """``product.toml``: what the product is, which images it ships, how they are tested."""
 
@@ -280,6 +331,13 @@ class ProductConfig(StrictModel):
     tracker: TrackerConfig
     release: ReleasePolicy
     clouds: Clouds = Field(default_factory=Clouds)
+    ostree: OstreeConfig | None = None
+
+    def ostree_arches(self) -> list[str]:
+        """The arches with an OSTree tree (``[ostree] arches``, else the image arches)."""
+        if self.ostree is None:
+            return []
+        return self.ostree.arches or self.images.arches
 
 
 def load_product(manifests_root: Path, product: str) -> ProductConfig:

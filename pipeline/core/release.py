@@ -17,6 +17,7 @@ from pipeline.core.models.manifests import (
     ReleaseManifest,
     RevocationManifest,
 )
+from pipeline.core.ostree import promotions, tree_problem
 from pipeline.core.state import ComposeView, ReleaseView, State, compose_order, cycle_day
 
 #: How many rejected composes a decision lists (newest first); older ones are summarised.
@@ -35,7 +36,7 @@ def _rejection(view: ComposeView, state: State, withdrawn: dict[str, ReleaseView
             return (
                 f"wrong base: {base.name} {version}, eligible {', '.join(base.eligible_versions())}"
             )
-        return None
+        return tree_problem(view.compose, state.product)
     if view.status == "pending":
         return "pending: " + "; ".join(view.reasons)
     return "; ".join(view.reasons) or view.status
@@ -161,6 +162,7 @@ def decide(state: State, at: datetime) -> ReleaseManifest | None:
         open_bug=BugLink(bug=open_bug.bug, url=open_bug.url) if open_bug else None,
         considered=considered,
         explanation=explanation,
+        ostree=promotions(state, chosen.compose) if chosen else [],
     )
 
 

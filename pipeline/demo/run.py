@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
 
+from pipeline.demo.ostree import available as ostree_available
 from pipeline.demo.simulate import DayReport, Simulation, Totals, demo_script
 from pipeline.log.reader import LogReport
 
@@ -28,6 +29,8 @@ class DemoResult:
     report: LogReport
     current: str | None
     stale: bool
+    #: What the demo did with OSTree (the public repository, or why it skipped it).
+    ostree: str = ""
 
 
 def run_demo(
@@ -55,8 +58,13 @@ def run_demo(
 
     script = demo_script(weeks, seed, today)
     on_plan(script.days)
+    use_ostree = ostree_available()
     sim = Simulation(
-        workdir, script, product_toml=product_toml.read_bytes(), download_url=download_url
+        workdir,
+        script,
+        product_toml=product_toml.read_bytes(),
+        download_url=download_url,
+        ostree=use_ostree,
     )
     totals = sim.run(on_day)
     end = datetime.combine(today, time(23), tzinfo=sim.at(0, time(0)).tzinfo)
@@ -71,4 +79,9 @@ def run_demo(
         report=sim.log.verify_all(sim.log.load_trust()),
         current=f"{current.release_id} ({current.manifest.compose_id})" if current else None,
         stale=state.freshness.stale,
+        ostree=(
+            f"promoted to {sim.ostree.public.path}, served at <site>/atomic-host/ostree/"
+            if sim.ostree is not None
+            else "skipped the OSTree part: the ostree and gpg commands are not both installed"
+        ),
     )

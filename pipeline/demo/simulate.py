@@ -38,6 +38,7 @@ from pipeline.core.models.manifests import TrackerBackendName
 from pipeline.core.redact import Redactor
 from pipeline.core.state import State
 from pipeline.core.tracker import Bug, LocalTracker, TrackerBackend
+from pipeline.demo.ostree import PUBLIC_KEY, DemoOstree
 from pipeline.demo.samples import write_compose_tree
 from pipeline.errors import TrackerError
 from pipeline.log.signing import add_key_to_trust, generate_key, load_signer, load_signers
@@ -46,6 +47,7 @@ from pipeline.log.trust import empty_trust, first_version
 from pipeline.log.writer import WriteOptions
 from pipeline.stages.compose import failed_compose_manifest, record_compose, record_failed_compose
 from pipeline.stages.load import load_state
+from pipeline.stages.ostree import OstreeSetup, ostree_setup
 from pipeline.stages.release import cut_release, revoke_release
 from pipeline.stages.results import run_battery
 from pipeline.stages.testing import LogStore
@@ -289,6 +291,7 @@ class Simulation:
         arches: tuple[str, ...] = ("x86_64", "aarch64"),
         workers: int = 2,
         download_url: str = "/composes/{compose_id}/compose/",
+        ostree: bool = False,
     ) -> None:
         self.workdir = workdir
         self.script = script
@@ -309,6 +312,10 @@ class Simulation:
             shutil.rmtree(workdir)
         workdir.mkdir(parents=True)
         toml = _with_release_settings(product_toml, script.anchor, download_url)
+        #: The OSTree part (a commit per arch each night, promoted on release), if asked.
+        self.ostree = DemoOstree(workdir / "ostree") if ostree else None
+        if self.ostree is not None:
+            toml += self.ostree.toml_table(arches).encode()
         self.env: dict[str, str] = {}
         trust = empty_trust()
         for role in ROLES:
@@ -318,12 +325,20 @@ class Simulation:
         root = load_signers("root", self.env, trust)
         init_log(self.repo, {PRODUCT: toml}, first_version(trust, root))
         self.log = ManifestLog(self.repo)
+        if self.ostree is not None:
+            key_file = self.log.root / PRODUCT / PUBLIC_KEY
+            key_file.write_bytes(self.ostree.public_key)
+            self.log.commit_file(key_file, f"product: {PRODUCT}: the OSTree public key")
         self.signers = {role: load_signer(role, self.env, trust) for role in ROLES}
         self.session = requests.Session()
 
     @property
     def product(self) -> ProductConfig:
         return load_product(self.log.root, PRODUCT)
+
+    def ostree_setup(self) -> OstreeSetup | None:
+        """The product's ``[ostree]``, resolved (None without the OSTree part)."""
+        return ostree_setup(self.product, self.repo, {}) if self.ostree is not None else None
 
     def at(self, n: int, when: time) -> datetime:
         """Day ``n`` at ``when`` (UTC)."""
@@ -401,8 +416,21 @@ class Simulation:
             odd_name=odd,
         )
         loaded = load_compose(str(compose_dir.parent))
+        trees = (
+            self.ostree.night(cid, self.version, now, self.arches)
+            if self.ostree is not None
+            else []
+        )
         record_compose(
-            self.log, product, loaded, signer, now, verify=True, options=OPTIONS, workers=1
+            self.log,
+            product,
+            loaded,
+            signer,
+            now,
+            verify=True,
+            options=OPTIONS,
+            workers=1,
+            ostree=trees,
         )
 
     def _test(self, n: int, cid: str) -> None:
@@ -458,6 +486,7 @@ class Simulation:
             self.at(n, CUT_AT),
             signers=[self.signers["release"]],
             options=OPTIONS,
+            ostree=self.ostree_setup(),
         )
         if manifest is None:
             return ""
@@ -505,6 +534,7 @@ class Simulation:
             signers=[self.signers["release"]],
             options=OPTIONS,
             now=now,
+            ostree=self.ostree_setup(),
         )
         self.totals.withdrawn += 1
         return f"release.revoke {current.release_id}"

@@ -43,6 +43,7 @@ from pipeline.errors import ConfigError
 from pipeline.log.layout import MANIFESTS, TRUST_FILE
 from pipeline.log.store import ManifestLog
 from pipeline.site.incremental import TEMPLATE_CACHE, LastBuild, code_key
+from pipeline.site.ostree import ship_ostree
 from pipeline.site.output import BuildReport, Output, ProductRecord
 from pipeline.site.render import Renderer
 from pipeline.site.settings import SiteSettings
@@ -133,6 +134,8 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
         shared.write(f"{MANIFESTS}/{TRUST_FILE}", self.trust_bytes)
         for version in self.root_chain.versions:  # the whole root chain, for users to verify
             shared.write(version.path, version.raw)
+        for product in self.products:  # repositories change outside the log: every build
+            ship_ostree(shared, product, self.log.repo, site.ostree_env)
         shared.remove_stale()
         site_record = previous.get("")
         if site_record is None or site_record.files != shared.files:

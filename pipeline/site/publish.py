@@ -23,6 +23,10 @@ then deletions of what the site no longer has. Within each group, a page goes af
 pages of its group it links to; pages that link each other (a cycle) go together, the
 new ones (not yet in the bucket, so no reader can reach them) before the ones a reader
 may already have open. Uploads of one *stage* (no link between them) run in parallel.
+An OSTree repository shipped with the site (a folder with a ``config`` file) goes up in
+the first group in three steps: its objects, deltas and ``config``, then ``summary`` and
+``summary.sig``, then ``refs/heads/``, so a client never sees a ref or a summary naming
+an object that is not there yet.
 
 The headers are part of the upload: ``Content-Type`` (:func:`content_type`) and
 ``Cache-Control`` (:func:`cache_control`: a year and ``immutable`` for content that
@@ -40,7 +44,7 @@ import os
 import posixpath
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -85,6 +89,15 @@ CHECKSUM_NAMES = frozenset({"CHECKSUM", "SHA256SUMS"})
 
 # Plan groups, uploaded in this order.
 OTHER, PAGE, ENTRY, ROOT = range(4)
+#: OSTree objects (a commit's detached ``.commitmeta`` gains signatures: not immutable)
+#: and static deltas never change at their path.
+OSTREE_IMMUTABLE = re.compile(
+    r"(^|/)objects/[0-9a-f]{2}/[0-9a-f]{62}\.(commit|dirtree|dirmeta|filez|file)$"
+    r"|(^|/)deltas/[A-Za-z0-9+_-]{2}/"
+)
+#: Within the first group, an OSTree repository's files go in three steps: content, then
+#: ``summary`` and ``summary.sig``, then ``refs/heads/``.
+OSTREE_CONTENT, OSTREE_SUMMARY, OSTREE_REFS = range(3)
 ROOT_INDEX = "index.html"
 
 # S3's bucket naming rules (virtual-host style, so no upper case or underscores).
@@ -157,6 +170,8 @@ def cache_control(rel: str) -> str:
     if parts[0] == "logs":
         return IMMUTABLE
     if parts[-1] in CHECKSUM_NAMES and len(parts) >= 4 and parts[-3] == "releases":
+        return IMMUTABLE
+    if OSTREE_IMMUTABLE.search(rel):
         return IMMUTABLE
     return SHORT
 
@@ -276,6 +291,22 @@ def group(rel: str) -> int:
     return PAGE if is_html(rel) else OTHER
 
 
+def ostree_step(rel: str, names: Collection[str]) -> int:
+    """Which step of an OSTree repository's upload ``rel`` is in (a repository is a folder
+    of the site with a ``config`` file); ``OSTREE_CONTENT`` for every other file."""
+    path = PurePosixPath(rel)
+    parent = "" if str(path.parent) == "." else f"{path.parent}/"
+    if path.name in ("summary", "summary.sig") and f"{parent}config" in names:
+        return OSTREE_SUMMARY
+    parts = path.parts
+    for i in range(len(parts) - 2):
+        if parts[i] == "refs" and parts[i + 1] == "heads":
+            root = "/".join(parts[:i])
+            if (f"{root}/config" if root else "config") in names:
+                return OSTREE_REFS
+    return OSTREE_CONTENT
+
+
 @dataclass(frozen=True)
 class Upload:
     """One object to upload: ``stage`` orders them (all of a stage before the next begins)."""
@@ -324,8 +355,13 @@ def plan(
     deletes = sorted(rel for rel in remote if rel not in local)
     uploads: list[Upload] = []
     stage = 0
-    for g in (OTHER, PAGE, ENTRY, ROOT):
-        members = [rel for rel in changed if group(rel) == g]
+    steps = [(OTHER, s) for s in (OSTREE_CONTENT, OSTREE_SUMMARY, OSTREE_REFS)]
+    for g, step in [*steps, (PAGE, 0), (ENTRY, 0), (ROOT, 0)]:
+        members = [
+            rel
+            for rel in changed
+            if group(rel) == g and (g != OTHER or ostree_step(rel, local) == step)
+        ]
         if not members:
             continue
         inside = set(members)

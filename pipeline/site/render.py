@@ -71,6 +71,7 @@ class Renderer:
             "content_pages": self.content_pages,
             "primary": self.site.primary,
             "site_name": self.site.site_name,
+            "site_url": self.site.site_url,
         }
 
     def chrome(self, rel: str) -> Markup:

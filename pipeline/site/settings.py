@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ class SiteSettings:
     force: bool
     cache: bool
     workers: int
+    #: ``FORTNIGHT_OSTREE_*`` overrides of ``[ostree]`` paths on this machine.
+    ostree_env: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_pelican(cls, settings: dict[str, Any]) -> SiteSettings:
@@ -45,6 +47,7 @@ class SiteSettings:
             force=bool(settings.get("FORTNIGHT_FORCE")),
             cache=bool(settings.get("FORTNIGHT_CACHE", True)),
             workers=int(settings.get("FORTNIGHT_WORKERS") or os.cpu_count() or 1),
+            ostree_env={k: v for k, v in os.environ.items() if k.startswith("FORTNIGHT_OSTREE_")},
         )
 
     def with_log(self, products: Sequence[ProductConfig]) -> SiteSettings:

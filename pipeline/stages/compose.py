@@ -16,7 +16,7 @@ from pipeline.adapters.hashing import HashJob, HashResult, ProgressSink, verify_
 from pipeline.adapters.ingest import LoadedCompose, check_image_path, iter_images
 from pipeline.core.config import ProductConfig
 from pipeline.core.models.common import Trust
-from pipeline.core.models.manifests import ComposeManifest, Image, Release
+from pipeline.core.models.manifests import ComposeManifest, Image, OstreeCommit, Release
 from pipeline.errors import ConfigError, InputError, describe_validation_error
 from pipeline.log.sslib import Signer
 from pipeline.log.store import ManifestLog
@@ -86,6 +86,7 @@ def build_compose_manifest(
     now: datetime,
     *,
     checksums_verified: bool,
+    ostree: Sequence[OstreeCommit] = (),
 ) -> ComposeManifest:
     """The compose manifest for the product's images in ``loaded``.
 
@@ -94,7 +95,9 @@ def build_compose_manifest(
             a manifest (a malformed sha256, a bad compose id…), naming the field.
     """
     try:
-        return _compose_manifest(loaded, product, now, checksums_verified=checksums_verified)
+        return _compose_manifest(
+            loaded, product, now, checksums_verified=checksums_verified, ostree=ostree
+        )
     except ValidationError as e:
         raise InputError(
             f"compose metadata: {describe_validation_error(e)}",
@@ -108,6 +111,7 @@ def _compose_manifest(
     now: datetime,
     *,
     checksums_verified: bool,
+    ostree: Sequence[OstreeCommit],
 ) -> ComposeManifest:
     info = loaded.info
     images = [
@@ -132,6 +136,7 @@ def _compose_manifest(
         source=loaded.location.compose_source,
         checksums_verified=checksums_verified,
         images=images,
+        ostree=list(ostree),
     )
 
 
@@ -191,6 +196,7 @@ def record_compose(
     session: requests.Session | None = None,
     progress: ProgressSink | None = None,
     workers: int | None = None,
+    ostree: Sequence[OstreeCommit] = (),
 ) -> RecordOutcome:
     """Record ``loaded`` as a signed compose manifest; check files first when ``verify``.
 
@@ -200,7 +206,9 @@ def record_compose(
         StoreError: git failed.
     """
     trust = log.load_trust()
-    manifest = build_compose_manifest(loaded, product, now, checksums_verified=verify)
+    manifest = build_compose_manifest(
+        loaded, product, now, checksums_verified=verify, ostree=ostree
+    )
     hashed: list[HashResult] = []
     if verify and not options.dry_run:
         hashed = verify_checksums(

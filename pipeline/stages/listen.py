@@ -18,6 +18,7 @@ The git log stays the source of truth: a lost message is recovered by re-running
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import os
 import subprocess
@@ -40,6 +41,7 @@ from pipeline.adapters.ingest import http_session, is_url, iter_images, load_com
 from pipeline.core.config import ProductConfig, load_product
 from pipeline.core.models.common import ComposeId
 from pipeline.errors import ConfigError, FortnightError, InputError, describe_validation_error
+from pipeline.fsutil import atomic_write
 from pipeline.log.store import ManifestLog
 from pipeline.stages.announce import start_marker
 from pipeline.stages.battery import plan_suites
@@ -52,6 +54,8 @@ FINISHED = frozenset({"FINISHED", "FINISHED_INCOMPLETE"})
 DOOMED = "DOOMED"
 PUNGI_TOPIC = "pungi.compose.status.change"
 FEDIMG_TOPIC = "fedimg.image.publish"
+#: Pungi's message for each OSTree commit a compose makes (one per arch, before FINISHED).
+OSTREE_TOPIC = "pungi.compose.ostree"
 
 
 # --- which products listen ------------------------------------------------------------------
@@ -109,6 +113,15 @@ class _ComposeRef(BaseModel):
     compose_id: ComposeId
 
 
+class _PungiOstree(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    compose_id: ComposeId
+    arch: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
+    commitid: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    ref: Annotated[str, Field(min_length=1)]
+
+
 class _FedimgPublish(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -120,10 +133,13 @@ class _FedimgPublish(BaseModel):
 class Request:
     """What a message asks of Fortnight."""
 
-    kind: Literal["finished", "doomed", "cloud"]
+    kind: Literal["finished", "doomed", "cloud", "ostree"]
     compose_id: str
     location: str | None = None
     status: str = ""
+    #: For ``ostree``: the arch and its commit.
+    arch: str = ""
+    commit: str = ""
 
     def log_url(self) -> str | None:
         """Pungi's global log, next to the ``compose/`` folder of ``location``."""
@@ -164,6 +180,12 @@ def classify(topic: str, body: object) -> Request | None:
             location = msg.location if msg.location and is_url(msg.location) else None
             return Request("doomed", msg.compose_id, location, msg.status)
         return None  # STARTED, TERMINATED: nothing to record
+    if _on_topic(topic, OSTREE_TOPIC):
+        try:
+            tree = _PungiOstree.model_validate(body)
+        except ValidationError as e:
+            raise BadMessage(f"{OSTREE_TOPIC} body: {_describe(e)}") from e
+        return Request("ostree", tree.compose_id, arch=tree.arch, commit=tree.commitid)
     if _on_topic(topic, FEDIMG_TOPIC):
         try:
             fedimg = _FedimgPublish.model_validate(body)
@@ -340,6 +362,8 @@ class Listener:
             self._finished(request, where)
         elif request.kind == "doomed":
             self._doomed(request, where)
+        elif request.kind == "ostree":
+            self._ostree(request, where)
         else:
             self._cloud(request, where)
 
@@ -364,6 +388,13 @@ class Listener:
             p = route.product
             verify = ["--verify-checksums"] if self.settings.verify_checksums else []
             args = ["compose.record", "--source", request.location, "--product", p, *verify]
+            if self._config(p).ostree is not None:
+                trees = ostree_spool(self.log, cid)
+                args += [
+                    a
+                    for arch, c in sorted(trees.items())
+                    for a in ("--ostree-commit", f"{arch}={c}")
+                ]
             self._step(where, args)
             self._test_and_track(where, cid, p)
 
@@ -407,6 +438,21 @@ class Listener:
             args += ["--log-url", log_url] if log_url else []
             self._step(where, args)  # also syncs the tracker
 
+    def _ostree(self, request: Request, where: str) -> None:
+        """Remember the commit until the compose finishes (it is recorded then)."""
+        trees = ostree_spool(self.log, request.compose_id)
+        trees[request.arch] = request.commit
+        spool = self.log.git.git_dir() / "fortnight-ostree" / f"{request.compose_id}.json"
+        spool.parent.mkdir(exist_ok=True)
+        atomic_write(spool, json.dumps(trees, sort_keys=True).encode())
+        logger.info(
+            "%s: %s %s commit %s kept for compose.record",
+            where,
+            request.compose_id,
+            request.arch,
+            request.commit,
+        )
+
     def _cloud(self, request: Request, where: str) -> None:
         cid = request.compose_id
         mine = [
@@ -422,6 +468,17 @@ class Listener:
         for route in mine:
             args = ["cloud.discover", "--compose-id", cid, "--product", route.product]
             self._step(where, args + (["--endpoint-url", endpoint] if endpoint else []))
+
+
+def ostree_spool(log: ManifestLog, compose_id: str) -> dict[str, str]:
+    """The OSTree commits Pungi announced for ``compose_id`` so far, by arch (kept in the
+    checkout's git folder, so a restarted listener still has them)."""
+    spool = log.git.git_dir() / "fortnight-ostree" / f"{compose_id}.json"
+    try:
+        data = json.loads(spool.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 def _selects_any(images: Any, config: ProductConfig) -> bool:

@@ -17,6 +17,7 @@ from pipeline.log.sslib import Signer
 from pipeline.log.store import ManifestLog
 from pipeline.log.writer import WriteOptions, WriteResult
 from pipeline.stages.load import load_state
+from pipeline.stages.ostree import FaultHook, OstreeSetup, apply, no_fault, prepare, sync_refs
 
 #: How far past the clock ``--at`` may be (clocks of the machines that write a log differ).
 AT_SKEW = timedelta(minutes=10)
@@ -77,6 +78,8 @@ def cut_release(
     signers: Sequence[Signer],
     options: WriteOptions,
     bounds: AtBounds | None = None,
+    ostree: OstreeSetup | None = None,
+    fault: FaultHook = no_fault,
 ) -> tuple[ReleaseManifest | None, WriteResult | None, State]:
     """Record the decision of the cycle ``at`` falls in, if it needs one (see release.decide).
 
@@ -85,10 +88,13 @@ def cut_release(
     Holds the checkout lock from reading the log to committing, so two runs
     at once decide once. With nothing to decide, a decision an earlier run left
     uncommitted is committed (and pushed, when asked): the write returned then, if any.
+    With ``ostree``, the release's commits are pulled, signed and deltaed before its
+    manifest is written, and the refs and summary move after.
 
     Raises:
         ConfigError: ``at`` is outside ``bounds``.
         VerificationError: a manifest of the product failed verification.
+        OstreeError: a commit could not be promoted; no release manifest is written.
     """
     log.require_repo()
     with log.lock():
@@ -106,9 +112,15 @@ def cut_release(
             if manifest.decision == "release"
             else "stale, no image"
         )
+        promote = ostree if not options.dry_run else None
+        if promote is not None:
+            prepare(promote, manifest.ostree, fault)
         write = log.record(
             [manifest], signers, trust, f"release: {manifest.release_id}: {what}", options
         )
+        if promote is not None and options.commit:
+            fault("recorded")
+            apply(promote, manifest.ostree, fault)
         return manifest, write, state
 
 
@@ -123,8 +135,11 @@ def revoke_release(
     signers: Sequence[Signer],
     options: WriteOptions,
     now: datetime,
+    ostree: OstreeSetup | None = None,
 ) -> tuple[RevocationManifest | None, WriteResult | None]:
-    """Withdraw a release; withdrawing it again is a no-op.
+    """Withdraw a release; withdrawing it again is a no-op. With ``ostree``, the public
+    refs move back to the release that becomes current (and the summary is re-signed),
+    also when it was withdrawn before (the refs are made to match the log).
 
     A revocation an earlier run left uncommitted is committed (see :func:`cut_release`).
 
@@ -144,6 +159,8 @@ def revoke_release(
         except ValueError as e:
             raise InputError(f"--release-id {release_id}: {e}") from e
         if manifest is None:
+            if ostree is not None and not options.dry_run:
+                sync_refs(ostree, state)
             scope = f"{product.name}/{RevocationManifest.DIRECTORY}"
             settled = log.settle([scope], trust, options)
             return None, settled if settled.did_anything() else None
@@ -154,4 +171,6 @@ def revoke_release(
             f"release: withdraw {release_id} ({manifest.compose_id})",
             options,
         )
+        if ostree is not None and not options.dry_run and options.commit:
+            sync_refs(ostree, load_state(log, product, now)[0])
         return manifest, write

@@ -22,6 +22,7 @@ from pipeline.stages.battery import PlannedSuite, plan_suites
 from pipeline.stages.isolation import Sandbox
 from pipeline.stages.junit import DEFAULT_LIMITS, JunitLimits, import_junit
 from pipeline.stages.load import load_state, require_compose
+from pipeline.stages.ostree import ostree_setup
 from pipeline.stages.testing import (
     Clock,
     LogStore,
@@ -122,6 +123,7 @@ def run_battery(
         workers or 1,
         pass_env=tuple(product.battery.pass_env),
         sandbox=jail,
+        ostree_repo=_ostree_repo(product, log, base_env),
     )
     manifests = [
         run_suite(s, imgs, files, settings, arches=list(arches), on_test=on_test)
@@ -208,3 +210,11 @@ def import_results(
         options,
     )
     return RunOutcome([manifest], write)
+
+
+def _ostree_repo(product: ProductConfig, log: ManifestLog, env: Mapping[str, str]) -> str:
+    """The compose OSTree repository's local path for the ``ostree`` check ("" if none)."""
+    setup = ostree_setup(product, log.repo, env)
+    if setup is None or setup.source is None or isinstance(setup.source, str):
+        return ""
+    return str(setup.source.path)

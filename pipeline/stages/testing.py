@@ -190,6 +190,24 @@ class RunSettings:
     #: Variables of ``base_env`` passed on besides the allowlist (``battery.pass_env``).
     pass_env: tuple[str, ...] = ()
     sandbox: Sandbox | None = None
+    #: The compose's OSTree repository (a local path; "" when not configured or remote).
+    ostree_repo: str = ""
+
+
+def ostree_env(settings: RunSettings, arch: str) -> dict[str, str]:
+    """``FORTNIGHT_OSTREE_*``: the repository, this arch's commit and version, and every
+    arch's version (``arch=version,…``), for ``python -m pipeline.checks ostree``; none
+    when the compose has no trees and no repository is configured."""
+    trees = settings.compose.ostree
+    if not trees and not settings.ostree_repo:
+        return {}  # no OSTree: the environment is as before
+    mine = next((t for t in trees if t.arch == arch), None)
+    return {
+        "FORTNIGHT_OSTREE_REPO": settings.ostree_repo,
+        "FORTNIGHT_OSTREE_COMMIT": mine.commit if mine else "",
+        "FORTNIGHT_OSTREE_VERSION": mine.version if mine else "",
+        "FORTNIGHT_OSTREE_VERSIONS": ",".join(f"{t.arch}={t.version}" for t in trees),
+    }
 
 
 def command_env(settings: RunSettings, img: Image, path: Path, scratch: Path) -> dict[str, str]:
@@ -216,6 +234,7 @@ def command_env(settings: RunSettings, img: Image, path: Path, scratch: Path) ->
         FORTNIGHT_COMPOSE_ID=settings.compose.compose_id,
         FORTNIGHT_SCRATCH=str(scratch),
     )
+    env.update(ostree_env(settings, img.arch))
     return env
 
 

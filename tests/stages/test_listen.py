@@ -24,6 +24,7 @@ import pytest
 
 from pipeline.adapters.bus.settings import BusSettings
 from pipeline.stages import listen
+from pipeline.stages.listen import OSTREE_TOPIC
 from tests.conftest import ROOT, ComposeTree, Log, StaticServer
 from tests.stages.conftest import (
     DEADLINE,
@@ -320,7 +321,7 @@ def test_listener_survives_a_broker_restart(
         ("compose2.pungi.compose.status.change(FINISHED)", ("finished", "Fedora-24-20151208.n.7")),
         ("fedimg.TestImagePublish", ("cloud", "Fedora-Atomic-27-20180507.0")),
         ("fedimg.TestImageUploadComplete", None),
-        ("compose2.pungi.compose.ostree", None),
+        ("compose2.pungi.compose.ostree", ("ostree", "Fedora-25-20161002.n.0")),
         ("autocloud.ComposeTestCompleted", None),
         ("releng.TestTwoWeekAtomicComplete", None),
     ],
@@ -362,6 +363,50 @@ def test_classify_rejects_unusable_bodies(body: Any) -> None:
 )
 def test_disposition_of_exit_codes(code: int, expected: str) -> None:
     assert listen.disposition(code) == expected
+
+
+def test_ostree_messages_feed_compose_record(
+    make_log: Callable[..., Log], make_compose_tree: Callable[..., Any]
+) -> None:
+    """Pungi's per-arch OSTree messages are kept (across restarts) and passed to
+    compose.record as --ostree-commit when the compose finishes."""
+    toml = (ROOT / "manifests/atomic-host/product.toml").read_bytes() + b"\n[ostree]\n"
+    log = make_log("log", toml)
+    ran: list[list[str]] = []
+
+    def run(args: Any) -> int:
+        ran.append(list(args))
+        return 0
+
+    def listener() -> listen.Listener:
+        return listen.Listener(
+            log.log,
+            [listen.Route("atomic-host", ("Fedora-28-*",))],
+            BusSettings(),
+            run,
+            announce_args=None,
+        )
+
+    real = MESSAGES["compose2.pungi.compose.ostree"]["msg"]
+    tree = make_compose_tree("Fedora-28-20180425.0")
+    cid = "Fedora-28-20180425.0"
+    for arch, digit in (("x86_64", "a"), ("aarch64", "b")):
+        body = real | {"compose_id": cid, "arch": arch, "commitid": digit * 64}
+        listener().handle(f"m-{arch}", "org.fedoraproject.prod.pungi.compose.ostree", body)
+    assert ran == []  # nothing to record before the compose finishes
+    with pytest.raises(listen.BadMessage, match="commitid"):
+        listen.classify(OSTREE_TOPIC, real | {"commitid": "xyz"})
+    location = str(tree.root / "compose")
+    listener()._finished(listen.Request("finished", cid, location, "FINISHED"), "m")
+    record = ran[0]
+    assert record[0] == "compose.record"
+    start = record.index("--ostree-commit")
+    assert record[start : start + 4] == [
+        "--ostree-commit",
+        f"aarch64={'b' * 64}",
+        "--ostree-commit",
+        f"x86_64={'a' * 64}",
+    ]
 
 
 def test_listener_maps_task_failures_to_the_broker(make_log: Callable[..., Log]) -> None:

@@ -24,6 +24,7 @@ from pipeline.errors import ConfigError
 
 
 @task(
+    iterable=["ostree_commit"],
     help={
         "source": "Pungi compose directory (root or compose/) or http(s) URL",
         "verify_checksums": "check size and sha256 of URL images (streamed, not stored)",
@@ -35,9 +36,12 @@ from pipeline.errors import ConfigError
         "no_tracker": "with --failed: do not sync the failure tracker afterwards",
         "max_metadata_bytes": "cap on images.json and composeinfo.json (default: "
         "$FORTNIGHT_MAX_METADATA_BYTES, else 64MiB)",
+        "ostree_repo": "the compose's OSTree repository (path or URL): record each arch's "
+        "commit of [ostree] compose_ref",
+        "ostree_commit": "ARCH=CHECKSUM: record this OSTree commit for ARCH (repeatable)",
         **WRITE_HELP,
         "no_commit": "write the manifest but do not commit",
-    }
+    },
 )
 @boundary
 def record(
@@ -57,6 +61,8 @@ def record(
     remote: str | None = None,
     no_tracker: bool = False,
     max_metadata_bytes: str | None = None,
+    ostree_repo: str | None = None,
+    ostree_commit: list[str] | None = None,
 ) -> None:
     """Record a compose (or, with --failed, a compose with no image) in the log."""
     # productmd and the compose stage load only here, not for `invoke --list`
@@ -72,6 +78,7 @@ def record(
         record_compose,
         record_failed_compose,
     )
+    from pipeline.stages.ostree import gather_trees, ostree_setup  # noqa: PLC0415
 
     asked = record_request(
         source=source,
@@ -103,6 +110,15 @@ def record(
         return
     session = http_session()
     loaded = load_compose(asked.source, session, max_bytes=limit)
+    trees = []
+    if ostree_repo or ostree_commit:
+        trees = gather_trees(
+            ostree_setup(s.config, s.log.repo, os.environ),
+            loaded.info.release.version,
+            repo=ostree_repo,
+            commits=ostree_commit or [],
+            arches=s.config.ostree_arches(),
+        )
     with console.byte_progress() as progress:
         outcome = record_compose(
             s.log,
@@ -114,6 +130,7 @@ def record(
             options=s.options,
             session=session,
             progress=progress,
+            ostree=trees,
         )
     console.out.print(console.compose_table(outcome.manifest))
     checked = f"{len(outcome.hashed)} image(s) checked" if outcome.hashed else ""

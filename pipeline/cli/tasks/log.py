@@ -116,6 +116,7 @@ def verify(
     each bad file and why; exit 4 on any failure. Warn of manifests not committed."""
     from pipeline.log.stranded import find_uncommitted  # noqa: PLC0415
     from pipeline.log.trust import PIN_CONFIG  # noqa: PLC0415
+    from pipeline.stages.ostree import verify_refs  # noqa: PLC0415
 
     log = open_log(repo, os.environ, cache=cached)  # an audit re-checks every signature
     pinned = log.load_root(pin_option(root))
@@ -132,6 +133,14 @@ def verify(
         report_uncommitted(find_uncommitted(log.git), log.repo)
     if report.failures:
         raise Exit(f"error: {len(report.failures)} manifest(s) failed verification", code=4)
+    problems = verify_refs(log, os.environ, now())
+    for problem in problems:
+        console.err.print(f"ostree: {problem}")
+    if problems:
+        raise Exit(
+            f"error: {len(problems)} OSTree ref(s) do not match the log; run 'invoke ostree.sync'",
+            code=4,
+        )
 
 
 @task(help={"check": "do not write; exit 1 when the committed schema is stale"})

@@ -43,6 +43,7 @@ def release_cut(
 ) -> None:
     """Decide the current cycle's release if it needs a decision; safe to run any time."""
     from pipeline.core.models.common import format_timestamp  # noqa: PLC0415
+    from pipeline.stages.ostree import ostree_setup  # noqa: PLC0415
     from pipeline.stages.release import AtBounds, composes_after, cut_release  # noqa: PLC0415
 
     s = task_setup(repo, product, "release", WriteFlags(dry_run, no_commit, push, remote))
@@ -50,7 +51,13 @@ def release_cut(
     when = parse_at(at, clock)
     bounds = AtBounds(clock) if at and not simulate else None
     manifest, write, state = cut_release(
-        s.log, s.config, when, signers=s.signers, options=s.options, bounds=bounds
+        s.log,
+        s.config,
+        when,
+        signers=s.signers,
+        options=s.options,
+        bounds=bounds,
+        ostree=ostree_setup(s.config, s.log.repo, os.environ),
     )
     if dry_run and at:
         for later in composes_after(s.log, s.config, when):
@@ -98,6 +105,7 @@ def release_revoke(
 ) -> None:
     """Withdraw a release: the page falls back to the previous good one and warns."""
     from pipeline.stages.load import load_state  # noqa: PLC0415
+    from pipeline.stages.ostree import ostree_setup  # noqa: PLC0415
     from pipeline.stages.release import revoke_release  # noqa: PLC0415
 
     s = task_setup(repo, product, "release", WriteFlags(dry_run, no_commit, push, remote))
@@ -111,6 +119,7 @@ def release_revoke(
         signers=s.signers,
         options=s.options,
         now=now(),
+        ostree=ostree_setup(s.config, s.log.repo, os.environ),
     )
     if manifest is None or write is None:
         console.out.print(f"release {release_id} is already withdrawn (no change)")

@@ -6,7 +6,7 @@ Each field that takes one of a few words is typed with a named ``Literal`` alias
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -66,6 +66,34 @@ class Release(StrictModel):
     type: str = "ga"
 
 
+#: An OSTree ref name (``fedora/28/x86_64/atomic-host``).
+OstreeRefName = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+]
+
+
+class OstreeCommit(StrictModel):
+    """The OSTree tree of one arch of a compose: the compose's ref, its commit, its version."""
+
+    arch: NonEmpty
+    ref: OstreeRefName
+    commit: Sha256
+    version: NonEmpty
+
+
+def _unique_arches(items: list[OstreeCommit] | list[OstreePromotion]) -> None:
+    arches = [i.arch for i in items]
+    if len(set(arches)) != len(arches):
+        raise ValueError("two OSTree entries share an arch")
+
+
+def _drop_empty_ostree(data: dict[str, Any]) -> dict[str, Any]:
+    """Manifests without OSTree trees sign exactly the bytes they signed before the field."""
+    if not data.get("ostree"):
+        data.pop("ostree", None)
+    return data
+
+
 #: Whether a compose produced images (Pungi's DOOMED composes produce none).
 ComposeOutcome = Literal["images", "no-image"]
 #: productmd's compose types.
@@ -96,9 +124,14 @@ class ComposeManifest(Manifest):
     source: str
     checksums_verified: bool
     images: list[Image]
+    #: The OSTree commit of each arch (empty: the compose has no OSTree trees recorded).
+    ostree: list[OstreeCommit] = Field(default_factory=list)
 
     def identity(self) -> str:
         return self.compose_id
+
+    def signed_dict(self) -> dict[str, Any]:
+        return _drop_empty_ostree(super().signed_dict())
 
     @model_validator(mode="after")
     def _outcome_consistent(self) -> ComposeManifest:
@@ -112,6 +145,7 @@ class ComposeManifest(Manifest):
                 raise ValueError("two images share (subvariant, type, format, arch, disc_number)")
         elif self.images or not self.reason:
             raise ValueError("outcome 'no-image' needs a reason and no images")
+        _unique_arches(self.ostree)
         return self
 
 
@@ -357,6 +391,17 @@ class Considered(StrictModel):
     reason: str
 
 
+class OstreePromotion(StrictModel):
+    """What a release did to the public OSTree ref of one arch: the commit it points to
+    now, and the one it pointed to before (the previous release's, or none)."""
+
+    arch: NonEmpty
+    ref: OstreeRefName
+    commit: Sha256
+    version: NonEmpty
+    previous: Sha256 | None = None
+
+
 class ReleaseManifest(Manifest):
     """The decision of one release cycle: an image, or a stale cycle.
 
@@ -381,9 +426,14 @@ class ReleaseManifest(Manifest):
     open_bug: BugLink | None = None
     considered: list[Considered]
     explanation: NonEmpty
+    #: The public OSTree refs this release moves, per arch (empty: no ``[ostree]``).
+    ostree: list[OstreePromotion] = Field(default_factory=list)
 
     def identity(self) -> str:
         return self.release_id
+
+    def signed_dict(self) -> dict[str, Any]:
+        return _drop_empty_ostree(super().signed_dict())
 
     @model_validator(mode="after")
     def _consistent(self) -> ReleaseManifest:
@@ -392,6 +442,9 @@ class ReleaseManifest(Manifest):
             raise ValueError(f"release_id must be {expected}")
         if (self.decision == "release") != (self.compose_id is not None):
             raise ValueError("a release names its compose; a stale decision does not")
+        if self.ostree and self.decision != "release":
+            raise ValueError("a stale decision moves no OSTree ref")
+        _unique_arches(self.ostree)
         return self
 
 

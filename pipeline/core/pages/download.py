@@ -10,6 +10,7 @@ from datetime import UTC
 from pipeline.core.models.manifests import CloudImage, CloudImagesManifest, Image
 from pipeline.core.pages.formatting import age, compose_date, http_url, region_names
 from pipeline.core.pages.links import Link, Urls, bug_link
+from pipeline.core.pages.ostree import OstreeSection, ostree_section
 from pipeline.core.state import ComposeView, ReleaseView, State
 from pipeline.core.units import human_size
 
@@ -104,6 +105,8 @@ class DownloadPage:
     next_release_day: str
     checksum: str | None
     sha256sums: str | None
+    #: The OSTree refs of the current release (None: the product has no ``[ostree]``).
+    ostree: OstreeSection | None = None
 
 
 def download_page(state: State) -> DownloadPage:
@@ -145,6 +148,7 @@ def download_page(state: State) -> DownloadPage:
         next_release_day=state.next_release_day.isoformat(),
         checksum=urls.checksum(current.release_id) if cur and current else None,
         sha256sums=urls.sha256sums(current.release_id) if cur and current else None,
+        ostree=ostree_section(state, urls),
     )
 
 
@@ -294,7 +298,7 @@ def _withdrawn_banners(state: State, urls: Urls) -> list[Banner]:
                 "withdrawn",
                 f"Release {r.release_id} was withdrawn",
                 f"The image of release {r.release_id} (compose {r.manifest.compose_id}) "
-                f"is bad: {r.fallen}. Do not use it. {showing}",
+                f"is bad: {r.fallen}. Do not use it. {showing}{_rollback(r)}",
                 [
                     Link(f"Withdrawn release {r.release_id}", urls.release_anchor(r.release_id)),
                     *(
@@ -306,6 +310,16 @@ def _withdrawn_banners(state: State, urls: Urls) -> list[Banner]:
             )
         )
     return out
+
+
+def _rollback(r: ReleaseView) -> str:
+    """What a host that upgraded to a withdrawn release's OSTree tree runs."""
+    if not r.manifest.ostree:
+        return ""
+    return (
+        " Hosts that upgraded to its tree cannot upgrade backwards: run 'rpm-ostree rollback', "
+        "or 'rpm-ostree deploy <commit>' with the commit of the release shown here."
+    )
 
 
 def _order(r: ReleaseView) -> tuple[str, int]:

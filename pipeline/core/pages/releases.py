@@ -8,6 +8,7 @@ from datetime import UTC, date
 from typing import Any
 
 from pipeline.core.models.manifests import Image
+from pipeline.core.ostree import withdrawn_commits
 from pipeline.core.pages.formatting import http_url, iso
 from pipeline.core.pages.links import Link, Urls, named_bug_link
 from pipeline.core.state import ReleaseView, State
@@ -156,7 +157,7 @@ def stream(state: State, site_url: str) -> dict[str, Any]:
                     aws = arch.setdefault("images", {}).setdefault("aws", {"regions": {}})
                     aws["regions"][ami.region] = {"release": rel, "image": ami.ami_id}
             last_modified = max(last_modified or clouds.created, clouds.created)
-    return {
+    doc = {
         "stream": state.product.name,
         "metadata": {
             "last-modified": iso(last_modified) if last_modified else None,
@@ -176,6 +177,26 @@ def stream(state: State, site_url: str) -> dict[str, Any]:
         "stale-reason": fresh.reason if fresh.stale else None,
         "architectures": arches,
     }
+    if state.product.ostree is not None:
+        _stream_ostree(state, doc, arches)
+    return doc
+
+
+def _stream_ostree(state: State, doc: dict[str, Any], arches: dict[str, Any]) -> None:
+    """Per arch the released commit (``architectures.<arch>.ostree``, as Fedora CoreOS's
+    release metadata lists commits), and the withdrawn commits hosts should leave."""
+    current = state.current
+    for p in current.manifest.ostree if current else []:
+        arches.setdefault(p.arch, {"artifacts": {}})["ostree"] = {
+            "ref": p.ref,
+            "commit": p.commit,
+            "version": p.version,
+            "release": current.release_id if current else None,
+        }
+    doc["ostree-withdrawn"] = [
+        {"commit": commit, "release": release}
+        for commit, release in sorted(withdrawn_commits(state).items())
+    ]
 
 
 @dataclass(frozen=True)
