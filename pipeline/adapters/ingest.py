@@ -2,7 +2,8 @@
 
 A compose is ``<compose-id>/compose/metadata/{composeinfo.json,images.json}``;
 each image path is relative to ``<compose-id>/compose/``. SRC may be the compose
-root or its ``compose/`` folder.
+root or its ``compose/`` folder. ``rpms.json`` (the package list) is read when the
+compose has one; a compose without it is fine (its package list is unknown).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import productmd.composeinfo
 import productmd.images
+import productmd.rpms
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
@@ -24,8 +26,17 @@ from pipeline.errors import FetchError, InputError
 SUPPORTED_VERSIONS = {
     "productmd.images": ("1.0", "1.1", "1.2"),
     "productmd.composeinfo": ("1.0", "1.1", "1.2"),
+    "productmd.rpms": ("1.0", "1.1", "1.2"),
 }
-METADATA_FILES = {"productmd.composeinfo": "composeinfo.json", "productmd.images": "images.json"}
+METADATA_FILES = {
+    "productmd.composeinfo": "composeinfo.json",
+    "productmd.images": "images.json",
+    "productmd.rpms": "rpms.json",
+}
+
+
+class MissingMetadata(FetchError):
+    """A metadata file is not in the compose (a local file that does not exist, or HTTP 404)."""
 
 
 def http_session(retries: int = 4, backoff: float = 0.5) -> requests.Session:
@@ -80,6 +91,7 @@ class LoadedCompose:
     location: ComposeLocation
     info: Any  # productmd.composeinfo.ComposeInfo
     images: Any  # productmd.images.Images
+    rpms: Any = None  # productmd.rpms.Rpms, or None when the compose has no rpms.json
 
 
 Fetcher = Callable[[str], bytes]
@@ -107,7 +119,22 @@ def load_compose(src: str, session: requests.Session | None = None) -> LoadedCom
             f"but images.json is for {images.compose.id}",
             hint="the metadata folder mixes two composes",
         )
-    return LoadedCompose(location=location, info=info, images=images)
+    rpms = _load_rpms(fetch, info.compose.id, location)
+    return LoadedCompose(location=location, info=info, images=images, rpms=rpms)
+
+
+def _load_rpms(fetch: Fetcher, compose_id: str, location: ComposeLocation) -> Any:
+    try:
+        rpms = _parse(fetch, "rpms.json", "productmd.rpms", productmd.rpms.Rpms)
+    except MissingMetadata:
+        return None
+    if rpms.compose.id != compose_id:
+        raise InputError(
+            f"{location.source}: rpms.json is for {rpms.compose.id} but composeinfo.json "
+            f"is for {compose_id}",
+            hint="the metadata folder mixes two composes",
+        )
+    return rpms
 
 
 def _locate_dir(src: Path) -> tuple[ComposeLocation, Fetcher]:
@@ -128,7 +155,7 @@ def _locate_dir(src: Path) -> tuple[ComposeLocation, Fetcher]:
         try:
             return path.read_bytes()
         except FileNotFoundError:
-            raise InputError(f"{path}: missing", hint="is the compose complete?") from None
+            raise MissingMetadata(f"{path}: missing", hint="is the compose complete?") from None
 
     return ComposeLocation(str(src), compose_dir, None), fetch
 
@@ -159,6 +186,8 @@ def _locate_url(src: str, session: requests.Session) -> tuple[ComposeLocation, F
             return first.pop(name)
         url = base + "metadata/" + name
         status, data, error = _get(session, url)
+        if status == 404:
+            raise MissingMetadata(f"{url}: {error}", hint="is the compose complete?")
         if status != 200:
             raise FetchError(f"{url}: {error}", hint="is the compose complete? re-run later")
         return data

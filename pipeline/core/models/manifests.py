@@ -6,7 +6,7 @@ Each field that takes one of a few words is typed with a named ``Literal`` alias
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -66,6 +66,28 @@ class Release(StrictModel):
     type: str = "ga"
 
 
+#: An rpm as ``name-epoch:version-release.arch`` (productmd's NEVRA, epoch always given).
+Nevra = Annotated[
+    str,
+    Field(
+        max_length=512,
+        pattern=r"^[A-Za-z0-9_.+-]+-[0-9]{1,10}:[A-Za-z0-9_.+~^]+-[A-Za-z0-9_.+~^]+\.[A-Za-z0-9_]+$",
+    ),
+]
+
+
+class PackageSet(StrictModel):
+    """The binary rpms of one variant and arch of a compose, grouped by source rpm.
+
+    ``sources`` maps each source rpm's NEVRA to its binary rpms' NEVRAs: name,
+    epoch, version, release, arch and source rpm, compactly (from Pungi's ``rpms.json``).
+    """
+
+    variant: NonEmpty
+    arch: NonEmpty
+    sources: dict[Nevra, list[Nevra]]
+
+
 #: Whether a compose produced images (Pungi's DOOMED composes produce none).
 ComposeOutcome = Literal["images", "no-image"]
 #: productmd's compose types.
@@ -96,9 +118,19 @@ class ComposeManifest(Manifest):
     source: str
     checksums_verified: bool
     images: list[Image]
+    #: The package list per variant/arch of the product's images; None when the compose
+    #: had no ``rpms.json`` (older manifests never have it).
+    packages: list[PackageSet] | None = None
 
     def identity(self) -> str:
         return self.compose_id
+
+    def signed_dict(self) -> dict[str, Any]:
+        """The payload; without ``packages`` when unknown, so it reads as before."""
+        data = super().signed_dict()
+        if data.get("packages") is None:
+            data.pop("packages", None)
+        return data
 
     @model_validator(mode="after")
     def _outcome_consistent(self) -> ComposeManifest:
