@@ -26,6 +26,7 @@ from pipeline.core.models.manifests import (
     ComposeManifest,
     MissingRegion,
 )
+from pipeline.demo.packages import write_rpms_json
 from pipeline.log.writer import WriteOptions
 from pipeline.site.build import build_site
 from pipeline.site.output import BuildReport
@@ -78,10 +79,15 @@ class History:
         fail: Sequence[str] = (),
         compose_id: str | None = None,
         tested: bool = True,
+        night: int | None = None,
     ) -> ComposeManifest:
-        """A nightly compose on ``day`` (Fedora 28 AtomicHost images), tested at once."""
+        """A nightly compose on ``day`` (Fedora 28 AtomicHost images), tested at once; with
+        the demo's package list of ``night`` in an rpms.json when ``night`` is given."""
         cid = compose_id or f"Fedora-Atomic-28-{day:%Y%m%d}.0"
         tree = self.make_tree(cid)
+        if night is not None:
+            arches = tuple(tree.images["payload"]["images"]["AtomicHost"])
+            write_rpms_json(tree.compose_dir, cid, night=night, arches=arches)
         loaded = load_compose(str(tree.root))
         manifest = build_compose_manifest(loaded, self.product, day, checksums_verified=True)
         self.record([manifest], f"compose: {cid}")

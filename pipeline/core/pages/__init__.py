@@ -5,7 +5,8 @@ download page with its banners, the dashboard rows, compose, bug and archive pag
 stream document, the Atom feed entries and the "latest" pointers. Templates compose
 these values; they never decide anything (STYLE.md: values computed in Python).
 
-One module per page (``download``, ``dashboard``, ``compose``, ``bugs``, ``releases``),
+One module per page (``download``, ``dashboard``, ``compose``, ``bugs``, ``releases``,
+``notes``),
 with ``links`` (the site's URLs) and ``formatting`` (small formatting helpers) beneath them;
 this package names them all, so ``pages.download_page`` and friends are one import away.
 """
@@ -64,6 +65,16 @@ from pipeline.core.pages.links import (
     bug_link,
     named_bug_link,
 )
+from pipeline.core.pages.notes import (
+    PackageRow,
+    ReleaseNotes,
+    SizeRow,
+    all_release_notes,
+    changes_document,
+    has_notes,
+    previous_release,
+    release_notes,
+)
 from pipeline.core.pages.releases import (
     ArchiveRow,
     FeedEntry,
@@ -97,17 +108,22 @@ __all__ = [
     "FeedEntry",
     "Latest",
     "Link",
+    "PackageRow",
+    "ReleaseNotes",
     "ResultRow",
+    "SizeRow",
     "SuiteCell",
     "SuiteDetail",
     "Urls",
     "age",
+    "all_release_notes",
     "arch_sections",
     "archive_rows",
     "banners",
     "bug_href",
     "bug_link",
     "bug_page",
+    "changes_document",
     "compose_bugs",
     "compose_date",
     "compose_notes",
@@ -115,13 +131,16 @@ __all__ = [
     "dashboard_pages",
     "download_page",
     "feed_entries",
+    "has_notes",
     "http_url",
     "human_size",
     "iso",
     "latest_pointers",
     "local_bugs",
     "named_bug_link",
+    "previous_release",
     "region_names",
+    "release_notes",
     "release_of_compose",
     "released_images",
     "safe_relpath",

@@ -10,6 +10,7 @@ from datetime import UTC
 from pipeline.core.models.manifests import CloudImage, CloudImagesManifest, Image
 from pipeline.core.pages.formatting import age, compose_date, http_url, region_names
 from pipeline.core.pages.links import Link, Urls, bug_link
+from pipeline.core.pages.notes import ReleaseNotes, release_notes
 from pipeline.core.state import ComposeView, ReleaseView, State
 from pipeline.core.units import human_size
 
@@ -102,6 +103,8 @@ class DownloadPage:
     next_release_day: str
     checksum: str | None
     sha256sums: str | None
+    #: What changed since the previous release (None for the first release).
+    notes: ReleaseNotes | None = None
 
 
 def download_page(state: State) -> DownloadPage:
@@ -142,6 +145,7 @@ def download_page(state: State) -> DownloadPage:
         next_release_day=state.next_release_day.isoformat(),
         checksum=urls.checksum(current.release_id) if cur and current else None,
         sha256sums=urls.sha256sums(current.release_id) if cur and current else None,
+        notes=release_notes(state, current, urls) if cur and current else None,
     )
 
 

@@ -1,0 +1,173 @@
+"""Release notes: what changed in a release since the previous one of the same product.
+
+The previous release is the newest earlier image release that still stands (a withdrawn
+image is not what users run) and shipped another compose. The package and image-size
+differences come from :func:`pipeline.core.changes.compose_changes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.core.changes import ChangeKind, Changes, PackageChange, compose_changes
+from pipeline.core.models.manifests import ComposeManifest
+from pipeline.core.pages.links import Urls
+from pipeline.core.state import ReleaseView, State
+from pipeline.core.units import human_size
+
+KINDS: tuple[ChangeKind, ...] = ("upgraded", "added", "removed", "downgraded")
+
+
+@dataclass(frozen=True)
+class PackageRow:
+    """One changed package, as the page prints it."""
+
+    name: str
+    kind: str
+    old: str
+    new: str
+    arches: str
+
+
+@dataclass(frozen=True)
+class SizeRow:
+    """One image whose size changed."""
+
+    label: str  # "x86_64 qcow2"
+    old: str
+    new: str
+    delta: str  # "+4.0 KiB"
+
+
+@dataclass(frozen=True)
+class ReleaseNotes:
+    """What changed in ``release_id`` since ``previous_id``."""
+
+    release_id: str
+    compose_id: str
+    previous_id: str
+    previous_compose_id: str
+    known: bool
+    counts: list[tuple[ChangeKind, int]]  # (kind, count), kinds with a count only
+    notable: list[PackageRow]
+    others: list[PackageRow]
+    sizes: list[SizeRow]
+    summary: str
+    href: str
+    json_href: str
+    changes: Changes
+
+
+def previous_release(state: State, release: ReleaseView) -> ReleaseView | None:
+    """The newest image release before ``release`` that stands, of another compose."""
+    earlier = state.releases[: state.releases.index(release)]
+    for r in reversed(earlier):
+        if r.stands and r.manifest.compose_id != release.manifest.compose_id:
+            return r
+    return None
+
+
+def has_notes(state: State, release: ReleaseView) -> bool:
+    """Whether :func:`release_notes` gives notes for ``release`` (cheap: no diff)."""
+    if not release.is_release:
+        return False
+    previous = previous_release(state, release)
+    known = {c.compose_id for c in state.composes}
+    return (
+        previous is not None
+        and previous.manifest.compose_id in known
+        and release.manifest.compose_id in known
+    )
+
+
+def all_release_notes(state: State, urls: Urls) -> list[ReleaseNotes]:
+    """The notes of every image release that has them, oldest first."""
+    out = []
+    for release in state.releases:
+        notes = release_notes(state, release, urls)
+        if notes is not None:
+            out.append(notes)
+    return out
+
+
+def release_notes(state: State, release: ReleaseView, urls: Urls) -> ReleaseNotes | None:
+    """The notes of an image release; None for a stale decision, the first release, or a
+    release whose composes the log does not hold."""
+    if not release.is_release:
+        return None
+    previous = previous_release(state, release)
+    composes = _composes(state)
+    if previous is None:
+        return None
+    old = composes.get(previous.manifest.compose_id or "")
+    new = composes.get(release.manifest.compose_id or "")
+    if old is None or new is None:
+        return None
+    changes = compose_changes(old, new)
+    counts = [(k, n) for k in KINDS if (n := changes.count(k))]
+    return ReleaseNotes(
+        release_id=release.release_id,
+        compose_id=new.compose_id,
+        previous_id=previous.release_id,
+        previous_compose_id=old.compose_id,
+        known=changes.packages_known,
+        counts=counts,
+        notable=[_row(p) for p in changes.notable],
+        others=[_row(p) for p in changes.others],
+        sizes=[_size_row(s.arch, s.type, s.old_size, s.new_size) for s in changes.images],
+        summary=summary(changes, previous.release_id),
+        href=urls.notes(release.release_id),
+        json_href=urls.changes_json(release.release_id),
+        changes=changes,
+    )
+
+
+def summary(changes: Changes, previous_id: str) -> str:
+    """One line: ``Since 2015-09-15: 3 upgraded, 1 added.`` or that the list is unknown."""
+    if not changes.packages_known:
+        return f"Since {previous_id}: the package list is unknown."
+    parts = [f"{n} {k}" for k in KINDS if (n := changes.count(k))]
+    notable = [f"{p.name} {p.new or 'removed'}" for p in changes.notable if p.name in _LEADS]
+    text = ", ".join(parts) if parts else "no package changes"
+    lead = f" ({'; '.join(notable)})" if notable else ""
+    return f"Since {previous_id}: {text}{lead}."
+
+
+_LEADS = frozenset({"kernel", "ostree", "rpm-ostree", "docker", "moby-engine", "podman"})
+
+
+def changes_document(notes: ReleaseNotes, product: str) -> dict[str, Any]:
+    """The JSON file of a release's changes (linked from the stream and the notes page)."""
+    return {
+        "product": product,
+        "release": notes.release_id,
+        "compose-id": notes.compose_id,
+        "previous-release": notes.previous_id,
+        "previous-compose-id": notes.previous_compose_id,
+        **notes.changes.model_dump(mode="json", include={"packages_known", "packages", "images"}),
+    }
+
+
+def _composes(state: State) -> dict[str, ComposeManifest]:
+    return {c.compose_id: c.compose for c in state.composes}
+
+
+def _row(change: PackageChange) -> PackageRow:
+    return PackageRow(
+        name=change.name,
+        kind=change.kind,
+        old=change.old or "",
+        new=change.new or "",
+        arches=", ".join(change.arches),
+    )
+
+
+def _size_row(arch: str, image_type: str, old: int, new: int) -> SizeRow:
+    sign = "+" if new >= old else "-"
+    return SizeRow(
+        label=f"{arch} {image_type}",
+        old=human_size(old),
+        new=human_size(new),
+        delta=f"{sign}{human_size(abs(new - old))}",
+    )
