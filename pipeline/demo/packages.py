@@ -8,6 +8,7 @@ removal.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import productmd.rpms
@@ -53,11 +54,14 @@ def nevra(name: str, version: str, release: str, arch: str) -> str:
 
 
 def _bump(version: str, steps: int) -> str:
+    """``version`` with its last number ``steps`` higher, keeping its width and any suffix
+    (``4.16.3`` -> ``4.16.5``, ``047`` -> ``048``, ``7.7p1`` -> ``7.8p1``)."""
     head, _, last = version.rpartition(".")
-    digits = "".join(c for c in last if c.isdigit())
-    if not steps or not digits or not last.startswith(digits):
-        return version if not steps else f"{version}.{steps}"
-    bumped = f"{int(digits) + steps}{last[len(digits) :]}"
+    match = re.match(r"^([0-9]+)(.*)$", last)
+    if not steps or match is None:
+        return version
+    digits, suffix = match.groups()
+    bumped = str(int(digits) + steps).zfill(len(digits)) + suffix
     return f"{head}.{bumped}" if head else bumped
 
 

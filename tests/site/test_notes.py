@@ -5,6 +5,7 @@ composes with an rpms.json written by productmd (the demo's package lists)."""
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -34,24 +35,38 @@ def test_download_page_shows_changes_since_the_previous_release(
     notes_site: tuple[History, Path],
 ) -> None:
     _, out = notes_site
-    page = Page(out / "index.html")
-    text = page.text
+    text = Page(out / "index.html").text
     assert "Changes since 2018-05-01" in text
-    # toolbox joined at night 24; docker-latest is still there until night 40
-    assert "upgraded, 1 added." in text
+    # counted per binary rpm: toolbox joined at night 24; docker-latest stays until night 40
+    assert "upgraded, 1 added packages." in text
     html = (out / "index.html").read_text()
-    section = html[html.index('id="changes"') :]
-    # notable first, outside <details>: the kernel (period 6: 3 -> 8), then the OSTree stack
-    before_details = section[: section.index("<details>")]
-    assert "<td>kernel</td><td>upgraded</td><td>4.16.3-301.fc28</td><td>4.16.8-301.fc28</td>" in (
-        before_details
-    )
-    assert before_details.index("<td>kernel</td>") < before_details.index("<td>rpm-ostree</td>")
-    assert before_details.index("<td>rpm-ostree</td>") < before_details.index("<td>podman</td>")
-    # the rest collapsed
-    details = section[section.index("<details>") : section.index("</details>")]
+    section = html[
+        html.index('id="changes"') : html.index("</section>", html.index('id="changes"'))
+    ]
+    # notable source packages first, outside <details>: kernel (period 6: 3 -> 8), the
+    # OSTree stack, the container runtime (docker once, although only some binaries count)
+    before, details = section.split("<details>")
+    notable = re.findall(r"<li>([^<]+)</li>", before)
+    assert notable[:3] == [
+        "kernel 4.16.3-301.fc28 \u2192 4.16.8-301.fc28",
+        "ostree 2018.5-1.fc28 \u2192 2018.7-1.fc28",
+        "rpm-ostree 2018.5-1.fc28 \u2192 2018.8-1.fc28",
+    ]
+    assert "docker 1.13.1-51.fc28 \u2192 1.13.3-51.fc28" in notable
+    assert "docker" not in details and "kernel" not in details
+    # the rest collapsed, with the new version
+    assert "toolbox 0.0.1-1.fc28 (new)" in details
+    assert "bash 4.4.20-2.fc28" in details
+    assert "dracut 048-8.fc28" in details  # zero-padded versions stay padded in the demo
+
+
+def test_notes_page_has_every_binary_package(notes_site: tuple[History, Path]) -> None:
+    _, out = notes_site
+    html = (out / "atomic-host/releases/2018-05-15/notes.html").read_text()
+    row = "<td>kernel-core</td><td>upgraded</td><td>4.16.3-301.fc28</td><td>4.16.8-301.fc28</td>"
+    assert row in html
+    details = html[html.index("<details>") : html.index("</details>")]
     assert "<td>toolbox</td><td>added</td><td></td><td>0.0.1-1.fc28</td>" in details
-    assert "<td>bash</td><td>upgraded</td><td>4.4.19-2.fc28</td><td>4.4.20-2.fc28</td>" in details
     assert "<td>kernel</td>" not in details
 
 
@@ -105,6 +120,6 @@ def test_unknown_package_list_is_said_plainly(make_history: MakeHistory, tmp_pat
     h.build(out, day(15, 12))
     text = Page(out / "index.html").text
     assert "Changes since 2018-05-01" in text
-    assert "the package list is unknown" in text
+    assert "The package list is unknown" in text
     doc = json.loads((out / "atomic-host/releases/2018-05-15/changes.json").read_text())
     assert doc["packages_known"] is False and doc["packages"] == []

@@ -6,7 +6,7 @@ stream document, the Atom feed entries and the "latest" pointers. Templates comp
 these values; they never decide anything (STYLE.md: values computed in Python).
 
 One module per page (``download``, ``dashboard``, ``compose``, ``bugs``, ``releases``,
-``notes``),
+``notes``, ``history``),
 with ``links`` (the site's URLs) and ``formatting`` (small formatting helpers) beneath them;
 this package names them all, so ``pages.download_page`` and friends are one import away.
 """
@@ -58,6 +58,12 @@ from pipeline.core.pages.formatting import (
     region_names,
     safe_relpath,
 )
+from pipeline.core.pages.history import (
+    DayEvent,
+    HistoryPicture,
+    NightMark,
+    history_picture,
+)
 from pipeline.core.pages.links import (
     Link,
     Urls,
@@ -103,11 +109,14 @@ __all__ = [
     "ComposeRow",
     "CurrentRelease",
     "DashboardPage",
+    "DayEvent",
     "Download",
     "DownloadPage",
     "FeedEntry",
+    "HistoryPicture",
     "Latest",
     "Link",
+    "NightMark",
     "PackageRow",
     "ReleaseNotes",
     "ResultRow",
@@ -132,6 +141,7 @@ __all__ = [
     "download_page",
     "feed_entries",
     "has_notes",
+    "history_picture",
     "http_url",
     "human_size",
     "iso",

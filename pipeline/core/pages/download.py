@@ -9,6 +9,7 @@ from datetime import UTC
 
 from pipeline.core.models.manifests import CloudImage, CloudImagesManifest, Image
 from pipeline.core.pages.formatting import age, compose_date, http_url, region_names
+from pipeline.core.pages.history import HistoryPicture, history_picture
 from pipeline.core.pages.links import Link, Urls, bug_link
 from pipeline.core.pages.notes import ReleaseNotes, release_notes
 from pipeline.core.state import ComposeView, ReleaseView, State
@@ -105,6 +106,8 @@ class DownloadPage:
     sha256sums: str | None
     #: What changed since the previous release (None for the first release).
     notes: ReleaseNotes | None = None
+    #: The last weeks of nightly results, as a picture.
+    history: HistoryPicture | None = None
 
 
 def download_page(state: State) -> DownloadPage:
@@ -146,6 +149,7 @@ def download_page(state: State) -> DownloadPage:
         checksum=urls.checksum(current.release_id) if cur and current else None,
         sha256sums=urls.sha256sums(current.release_id) if cur and current else None,
         notes=release_notes(state, current, urls) if cur and current else None,
+        history=history_picture(state, urls),
     )
 
 

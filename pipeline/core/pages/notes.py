@@ -31,6 +31,15 @@ class PackageRow:
 
 
 @dataclass(frozen=True)
+class SourceRow:
+    """The changes of one source package's binaries, told once (the download page's short
+    form): ``text`` is ``kernel 4.16.3-301.fc28 -> 4.16.8-301.fc28``."""
+
+    name: str
+    text: str
+
+
+@dataclass(frozen=True)
 class SizeRow:
     """One image whose size changed."""
 
@@ -53,6 +62,8 @@ class ReleaseNotes:
     notable: list[PackageRow]
     others: list[PackageRow]
     sizes: list[SizeRow]
+    notable_sources: list[SourceRow]
+    other_sources: list[SourceRow]
     summary: str
     href: str
     json_href: str
@@ -106,6 +117,7 @@ def release_notes(state: State, release: ReleaseView, urls: Urls) -> ReleaseNote
         return None
     changes = compose_changes(old, new)
     counts = [(k, n) for k in KINDS if (n := changes.count(k))]
+    notable_sources, other_sources = _split_sources(changes)
     return ReleaseNotes(
         release_id=release.release_id,
         compose_id=new.compose_id,
@@ -116,6 +128,8 @@ def release_notes(state: State, release: ReleaseView, urls: Urls) -> ReleaseNote
         notable=[_row(p) for p in changes.notable],
         others=[_row(p) for p in changes.others],
         sizes=[_size_row(s.arch, s.type, s.old_size, s.new_size) for s in changes.images],
+        notable_sources=notable_sources,
+        other_sources=other_sources,
         summary=summary(changes, previous.release_id),
         href=urls.notes(release.release_id),
         json_href=urls.changes_json(release.release_id),
@@ -161,6 +175,34 @@ def _row(change: PackageChange) -> PackageRow:
         new=change.new or "",
         arches=", ".join(change.arches),
     )
+
+
+def _sources(changes: list[PackageChange], *, arrows: bool) -> list[SourceRow]:
+    """One row per (source package, change), in the order of first appearance; with
+    ``arrows`` the old version too (``kernel 4.16.3-301.fc28 \u2192 4.16.8-301.fc28``), else
+    only the new one (``bash 4.4.20-2.fc28``)."""
+    seen: dict[tuple[str, str, str | None, str | None], None] = {}
+    for p in changes:
+        seen.setdefault((p.source, p.kind, p.old, p.new), None)
+    rows = []
+    for source, kind, old, new in seen:
+        if kind == "added":
+            text = f"{source} {new} (new)"
+        elif kind == "removed":
+            text = f"{source} {old} (removed)"
+        else:
+            text = f"{source} {old} \u2192 {new}" if arrows else f"{source} {new}"
+            text += " (downgrade)" if kind == "downgraded" else ""
+        rows.append(SourceRow(source, text))
+    return rows
+
+
+def _split_sources(changes: Changes) -> tuple[list[SourceRow], list[SourceRow]]:
+    """Source-level rows: a source is notable when one of its binaries is."""
+    notable = {p.source for p in changes.notable}
+    first = [p for p in changes.notable] + [p for p in changes.others if p.source in notable]
+    rest = [p for p in changes.others if p.source not in notable]
+    return _sources(first, arrows=True), _sources(rest, arrows=False)
 
 
 def _size_row(arch: str, image_type: str, old: int, new: int) -> SizeRow:
