@@ -3,49 +3,22 @@ night for 12 weeks, release days and the base switch, within the page-weight bud
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from pipeline.core.pages import region_names
-from pipeline.stages.compose import failed_compose_manifest
-from tests.sitekit import History, Page, day, internal_targets
+from tests.sitekit import History, Page, internal_targets, scenario_busy
 
 MakeHistory = Callable[..., History]
-
-
-def _busy_history(h: History) -> None:
-    """Every night of 12 weeks has a compose; two releases with package lists; AMIs in
-    every region: the heaviest download page a real product makes."""
-    h.compose(day(-1), night=0)
-    h.cut(day(0, 12))
-    doomed = [
-        failed_compose_manifest(
-            h.product,
-            f"Fedora-Atomic-28-{day(n):%Y%m%d}.0",
-            "Pungi status DOOMED: an image build failed",
-            None,
-            day(n),
-        )
-        for n in range(-70, 15)
-        if n not in (-1, 13)
-    ]
-    h.record(doomed, "compose: doomed nights")
-    good = h.compose(day(13), night=30)
-    codes = [c for c in sorted(region_names()) if re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]+", c)]
-    h.amis(good, {code: f"ami-{n:017x}" for n, code in enumerate(codes[:34])}, day(13, 6))
-    h.cut(day(14, 12))
 
 
 @pytest.fixture
 def busy_site(make_history: MakeHistory, tmp_path: Path) -> Path:
     h = make_history()
-    _busy_history(h)
     out = tmp_path / "out"
-    h.build(out, day(14, 13))
+    h.build(out, scenario_busy(h))
     return out
 
 
