@@ -125,3 +125,5 @@ def report_demo(result: DemoResult, seconds: float) -> None:
     console.out.print(f"manifest log: {result.repo}  (git log --stat there)")
     console.out.print(f"keys:         {result.keys}  (generated for this run)")
     console.out.print(f"site:         {result.site}")
+    if result.announcements is not None:
+        console.out.print(f"announcements: {result.announcements}  (the mails, as previews)")
