@@ -65,25 +65,27 @@ def tab(
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-@pytest.mark.parametrize("rel", [DOWNLOAD, DASHBOARD])
 def test_history_picture_screenshots_and_axe(
-    tab: Callable[..., Tab], sites: Sites, rel: str, scheme: str
+    tab: Callable[..., Tab], sites: Sites, scheme: str
 ) -> None:
+    """Both pages' pictures, screenshotted in the scheme; axe on the nightly results page
+    (its marks are links; the download page's picture is checked by test_site_browser's axe
+    test, which covers the download page in both schemes)."""
     t = tab(color_scheme=scheme, viewport={"width": 1280, "height": 900})
-    page = t.open(sites["busy"].page(rel))
-    figure = page.locator("figure.hp")
-    name = f"{t.test_name}-picture".replace("/", "-").replace("[", "-").replace("]", "")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    figure.screenshot(path=SCREENSHOTS / f"{name}.png")
-    t.shot()
-    box = figure.locator("svg").bounding_box()
-    assert box is not None and box["width"] > 600 and box["height"] > 30  # drawn, not collapsed
-    # marks are coloured by status, in either scheme, and differ from the track
-    fills = page.evaluate(
-        """() => ['g.s-passed rect', 'g.s-no-image rect', 'rect.track'].map(
-             (s) => getComputedStyle(document.querySelector('figure.hp ' + s)).fill)"""
-    )
-    assert len(set(fills)) == 3, fills
+    for label, rel in (("download", DOWNLOAD), ("dashboard", DASHBOARD)):
+        page = t.open(sites["busy"].page(rel))
+        figure = page.locator("figure.hp")
+        figure.screenshot(path=SCREENSHOTS / f"history-picture-{label}-{scheme}.png")
+        t.shot(label)
+        box = figure.locator("svg").bounding_box()
+        assert box is not None and box["width"] > 600 and box["height"] > 30  # drawn
+        # marks are coloured by status, in either scheme, and differ from the track
+        fills = page.evaluate(
+            """() => ['g.s-passed rect', 'g.s-no-image rect', 'rect.track'].map(
+                 (s) => getComputedStyle(document.querySelector('figure.hp ' + s)).fill)"""
+        )
+        assert len(set(fills)) == 3, (label, fills)
     results = Axe().run(page).response
     assert any(p["id"] == "color-contrast" for p in results["passes"])  # axe did look
     bad = [v for v in results["violations"] if v["impact"] in ("serious", "critical")]
