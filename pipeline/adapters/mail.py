@@ -96,7 +96,8 @@ def compose_message(
     msg["Date"] = format_datetime(date)
     domain = settings.sender.rpartition("@")[2] or "localhost"
     msg["Message-ID"] = make_msgid(str(uuid.uuid5(uuid.NAMESPACE_URL, f"fortnight:{key}")), domain)
-    msg.set_content(body)
+    # quoted-printable: a mostly-ASCII body stays readable as sent (UTF-8 where needed)
+    msg.set_content(body, cte="quoted-printable")
     return msg
 
 

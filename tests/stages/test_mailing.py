@@ -150,17 +150,23 @@ def test_each_event_is_mailed_once_with_its_headers_and_body(
     assert release["Date"] == "Tue, 15 May 2018 12:00:00 +0000"  # the decision's time
     assert release["Message-ID"].endswith("@fortnight.example>")
     assert release.get_content_type() == "text/plain"
-    body = release.get_content()
+    body = release.get_content().replace("\r\n", "\n")
     compose = h.composes["Fedora-Atomic-28-20180514.0"]
     qcow2 = next(i for i in compose.images if i.arch == "x86_64" and i.type == "qcow2")
     assert f"sha256 {qcow2.checksums.sha256}" in body
     assert f"({qcow2.size} bytes)" in body and qcow2.url in body
-    assert "Changes since 2018-05-01:" in body
-    assert "kernel: 4.16.3-301.fc28 -> 4.16.8-301.fc28" in body
+    assert "Changes since 2018-05-01 (Fedora-Atomic-28-20180430.0):" in body
+    assert "Packages: 49 upgraded, 1 added." in body
+    assert "  kernel 4.16.3-301.fc28 -> 4.16.8-301.fc28\n" in body
+    assert (
+        "other source packages: https://fortnight.example/atomic-host/releases/2018-05-15/notes.html"
+        in body
+    )
     assert "Why this image:" in body
     assert "https://fortnight.example/atomic-host/index.html" in body
     stale = inbox.mails[2][1].get_content()
     assert "keeps offering release 2018-05-15" in stale and "What to do:" in stale
+    assert "Failure bug: " not in stale  # nothing failed: the cycle had no compose at all
     withdrawn = inbox.mails[3][1].get_content()
     assert "Why: the image does not boot on EC2" in withdrawn
     assert "Bug: https://bz.example/1" in withdrawn
@@ -251,5 +257,6 @@ def test_dry_run_prints_the_mail_and_sends_nothing(make_history: Callable[..., H
     out = result.stdout
     assert "would mail: Fedora Atomic Host 2018-05-15 released" in out
     assert "Subject: Fedora Atomic Host 2018-05-29: no new image (stale)" in out
-    assert "kernel: 4.16.3-301.fc28 -> 4.16.8-301.fc28" in out
+    assert "Message-ID: <" in out and "To: atomic-devel@example.org, announce@example.org" in out
+    assert "  kernel 4.16.3-301.fc28 -> 4.16.8-301.fc28\n" in out
     assert announce.read_marker(h.log.log) is None  # a dry run remembers nothing

@@ -78,7 +78,10 @@ def announce(
     for mail in report.mails:
         console.out.print(f"{'would mail' if dry_run else 'mailed'}: {mail['Subject']}")
         if dry_run:
-            console.out.print(mail.as_string(), markup=False, highlight=False)
+            shown = ("From", "To", "Subject", "Date", "Message-ID")
+            headers = "".join(f"{k}: {mail[k]}\n" for k in shown)
+            text = f"{headers}\n{mail.get_content()}"
+            console.out.print(text, markup=False, highlight=False)
     for path, reason in report.rejected:
         console.err.print(f"not announced (failed verification): {path}: {reason}")
     if report.since is None:

@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.core.models.manifests import ReleaseManifest, RevocationManifest
-from pipeline.core.pages.links import Urls
+from pipeline.core.pages.links import Urls, named_bug_link
 from pipeline.core.pages.notes import release_notes
 from pipeline.core.state import ReleaseView, State
 from pipeline.core.units import human_size
+
+ARROW = "\u2192"
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,17 @@ def release_mail(state: State, release: ReleaseManifest, site_url: str) -> Mail:
     view = _view(state, release.release_id)
     notes = release_notes(state, view, urls) if view else None
     if notes is not None:
-        lines += ["", f"Changes since {notes.previous_id}:", f"  {notes.summary}"]
-        lines += [f"  {p.name}: {p.old or '-'} -> {p.new or '-'}" for p in notes.notable]
-        if notes.others:
-            lines.append(f"  and {len(notes.others)} other package changes: {site}{notes.href}")
+        lines += ["", f"Changes since {notes.previous_id} ({notes.previous_compose_id}):"]
+        if not notes.known:
+            lines.append("  The package list is unknown (a compose had no rpms.json).")
+        else:
+            counts = ", ".join(f"{n} {kind}" for kind, n in notes.counts) or "none"
+            lines.append(f"  Packages: {counts}.")
+        lines += [f"  {p.text.replace(ARROW, '->')}" for p in notes.notable_sources]
+        if notes.other_sources:
+            more = len(notes.other_sources)
+            lines.append(f"  and {more} other source packages: {site}{notes.href}")
+        lines += [f"  {z.label}: {z.old} -> {z.new} ({z.delta})" for z in notes.sizes]
     lines += ["", "Why this image:", f"  {release.explanation}"]
     lines += _links(site, urls, release)
     return Mail(f"{name} {release.release_id} released ({release.compose_id})", _text(lines))
@@ -103,7 +112,8 @@ def stale_mail(state: State, release: ReleaseManifest, site_url: str) -> Mail:
         f"The download page keeps offering {keeps}.",
     ]
     if release.open_bug is not None:
-        lines.append(f"Failure bug: {release.open_bug.bug} {release.open_bug.url}")
+        bug = named_bug_link(state, release.open_bug.bug, release.open_bug.url, urls)
+        lines.append(f"Failure bug: {bug.label} {bug.href if bug.external else site + bug.href}")
     lines += [
         "",
         "What to do: keep using the current image; follow the failure bug for the fix.",
