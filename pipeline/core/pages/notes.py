@@ -7,6 +7,7 @@ differences come from :func:`pipeline.core.changes.compose_changes`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,19 +73,21 @@ class ReleaseNotes:
 
 def previous_release(state: State, release: ReleaseView) -> ReleaseView | None:
     """The newest image release before ``release`` that stands, of another compose."""
-    earlier = state.releases[: state.releases.index(release)]
+    at = next((i for i, r in enumerate(state.releases) if r is release), len(state.releases))
+    earlier = state.releases[:at]
     for r in reversed(earlier):
         if r.stands and r.manifest.compose_id != release.manifest.compose_id:
             return r
     return None
 
 
-def has_notes(state: State, release: ReleaseView) -> bool:
-    """Whether :func:`release_notes` gives notes for ``release`` (cheap: no diff)."""
+def has_notes(state: State, release: ReleaseView, known: Collection[str] | None = None) -> bool:
+    """Whether :func:`release_notes` gives notes for ``release`` (cheap: no diff);
+    ``known`` is the log's compose ids, when the caller has them."""
     if not release.is_release:
         return False
     previous = previous_release(state, release)
-    known = {c.compose_id for c in state.composes}
+    known = known if known is not None else {c.compose_id for c in state.composes}
     return (
         previous is not None
         and previous.manifest.compose_id in known
@@ -95,20 +98,26 @@ def has_notes(state: State, release: ReleaseView) -> bool:
 def all_release_notes(state: State, urls: Urls) -> list[ReleaseNotes]:
     """The notes of every image release that has them, oldest first."""
     out = []
+    composes = _composes(state)
     for release in state.releases:
-        notes = release_notes(state, release, urls)
+        notes = release_notes(state, release, urls, composes)
         if notes is not None:
             out.append(notes)
     return out
 
 
-def release_notes(state: State, release: ReleaseView, urls: Urls) -> ReleaseNotes | None:
+def release_notes(
+    state: State,
+    release: ReleaseView,
+    urls: Urls,
+    composes: dict[str, ComposeManifest] | None = None,
+) -> ReleaseNotes | None:
     """The notes of an image release; None for a stale decision, the first release, or a
     release whose composes the log does not hold."""
     if not release.is_release:
         return None
     previous = previous_release(state, release)
-    composes = _composes(state)
+    composes = composes if composes is not None else _composes(state)
     if previous is None:
         return None
     old = composes.get(previous.manifest.compose_id or "")

@@ -71,7 +71,7 @@ def archive_rows(state: State, urls: Urls) -> list[ArchiveRow]:
                 sha256sums=urls.sha256sums(r.release_id) if has_files else None,
                 manifest=urls.manifest(m),
                 current=current is not None and r.release_id == current.release_id,
-                notes=urls.notes(r.release_id) if has_notes(state, r) else None,
+                notes=urls.notes(r.release_id) if has_notes(state, r, known) else None,
             )
         )
     return rows
