@@ -98,7 +98,7 @@ def has_notes(state: State, release: ReleaseView, known: Collection[str] | None 
 def all_release_notes(state: State, urls: Urls) -> list[ReleaseNotes]:
     """The notes of every image release that has them, oldest first."""
     out = []
-    composes = _composes(state)
+    composes = compose_index(state)
     for release in state.releases:
         notes = release_notes(state, release, urls, composes)
         if notes is not None:
@@ -117,7 +117,7 @@ def release_notes(
     if not release.is_release:
         return None
     previous = previous_release(state, release)
-    composes = composes if composes is not None else _composes(state)
+    composes = composes if composes is not None else compose_index(state)
     if previous is None:
         return None
     old = composes.get(previous.manifest.compose_id or "")
@@ -172,7 +172,8 @@ def changes_document(notes: ReleaseNotes, product: str) -> dict[str, Any]:
     }
 
 
-def _composes(state: State) -> dict[str, ComposeManifest]:
+def compose_index(state: State) -> dict[str, ComposeManifest]:
+    """The log's compose manifests by id (build it once for many :func:`release_notes`)."""
     return {c.compose_id: c.compose for c in state.composes}
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from pipeline.core.models.manifests import Image
 from pipeline.core.pages.formatting import iso
 from pipeline.core.pages.links import Link, Urls, named_bug_link
-from pipeline.core.pages.notes import has_notes, release_notes
+from pipeline.core.pages.notes import compose_index, has_notes, release_notes
 from pipeline.core.state import ReleaseView, State
 
 
@@ -106,6 +106,7 @@ def feed_entries(state: State, urls: Urls, limit: int = 20) -> list[FeedEntry]:
     """The newest release decisions (of any kind), newest first."""
     out = []
     name = state.product.display_name
+    composes = compose_index(state)
     for r in list(reversed(state.releases))[:limit]:
         m = r.manifest
         if r.is_release:
@@ -114,7 +115,7 @@ def feed_entries(state: State, urls: Urls, limit: int = 20) -> list[FeedEntry]:
                 title += " (withdrawn)"
         else:
             title = f"{name} {r.release_id}: no new image (stale)"
-        notes = release_notes(state, r, urls)
+        notes = release_notes(state, r, urls, composes)
         out.append(
             FeedEntry(
                 id=f"fortnight:{state.product.name}:release:{r.release_id}",
