@@ -83,11 +83,17 @@ def package_sets(loaded: LoadedCompose, images: list[Image]) -> list[PackageSet]
     wanted = sorted({(img.variant, img.arch) for img in images})
     out = []
     for variant, arch in wanted:
-        by_source = loaded.rpms.rpms.get(variant, {}).get(arch, {})
-        sources = {
-            source: sorted(n for n, meta in rpms.items() if meta.get("category") == "binary")
-            for source, rpms in sorted(by_source.items())
-        }
+        try:
+            by_source = loaded.rpms.rpms.get(variant, {}).get(arch, {})
+            sources = {
+                source: sorted(n for n, meta in rpms.items() if meta.get("category") == "binary")
+                for source, rpms in sorted(by_source.items())
+            }
+        except (AttributeError, TypeError) as e:
+            raise InputError(
+                f"rpms.json: payload.rpms.{variant}.{arch} is not source rpm -> rpm -> details",
+                hint="the metadata is malformed",
+            ) from e
         try:
             out.append(PackageSet(variant=variant, arch=arch, sources=sources))
         except ValueError as e:

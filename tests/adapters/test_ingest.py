@@ -403,6 +403,14 @@ def test_real_rpms_json_from_pungi(make_compose_tree: Callable[..., ComposeTree]
         (lambda d: d["header"].__setitem__("type", "productmd.images"), "rpms.json: header.type"),
         (lambda d: d["header"].__setitem__("version", "9.0"), "rpms.json: header.version '9.0'"),
         (lambda d: d["payload"].pop("rpms"), "rpms.json: missing field 'rpms'"),
+        (
+            lambda d: d["payload"]["rpms"]["AtomicHost"].__setitem__("x86_64", ["kernel"]),
+            "rpms.json: payload.rpms.AtomicHost.x86_64 is not source rpm -> rpm -> details",
+        ),
+        (
+            lambda d: d["payload"]["rpms"]["AtomicHost"]["x86_64"].__setitem__("k-0:1-1.src", 7),
+            "rpms.json: payload.rpms.AtomicHost.x86_64 is not",
+        ),
     ],
 )
 def test_bad_rpms_json_is_a_clear_error(
