@@ -88,11 +88,21 @@ def compose_message(
     date: datetime,
 ) -> EmailMessage:
     """A plain-text mail; ``key`` (the manifest's path) makes a stable Message-ID, so a
-    re-sent copy can be recognised."""
+    re-sent copy can be recognised.
+
+    Raises:
+        ConfigError: a header would hold a line break (a sender or product name with one).
+    """
     msg = EmailMessage()
-    msg["From"] = settings.sender
-    msg["To"] = ", ".join(recipients)
-    msg["Subject"] = subject
+    try:
+        msg["From"] = settings.sender
+        msg["To"] = ", ".join(recipients)
+        msg["Subject"] = subject
+    except ValueError as e:
+        raise ConfigError(
+            f"announcement mail: {_first_line(e)}",
+            hint=f"check {FROM_ENV} and display_name in product.toml",
+        ) from e
     msg["Date"] = format_datetime(date)
     domain = settings.sender.rpartition("@")[2] or "localhost"
     msg["Message-ID"] = make_msgid(str(uuid.uuid5(uuid.NAMESPACE_URL, f"fortnight:{key}")), domain)

@@ -260,3 +260,10 @@ def test_dry_run_prints_the_mail_and_sends_nothing(make_history: Callable[..., H
     assert "Message-ID: <" in out and "To: atomic-devel@example.org, announce@example.org" in out
     assert "  kernel 4.16.3-301.fc28 -> 4.16.8-301.fc28\n" in out
     assert announce.read_marker(h.log.log) is None  # a dry run remembers nothing
+
+
+def test_a_header_with_a_line_break_is_refused() -> None:
+    settings = mail.SmtpSettings(host="mail.example", sender="a@example.org\nBcc: x@evil.example")
+    with pytest.raises(ConfigError, match="announcement mail: .*line") as exc:
+        mail.compose_message(settings, RECIPIENTS, "s", "b", key="k", date=day(0))
+    assert "\n" not in exc.value.diagnostics()
