@@ -3,7 +3,9 @@
 Where and how to send comes from the environment (never from a file in the repository):
 ``FORTNIGHT_SMTP_HOST`` (no host: no mail), ``FORTNIGHT_SMTP_PORT`` (587),
 ``FORTNIGHT_SMTP_STARTTLS`` (``1``; ``0`` for a plain relay), ``FORTNIGHT_SMTP_USER`` and
-``FORTNIGHT_SMTP_PASSWORD`` (log in when both are set), ``FORTNIGHT_MAIL_FROM``.
+``FORTNIGHT_SMTP_PASSWORD`` (log in when both are set), ``FORTNIGHT_MAIL_FROM``,
+``FORTNIGHT_SMTP_CAFILE`` (the CA certificates to check the server's against, instead of
+the system's).
 Recipients are the product's ``[announce] mail_to`` in product.toml.
 """
 
@@ -28,6 +30,7 @@ STARTTLS_ENV = "FORTNIGHT_SMTP_STARTTLS"
 USER_ENV = "FORTNIGHT_SMTP_USER"
 PASSWORD_ENV = "FORTNIGHT_SMTP_PASSWORD"
 FROM_ENV = "FORTNIGHT_MAIL_FROM"
+CAFILE_ENV = "FORTNIGHT_SMTP_CAFILE"
 
 #: Failures worth another try: the server refused or dropped the connection, or timed out.
 #: (smtplib's errors are OSErrors too: a refused login or recipient is not retried.)
@@ -49,6 +52,7 @@ class SmtpSettings:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     sender: str = "fortnight@localhost"
+    cafile: str | None = None
     timeout: float = 30.0
     backoff: Backoff = field(default_factory=lambda: Backoff(attempts=4, first=1.0))
 
@@ -75,6 +79,7 @@ def settings_from_env(env: Mapping[str, str]) -> SmtpSettings | None:
         username=env.get(USER_ENV) or None,
         password=env.get(PASSWORD_ENV) or None,
         sender=env.get(FROM_ENV, "").strip() or "fortnight@localhost",
+        cafile=env.get(CAFILE_ENV) or None,
     )
 
 
@@ -136,7 +141,7 @@ def send(
     def once() -> None:
         with connect(settings.host, settings.port, settings.timeout) as smtp:
             if settings.starttls:
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=ssl.create_default_context(cafile=settings.cafile))
             if settings.username and settings.password:
                 smtp.login(settings.username, settings.password)
             smtp.send_message(message)

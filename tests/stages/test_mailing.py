@@ -3,17 +3,26 @@ release, stale cycle and withdrawal, under the bus announcements' marker."""
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import socket
+import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from ipaddress import IPv4Address
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from fedora_messaging.message import Message
 
 from pipeline.adapters import mail
@@ -200,9 +209,7 @@ def test_an_unreachable_server_fails_clearly_and_the_next_run_resends(
     before = h.log.git("rev-parse", "HEAD~1").strip()
     announce.write_marker(h.log.log, before)
     smtp = inbox.settings
-    quick = mail.SmtpSettings(
-        smtp.host, smtp.port, False, USER, PASSWORD, smtp.sender, 5.0, Backoff(attempts=2)
-    )
+    quick = dataclasses.replace(smtp, timeout=5.0, backoff=Backoff(attempts=2))
     with pytest.raises(MailError) as exc:
         _announce(h, _mailer(h, quick, sleep=lambda s: None))
     assert f"SMTP 127.0.0.1:{inbox.port}: unreachable after 2 tries" in exc.value.message
@@ -218,7 +225,7 @@ def test_a_refused_login_is_not_retried(make_history: Callable[..., History], in
     announce.write_marker(h.log.log, h.log.git("rev-parse", "HEAD~1").strip())
     inbox.start()
     smtp = inbox.settings
-    wrong = mail.SmtpSettings(smtp.host, smtp.port, False, USER, "wrong-password", smtp.sender)
+    wrong = dataclasses.replace(smtp, password="wrong-password")
     waits: list[float] = []
     with pytest.raises(MailError, match="login refused") as exc:
         _announce(h, _mailer(h, wrong, sleep=waits.append))
@@ -266,4 +273,72 @@ def test_a_header_with_a_line_break_is_refused() -> None:
     settings = mail.SmtpSettings(host="mail.example", sender="a@example.org\nBcc: x@evil.example")
     with pytest.raises(ConfigError, match="announcement mail: .*line") as exc:
         mail.compose_message(settings, RECIPIENTS, "s", "b", key="k", date=day(0))
+    assert "\n" not in exc.value.diagnostics()
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (its own CA) and its key, written to ``folder``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_starttls_checks_the_servers_certificate(inbox: Inbox, tmp_path: Path) -> None:
+    """A server that requires STARTTLS (and TLS before AUTH): the mail goes out when the
+    server's certificate checks out against FORTNIGHT_SMTP_CAFILE, and not otherwise."""
+    cert, key = _self_signed(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    inbox.controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=inbox.port,
+        tls_context=server_tls,
+        require_starttls=True,
+        authenticator=inbox.authenticate,
+        auth_require_tls=True,
+    )
+    inbox.controller.start()
+    env = {
+        mail.HOST_ENV: "127.0.0.1",
+        mail.PORT_ENV: str(inbox.port),
+        mail.USER_ENV: USER,
+        mail.PASSWORD_ENV: PASSWORD,
+        mail.CAFILE_ENV: str(cert),
+    }
+    settings = mail.settings_from_env(env)
+    assert settings is not None and settings.starttls  # STARTTLS is the default
+    message = mail.compose_message(settings, RECIPIENTS, "TLS", "over TLS", key="k", date=day(0))
+    mail.send(settings, message)
+    assert [m["Subject"] for _, m in inbox.mails] == ["TLS"] and inbox.logins == [USER]
+    untrusted = mail.settings_from_env({k: v for k, v in env.items() if k != mail.CAFILE_ENV})
+    assert untrusted is not None
+    waits: list[float] = []
+    with pytest.raises(MailError, match="SSLCertVerificationError") as exc:
+        mail.send(untrusted, message, sleep=waits.append)
+    assert waits == [] and len(inbox.mails) == 1  # not retried, not sent
     assert "\n" not in exc.value.diagnostics()
