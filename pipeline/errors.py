@@ -147,6 +147,13 @@ class OstreeError(FortnightError):
     exit_code = 11
 
 
+class MailError(FortnightError):
+    """The announcement mail could not be sent: the SMTP server was unreachable after
+    retries, or refused the login, the sender or the recipients."""
+
+    exit_code = 12
+
+
 def describe_validation_error(e: ValidationError) -> str:
     """The first pydantic error as ``field.path: message``, on one line."""
     err = e.errors()[0]

@@ -26,6 +26,8 @@ from pipeline.core.models.manifests import (
     ComposeManifest,
     MissingRegion,
 )
+from pipeline.core.pages import region_names
+from pipeline.demo.packages import write_rpms_json
 from pipeline.log.writer import WriteOptions
 from pipeline.site.build import build_site
 from pipeline.site.output import BuildReport
@@ -78,10 +80,15 @@ class History:
         fail: Sequence[str] = (),
         compose_id: str | None = None,
         tested: bool = True,
+        night: int | None = None,
     ) -> ComposeManifest:
-        """A nightly compose on ``day`` (Fedora 28 AtomicHost images), tested at once."""
+        """A nightly compose on ``day`` (Fedora 28 AtomicHost images), tested at once; with
+        the demo's package list of ``night`` in an rpms.json when ``night`` is given."""
         cid = compose_id or f"Fedora-Atomic-28-{day:%Y%m%d}.0"
         tree = self.make_tree(cid)
+        if night is not None:
+            arches = tuple(tree.images["payload"]["images"]["AtomicHost"])
+            write_rpms_json(tree.compose_dir, cid, night=night, arches=arches)
         loaded = load_compose(str(tree.root))
         manifest = build_compose_manifest(loaded, self.product, day, checksums_verified=True)
         self.record([manifest], f"compose: {cid}")
@@ -199,6 +206,27 @@ def scenario_none(h: History) -> datetime:
     h.sync(day(-1, 6))
     h.cut(day(0, 12))
     return day(1, 12)
+
+
+def scenario_busy(h: History) -> datetime:
+    """Every night of 12 weeks has a compose (all but two DOOMED); two releases with
+    package lists; AMIs in every region: the heaviest download page a real product makes."""
+    h.compose(day(-1), night=0)
+    h.cut(day(0, 12))
+    reason = "Pungi status DOOMED: an image build failed"
+    doomed = [
+        failed_compose_manifest(
+            h.product, f"Fedora-Atomic-28-{day(n):%Y%m%d}.0", reason, None, day(n)
+        )
+        for n in range(-70, 15)
+        if n not in (-1, 13)
+    ]
+    h.record(doomed, "compose: doomed nights")
+    good = h.compose(day(13), night=30)
+    codes = [c for c in sorted(region_names()) if re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]+", c)]
+    h.amis(good, {code: f"ami-{n:017x}" for n, code in enumerate(codes[:34])}, day(13, 6))
+    h.cut(day(14, 12))
+    return day(14, 13)
 
 
 def two_products(h: History) -> datetime:

@@ -315,6 +315,21 @@ def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
     assert (site / "atomic-host/ostree/summary.sig").is_file()
     assert (site / "atomic-host/ostree.gpg").read_text().startswith("-----BEGIN PGP PUBLIC")
     assert not list((tmp_path / "demo" / "log").rglob("private-keys-v1.d"))
+    # Package lists (productmd's rpms.json), the history picture, the announcement previews.
+    trees = list((site / "composes").glob("*/compose/metadata/images.json"))
+    assert len(list((site / "composes").glob("*/compose/metadata/rpms.json"))) == len(trees)
+    signed = [
+        json.loads(p.read_text())["signed"]
+        for p in (tmp_path / "demo/log/manifests/atomic-host/composes").glob("*.json")
+    ]
+    with_images = [c for c in signed if c["outcome"] == "images"]
+    assert len(with_images) == len(trees) >= 10
+    assert all(c["packages"][0]["sources"] for c in with_images)
+    assert 'id="history"' in (site / "index.html").read_text()
+    previews = sorted((tmp_path / "demo" / "announcements").glob("*.txt"))
+    assert f"announcements: {tmp_path / 'demo' / 'announcements'}" in proc.stdout
+    released = [p.read_text() for p in previews if "released (" in p.read_text()]
+    assert len(released) == 1 and "sha256 " in released[0] and "Why this image:" in released[0]
 
 
 def test_a_threshold_of_two_needs_two_keys(

@@ -2,7 +2,8 @@
 
 A compose is ``<compose-id>/compose/metadata/{composeinfo.json,images.json}``;
 each image path is relative to ``<compose-id>/compose/``. SRC may be the compose
-root or its ``compose/`` folder.
+root or its ``compose/`` folder. ``rpms.json`` (the package list) is read when the
+compose has one; a compose without it is fine (its package list is unknown).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import productmd.composeinfo
+import productmd.rpms
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
@@ -24,6 +26,10 @@ from pipeline.adapters.metadata import (
     read_images,
 )
 from pipeline.errors import FetchError, InputError
+
+
+class MissingMetadata(FetchError):
+    """A metadata file is not in the compose (a local file that does not exist, or HTTP 404)."""
 
 
 def http_session(retries: int = 4, backoff: float = 0.5) -> requests.Session:
@@ -78,6 +84,7 @@ class LoadedCompose:
     location: ComposeLocation
     info: Any  # productmd.composeinfo.ComposeInfo
     images: Any  # productmd.images.Images
+    rpms: Any = None  # productmd.rpms.Rpms, or None when the compose has no rpms.json
 
 
 Fetcher = Callable[[str], bytes]
@@ -112,7 +119,22 @@ def load_compose(
             f"but images.json is for {images.compose.id}",
             hint="the metadata folder mixes two composes",
         )
-    return LoadedCompose(location=location, info=info, images=images)
+    rpms = _load_rpms(fetch, info.compose.id, location)
+    return LoadedCompose(location=location, info=info, images=images, rpms=rpms)
+
+
+def _load_rpms(fetch: Fetcher, compose_id: str, location: ComposeLocation) -> Any:
+    try:
+        rpms = _parse(fetch, "rpms.json", "productmd.rpms", _rpms)
+    except MissingMetadata:
+        return None
+    if rpms.compose.id != compose_id:
+        raise InputError(
+            f"{location.source}: rpms.json is for {rpms.compose.id} but composeinfo.json "
+            f"is for {compose_id}",
+            hint="the metadata folder mixes two composes",
+        )
+    return rpms
 
 
 def _too_large(where: str, max_bytes: int) -> InputError:
@@ -142,7 +164,7 @@ def _locate_dir(src: Path, max_bytes: int) -> tuple[ComposeLocation, Fetcher]:
             with path.open("rb") as f:
                 data = f.read(max_bytes + 1)  # never more, even if the file grows
         except FileNotFoundError:
-            raise InputError(f"{path}: missing", hint="is the compose complete?") from None
+            raise MissingMetadata(f"{path}: missing", hint="is the compose complete?") from None
         except OSError as e:
             raise InputError(f"{path}: cannot be read ({e.strerror})") from None
         if len(data) > max_bytes:
@@ -180,6 +202,8 @@ def _locate_url(
             return first.pop(name)
         url = base + "metadata/" + name
         status, data, error = _get(session, url, max_bytes)
+        if status == 404:
+            raise MissingMetadata(f"{url}: {error}", hint="is the compose complete?")
         if status != 200:
             raise FetchError(f"{url}: {error}", hint="is the compose complete? re-run later")
         return data
@@ -221,7 +245,15 @@ def _parse(
 
 def _composeinfo(data: dict[str, Any], name: str) -> Any:
     """productmd's ``ComposeInfo`` (a small file: productmd's own loader is fine)."""
-    obj = productmd.composeinfo.ComposeInfo()
+    return _deserialize(productmd.composeinfo.ComposeInfo(), data, name)
+
+
+def _rpms(data: dict[str, Any], name: str) -> Any:
+    """productmd's ``Rpms``: the package list, read by productmd's own loader."""
+    return _deserialize(productmd.rpms.Rpms(), data, name)
+
+
+def _deserialize(obj: Any, data: dict[str, Any], name: str) -> Any:
     try:
         obj.deserialize(data)
     except (KeyError, ValueError, TypeError, AttributeError, IndexError) as e:

@@ -87,6 +87,7 @@ _DOCUMENT: TypeAdapter[_Document] = TypeAdapter(_Document)
 SUPPORTED_VERSIONS = {
     "productmd.images": ("1.0", "1.1", "1.2"),
     "productmd.composeinfo": ("1.0", "1.1", "1.2"),
+    "productmd.rpms": ("1.0", "1.1", "1.2"),
 }
 
 

@@ -176,3 +176,5 @@ def report_demo(result: DemoResult, seconds: float) -> None:
     console.out.print(f"site:         {result.site}")
     if result.ostree:
         console.out.print(f"ostree:       {result.ostree}")
+    if result.announcements is not None:
+        console.out.print(f"announcements: {result.announcements}  (the mails, as previews)")

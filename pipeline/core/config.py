@@ -320,6 +320,17 @@ class OstreeConfig(StrictModel):
         return self
 
 
+#: A mail address (no display name): what SMTP's RCPT TO takes.
+MailAddress = Annotated[str, Field(pattern=r"^[^@\s,<>\"]+@[^@\s,<>\"]+$", max_length=254)]
+
+
+class AnnounceConfig(StrictModel):
+    """``[announce]``: who gets the announcement mail of every release, stale cycle and
+    withdrawal (``invoke announce``; the SMTP server comes from the environment)."""
+
+    mail_to: list[MailAddress] = Field(default_factory=list)
+
+
 class ProductConfig(StrictModel):
     """``product.toml``: what the product is, which images it ships, how they are tested."""
 
@@ -331,6 +342,7 @@ class ProductConfig(StrictModel):
     tracker: TrackerConfig
     release: ReleasePolicy
     clouds: Clouds = Field(default_factory=Clouds)
+    announce: AnnounceConfig = Field(default_factory=AnnounceConfig)
     ostree: OstreeConfig | None = None
 
     def ostree_arches(self) -> list[str]:

@@ -3,7 +3,10 @@
 A fresh release repository in a scratch folder (keys generated for the run, the local
 tracker, a local log store), then :mod:`pipeline.demo.simulate` plays the demo's story day by
 day (compose.record, test.run with the default battery, tracker.sync, release.cut, one
-operator fail, one withdrawal, a base switch to a Beta), then the site is built.
+operator fail, one withdrawal, a base switch to a Beta), then the site is built. Each
+compose carries an rpms.json (:mod:`pipeline.demo.packages`), so releases have notes; the
+announcement mail of every release, stale cycle and withdrawal is written as a preview (what
+``invoke announce --dry-run`` prints) under ``announcements/``.
 """
 
 from __future__ import annotations
@@ -13,9 +16,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
 
+from pipeline.core.config import load_product
+from pipeline.core.models.manifests import ReleaseManifest, RevocationManifest
 from pipeline.demo.ostree import available as ostree_available
-from pipeline.demo.simulate import DayReport, Simulation, Totals, demo_script
+from pipeline.demo.simulate import PRODUCT, DayReport, Simulation, Totals, demo_script
+from pipeline.fsutil import atomic_write
 from pipeline.log.reader import LogReport
+from pipeline.log.store import ManifestLog
+from pipeline.stages.mailing import Mailer
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,7 @@ class DemoResult:
     stale: bool
     #: What the demo did with OSTree (the public repository, or why it skipped it).
     ostree: str = ""
+    announcements: Path | None = None
 
 
 def run_demo(
@@ -70,6 +79,7 @@ def run_demo(
     end = datetime.combine(today, time(23), tzinfo=sim.at(0, time(0)).tzinfo)
     build_site(settings, sim.repo, sim.www, at=end, logs=sim.logs.root)
     state = sim.state(end)
+    previews = write_announcements(sim.log, workdir / "announcements")
     current = state.current
     return DemoResult(
         repo=sim.repo,
@@ -84,4 +94,21 @@ def run_demo(
             if sim.ostree is not None
             else "skipped the OSTree part: the ostree and gpg commands are not both installed"
         ),
+        announcements=previews,
     )
+
+
+def write_announcements(log: ManifestLog, folder: Path) -> Path:
+    """Write the announcement mail of every release decision and withdrawal in the log to
+    ``folder/<release id>[-withdrawn].txt`` (subject, blank line, body). Returns ``folder``."""
+    trust = log.load_trust()
+    mailer = Mailer(log, trust, None, dry_run=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    for verified in log.load_verified(trust, products=[PRODUCT]):
+        m = verified.manifest
+        if isinstance(m, (ReleaseManifest, RevocationManifest)):
+            mail = mailer.compose(m, load_product(log.root, m.product))
+            suffix = "-withdrawn" if isinstance(m, RevocationManifest) else ""
+            text = f"Subject: {mail.subject}\n\n{mail.body}"
+            atomic_write(folder / f"{m.release_id}{suffix}.txt", text.encode())
+    return folder

@@ -39,6 +39,7 @@ from pipeline.core.redact import Redactor
 from pipeline.core.state import State
 from pipeline.core.tracker import Bug, LocalTracker, TrackerBackend
 from pipeline.demo.ostree import PUBLIC_KEY, DemoOstree
+from pipeline.demo.packages import write_rpms_json
 from pipeline.demo.samples import write_compose_tree
 from pipeline.errors import TrackerError
 from pipeline.log.signing import add_key_to_trust, generate_key, load_signer, load_signers
@@ -415,6 +416,7 @@ class Simulation:
             broken=broken,
             odd_name=odd,
         )
+        write_rpms_json(compose_dir, cid, night=n, fedora=self.version, arches=self.arches)
         loaded = load_compose(str(compose_dir.parent))
         trees = (
             self.ostree.night(cid, self.version, now, self.arches)

@@ -7,6 +7,7 @@ hands the models to the templates and writes pages and files through
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -188,6 +189,13 @@ class _ProductPages:
             _static(pages.archive_rows(state, urls)),
             lambda rows: renderer.render("archive.html", rel, product=state.product, rows=rows),
         )
+        for notes in self.notes:
+            out.page(notes.href, _static(notes), self._draw("notes.html", notes.href, urls=urls))
+
+    @functools.cached_property
+    def notes(self) -> list[pages.ReleaseNotes]:
+        """Every release's notes (computed once per build)."""
+        return pages.all_release_notes(self.state, self.urls)
 
     def files(self) -> None:
         """CHECKSUM files, the stream, the Atom feed and the "latest" pointers."""
@@ -195,6 +203,10 @@ class _ProductPages:
         for release, images in pages.released_images(state):
             out.write(urls.checksum(release.release_id), checksum_file(images).encode())
             out.write(urls.sha256sums(release.release_id), sha256sums(images).encode())
+        for notes in self.notes:
+            document = pages.changes_document(notes, state.product.name)
+            text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+            out.write(notes.json_href, text.encode())
         stream = pages.stream(state, renderer.site.site_url)
         out.write(urls.stream(), (json.dumps(stream, indent=2, sort_keys=True) + "\n").encode())
         out.write(urls.feed(), atom_feed(state, urls, renderer.site))
@@ -303,10 +315,11 @@ def atom_feed(state: State, urls: pages.Urls, site: SiteSettings) -> bytes:
         anchor = datetime.combine(state.product.release.anchor, time(), tzinfo=UTC)
         feed.latest_post_date = lambda: anchor
     for entry in entries:
+        changes = f" {entry.changes} Notes: {base}{entry.notes}" if entry.changes else ""
         feed.add_item(
             title=entry.title,
             link=base + entry.link,
-            description=entry.summary,
+            description=entry.summary + changes,
             unique_id=entry.id,
             pubdate=datetime.fromisoformat(entry.updated),
             updateddate=datetime.fromisoformat(entry.updated),

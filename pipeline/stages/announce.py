@@ -3,8 +3,9 @@
 :func:`announce` publishes one message per manifest added to the log since the last
 announced commit, remembered outside the work tree (``.git/fortnight-announced``).
 Publishing happens after the commit, is retried, and never undoes or blocks one; ``invoke
-announce --since REV`` re-sends. The bodies are the message classes of
-:mod:`pipeline.adapters.bus.messages` (see ``docs/bus.md``).
+announce --since REV`` re-sends. With a :class:`~pipeline.stages.mailing.Mailer`, each
+release, stale cycle and withdrawal is also mailed, under the same marker. The bodies are
+the message classes of :mod:`pipeline.adapters.bus.messages` (see ``docs/bus.md``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from pathlib import Path, PurePosixPath
 from typing import Any, TypedDict
 
@@ -57,6 +59,7 @@ from pipeline.errors import ConfigError
 from pipeline.fsutil import atomic_write
 from pipeline.log.signing import ManifestRejected, verify_manifest
 from pipeline.log.store import ManifestLog
+from pipeline.stages.mailing import Mailer
 
 logger = logging.getLogger(__name__)
 
@@ -317,6 +320,7 @@ class AnnounceReport:
     since: str | None
     head: str
     messages: list[FortnightMessage] = field(default_factory=list)
+    mails: list[EmailMessage] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     dry_run: bool = False
 
@@ -339,6 +343,7 @@ def announce(
     since: str | None = None,
     dry_run: bool = False,
     sleep: Callable[[float], None] = time.sleep,
+    mailer: Mailer | None = None,
 ) -> AnnounceReport:
     """Publish one message per manifest added since ``since`` (default: the marker).
 
@@ -350,6 +355,8 @@ def announce(
     Raises:
         ConfigError: ``since`` is not a commit of HEAD's history.
         BusError: a message could not be published after ``settings.publish_attempts`` tries.
+        MailError, ConfigError: a mail could not be sent (see :class:`Mailer`); the
+            marker stays before its commit, so the next run resumes there.
     """
     log.require_repo()
     with _announce_lock(log):
@@ -360,7 +367,7 @@ def announce(
             if not dry_run:
                 start_marker(log)
             return report
-        _announce_since(log, settings, start, report, publish=publish, sleep=sleep)
+        _announce_since(log, settings, start, report, publish=publish, sleep=sleep, mailer=mailer)
         if not dry_run:
             write_marker(log, head)
         return report
@@ -374,6 +381,7 @@ def _announce_since(
     *,
     publish: client.Publisher,
     sleep: Callable[[float], None],
+    mailer: Mailer | None,
 ) -> None:
     """Announce what ``start..report.head`` added; advance the marker commit by commit."""
     trust = log.load_trust()
@@ -395,6 +403,9 @@ def _announce_since(
                     msg, publish, attempts=settings.publish_attempts, hint=hint, sleep=sleep
                 )
             report.messages.append(msg)
+        mailed = mailer.handle(manifest, f"manifests/{item.path}") if mailer else None
+        if mailed is not None:
+            report.mails.append(mailed)
         last_of_commit = i + 1 == len(added) or added[i + 1].commit != item.commit
         if last_of_commit and not report.dry_run:
             write_marker(log, item.commit)

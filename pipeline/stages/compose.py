@@ -16,7 +16,13 @@ from pipeline.adapters.hashing import HashJob, HashResult, ProgressSink, verify_
 from pipeline.adapters.ingest import LoadedCompose, check_image_path, iter_images
 from pipeline.core.config import ProductConfig
 from pipeline.core.models.common import Trust
-from pipeline.core.models.manifests import ComposeManifest, Image, OstreeCommit, Release
+from pipeline.core.models.manifests import (
+    ComposeManifest,
+    Image,
+    OstreeCommit,
+    PackageSet,
+    Release,
+)
 from pipeline.errors import ConfigError, InputError, describe_validation_error
 from pipeline.log.sslib import Signer
 from pipeline.log.store import ManifestLog
@@ -80,6 +86,47 @@ def download_url(product: ProductConfig, loaded: LoadedCompose, path: str) -> st
     )
 
 
+def package_sets(loaded: LoadedCompose, images: list[Image]) -> list[PackageSet] | None:
+    """The binary rpms of each (variant, arch) of ``images``, from ``rpms.json``; None when
+    the compose has none.
+
+    Raises:
+        InputError: an rpm name in ``rpms.json`` is not ``name-epoch:version-release.arch``.
+    """
+    if loaded.rpms is None:
+        return None
+    wanted = sorted({(img.variant, img.arch) for img in images})
+    out = []
+    for variant, arch in wanted:
+        try:
+            by_source = loaded.rpms.rpms.get(variant, {}).get(arch, {})
+            sources = {
+                source: sorted(n for n, meta in rpms.items() if meta.get("category") == "binary")
+                for source, rpms in sorted(by_source.items())
+            }
+        except (AttributeError, TypeError) as e:
+            raise InputError(
+                f"rpms.json: payload.rpms.{variant}.{arch} is not source rpm -> rpm -> details",
+                hint="the metadata is malformed",
+            ) from e
+        try:
+            out.append(PackageSet(variant=variant, arch=arch, sources=sources))
+        except ValueError as e:
+            raise InputError(
+                f"rpms.json: {variant}/{arch}: {_first_error(e)}",
+                hint="rpm names must look like name-epoch:version-release.arch",
+            ) from e
+    return out
+
+
+def _first_error(e: ValueError) -> str:
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return f"{first['msg']} ({first.get('input')!r})"
+    return str(e).splitlines()[0]
+
+
 def build_compose_manifest(
     loaded: LoadedCompose,
     product: ProductConfig,
@@ -118,6 +165,7 @@ def _compose_manifest(
         _manifest_image(variant, img, download_url(product, loaded, img.path))
         for variant, img in select_images(loaded, product)
     ]
+    packages = package_sets(loaded, images)
     return ComposeManifest(
         product=product.name,
         created=now,
@@ -137,6 +185,7 @@ def _compose_manifest(
         checksums_verified=checksums_verified,
         images=images,
         ostree=list(ostree),
+        packages=packages,
     )
 
 

@@ -10,15 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import productmd.images
+import productmd.rpms
 import pytest
 
-from pipeline.adapters.ingest import http_session, load_compose
+from pipeline.adapters.ingest import LoadedCompose, http_session, load_compose
 from pipeline.adapters.metadata import deserialize_images, loads_metadata
 from pipeline.core.config import load_product
 from pipeline.core.models.manifests import ComposeManifest
 from pipeline.errors import FetchError, InputError
-from pipeline.stages.compose import build_compose_manifest
-from tests.conftest import FIXTURES, NOW, ROOT, ComposeTree, StaticServer
+from pipeline.stages.compose import build_compose_manifest, package_sets
+from tests.conftest import FIXTURES, NOW, ROOT, ComposeTree, StaticServer, make_compose
 
 PRODUCT = load_product(ROOT / "manifests", "atomic-host")
 
@@ -349,6 +350,140 @@ def test_image_fields_are_strictly_typed(
     with pytest.raises(InputError) as exc:
         load_compose(str(tree.root))
     assert exc.value.message.startswith("images.json: payload.images.AtomicHost.x86_64[0].")
+
+
+# --- rpms.json: the package list ----------------------------------------------------------
+
+
+def _write_rpms(tree: ComposeTree, compose_id: str = "Fedora-28-20180425.0") -> None:
+    """An rpms.json written by productmd's own writer, for the tree's AtomicHost arches."""
+    rpms = productmd.rpms.Rpms()
+    rpms.header.version = "1.2"
+    rpms.compose.id = compose_id
+    rpms.compose.date, rpms.compose.type, rpms.compose.respin = "20180425", "production", 0
+    for arch in ("x86_64", "aarch64"):
+        for source, evr, binaries in (
+            ("kernel", "0:4.16.3-301.fc28", ["kernel-core", "kernel"]),
+            ("ostree", "0:2018.3-2.fc28", ["ostree", "ostree-libs"]),
+        ):
+            srpm = f"{source}-{evr}.src"
+            rpms.add("AtomicHost", arch, srpm, f"AtomicHost/source/{srpm}.rpm", None, "source")
+            for name in binaries:
+                nevra = f"{name}-{evr}.{arch}"
+                rpms.add("AtomicHost", arch, nevra, f"AtomicHost/{arch}/{nevra}.rpm", None,
+                         "binary", srpm)  # fmt: skip
+                rpms.add("AtomicHost", arch, f"{name}-debuginfo-{evr}.{arch}",
+                         "debug/x.rpm", None, "debug", srpm)  # fmt: skip
+    rpms.dump(str(tree.compose_dir / "metadata" / "rpms.json"))
+
+
+def test_rpms_json_gives_the_package_list_of_the_products_arches(
+    make_compose_tree: Callable[..., ComposeTree],
+) -> None:
+    tree = make_compose_tree()
+    _write_rpms(tree)
+    manifest = load_and_build(tree.root)
+    assert manifest.packages is not None
+    # only arches with product images (the tree also has ppc64le images: no rpms listed there)
+    sets = {(s.variant, s.arch): s.sources for s in manifest.packages}
+    assert sorted(sets) == [
+        ("AtomicHost", "aarch64"),
+        ("AtomicHost", "ppc64le"),
+        ("AtomicHost", "x86_64"),
+    ]
+    assert sets[("AtomicHost", "ppc64le")] == {}
+    # binaries only (no debuginfo, no source rpm), under their source rpm
+    assert sets[("AtomicHost", "x86_64")]["kernel-0:4.16.3-301.fc28.src"] == [
+        "kernel-0:4.16.3-301.fc28.x86_64",
+        "kernel-core-0:4.16.3-301.fc28.x86_64",
+    ]
+
+
+def test_no_rpms_json_means_the_package_list_is_unknown(
+    make_compose_tree: Callable[..., ComposeTree],
+    serve_dir: Callable[[Path], StaticServer],
+) -> None:
+    tree = make_compose_tree()
+    assert load_and_build(tree.root).packages is None
+    server = serve_dir(tree.root.parent)
+    loaded = load_compose(server.url + "Fedora-28-20180425.0", http_session(backoff=0))
+    assert loaded.rpms is None
+    assert "/Fedora-28-20180425.0/compose/metadata/rpms.json" in server.requests
+
+
+def test_rpms_json_over_http(
+    make_compose_tree: Callable[..., ComposeTree],
+    serve_dir: Callable[[Path], StaticServer],
+) -> None:
+    tree = make_compose_tree()
+    _write_rpms(tree)
+    server = serve_dir(tree.root.parent)
+    loaded = load_compose(server.url + "Fedora-28-20180425.0", http_session(backoff=0))
+    manifest = build_compose_manifest(loaded, PRODUCT, NOW, checksums_verified=False)
+    assert manifest.packages is not None and len(manifest.packages) == 3
+
+
+def test_real_rpms_json_from_pungi(make_compose_tree: Callable[..., ComposeTree]) -> None:
+    tree = make_compose_tree()
+    real = FIXTURES / "odcs-tests-rpms-1.2.json"
+    shutil.copy(real, tree.compose_dir / "metadata" / "rpms.json")
+    # the real file is for its own compose: refused as mixing two composes
+    with pytest.raises(InputError, match="rpms.json is for odcs-691-1-20181210.n.0"):
+        load_compose(str(tree.root))
+    _edit(
+        tree, "info", lambda d: d["payload"]["compose"].__setitem__("id", "odcs-691-1-20181210.n.0")
+    )
+    _edit(
+        tree,
+        "images",
+        lambda d: d["payload"]["compose"].__setitem__("id", "odcs-691-1-20181210.n.0"),
+    )
+    loaded = load_compose(str(tree.root))
+    image = make_compose().images[0].model_copy(update={"variant": "Temporary"})
+    sets = package_sets(
+        LoadedCompose(loaded.location, loaded.info, loaded.images, loaded.rpms), [image]
+    )
+    assert sets is not None
+    (package_set,) = sets
+    assert package_set.sources == {
+        "flatpak-rpm-macros-0:29-6.module+125+c4f5c7f2.src": [
+            "flatpak-rpm-macros-0:29-6.module+125+c4f5c7f2.x86_64"
+        ],
+        "flatpak-runtime-config-0:29-4.module+125+c4f5c7f2.src": [
+            "flatpak-runtime-config-0:29-4.module+125+c4f5c7f2.x86_64"
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["header"].__setitem__("type", "productmd.images"), "rpms.json: header.type"),
+        (lambda d: d["header"].__setitem__("version", "9.0"), "rpms.json: header.version '9.0'"),
+        (lambda d: d["payload"].pop("rpms"), "rpms.json: missing field 'rpms'"),
+        (
+            lambda d: d["payload"]["rpms"]["AtomicHost"].__setitem__("x86_64", ["kernel"]),
+            "rpms.json: payload.rpms.AtomicHost.x86_64 is not source rpm -> rpm -> details",
+        ),
+        (
+            lambda d: d["payload"]["rpms"]["AtomicHost"]["x86_64"].__setitem__("k-0:1-1.src", 7),
+            "rpms.json: payload.rpms.AtomicHost.x86_64 is not",
+        ),
+    ],
+)
+def test_bad_rpms_json_is_a_clear_error(
+    make_compose_tree: Callable[..., ComposeTree],
+    mutate: Callable[[dict[str, Any]], None],
+    message: str,
+) -> None:
+    tree = make_compose_tree()
+    _write_rpms(tree)
+    path = tree.compose_dir / "metadata" / "rpms.json"
+    data = json.loads(path.read_text())
+    mutate(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError) as exc:
+        load_and_build(tree.root)
     assert message in exc.value.message
     assert "\n" not in exc.value.diagnostics()
 
@@ -436,3 +571,21 @@ def test_metadata_larger_than_the_cap_is_refused(
     with pytest.raises(InputError, match=rf"metadata/{largest}: larger than the"):
         load_compose(url, http_session(backoff=0), max_bytes=size - 1)
     assert load_compose(url, http_session(backoff=0), max_bytes=size).images.compose.id
+
+
+def test_a_bad_rpm_name_in_rpms_json_is_a_clear_error(
+    make_compose_tree: Callable[..., ComposeTree],
+) -> None:
+    tree = make_compose_tree()
+    _write_rpms(tree)
+    path = tree.compose_dir / "metadata" / "rpms.json"
+    data = json.loads(path.read_text())
+    by_source = data["payload"]["rpms"]["AtomicHost"]["x86_64"]["kernel-0:4.16.3-301.fc28.src"]
+    by_source["kernel 0:4.16.3-301.fc28.x86_64"] = {
+        "category": "binary",
+        "path": "k",
+        "sigkey": None,
+    }
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"rpms.json: AtomicHost/x86_64: .*kernel 0:4.16.3"):
+        load_and_build(tree.root)

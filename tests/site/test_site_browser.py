@@ -410,9 +410,11 @@ def test_bug_page_links_the_failed_composes(tab: Callable[..., Tab], sites: Site
 # --- 5 and 9. every page: no console error, no CSP violation, no broken request -------------------
 
 
-#: One evaluation per crawled page: its h1 count and the absolute URLs it links.
+#: One evaluation per crawled page: its h1 count and the absolute URLs it links (an SVG
+#: link's ``href`` is an SVGAnimatedString: its value resolved against the page).
 PAGE_LINKS = """() => [document.querySelectorAll("h1").length,
-  [...document.querySelectorAll("a[href], link[href]")].map((e) => e.href)]"""
+  [...document.querySelectorAll("a[href], link[href]")].map((e) =>
+    typeof e.href === "string" ? e.href : new URL(e.href.baseVal, document.baseURI).href)]"""
 
 
 @pytest.mark.parametrize("name", ["current", "stale"])

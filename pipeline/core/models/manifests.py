@@ -94,6 +94,28 @@ def _drop_empty_ostree(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+#: An rpm as ``name-epoch:version-release.arch`` (productmd's NEVRA, epoch always given).
+Nevra = Annotated[
+    str,
+    Field(
+        max_length=512,
+        pattern=r"^[A-Za-z0-9_.+-]+-[0-9]{1,10}:[A-Za-z0-9_.+~^]+-[A-Za-z0-9_.+~^]+\.[A-Za-z0-9_]+$",
+    ),
+]
+
+
+class PackageSet(StrictModel):
+    """The binary rpms of one variant and arch of a compose, grouped by source rpm.
+
+    ``sources`` maps each source rpm's NEVRA to its binary rpms' NEVRAs: name,
+    epoch, version, release, arch and source rpm, compactly (from Pungi's ``rpms.json``).
+    """
+
+    variant: NonEmpty
+    arch: NonEmpty
+    sources: dict[Nevra, list[Nevra]]
+
+
 #: Whether a compose produced images (Pungi's DOOMED composes produce none).
 ComposeOutcome = Literal["images", "no-image"]
 #: productmd's compose types.
@@ -126,12 +148,20 @@ class ComposeManifest(Manifest):
     images: list[Image]
     #: The OSTree commit of each arch (empty: the compose has no OSTree trees recorded).
     ostree: list[OstreeCommit] = Field(default_factory=list)
+    #: The package list per variant/arch of the product's images; None when the compose
+    #: had no ``rpms.json`` (older manifests never have it).
+    packages: list[PackageSet] | None = None
 
     def identity(self) -> str:
         return self.compose_id
 
     def signed_dict(self) -> dict[str, Any]:
-        return _drop_empty_ostree(super().signed_dict())
+        """The payload; without ``ostree`` when empty and without ``packages`` when
+        unknown, so a manifest without them signs the bytes it signed before the fields."""
+        data = _drop_empty_ostree(super().signed_dict())
+        if data.get("packages") is None:
+            data.pop("packages", None)
+        return data
 
     @model_validator(mode="after")
     def _outcome_consistent(self) -> ComposeManifest:

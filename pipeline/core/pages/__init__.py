@@ -5,7 +5,8 @@ download page with its banners, the dashboard rows, compose, bug and archive pag
 stream document, the Atom feed entries and the "latest" pointers. Templates compose
 these values; they never decide anything (STYLE.md: values computed in Python).
 
-One module per page (``download``, ``dashboard``, ``compose``, ``bugs``, ``releases``),
+One module per page (``download``, ``dashboard``, ``compose``, ``bugs``, ``releases``,
+``notes``, ``history``),
 with ``links`` (the site's URLs) and ``formatting`` (small formatting helpers) beneath them;
 this package names them all, so ``pages.download_page`` and friends are one import away.
 """
@@ -57,12 +58,28 @@ from pipeline.core.pages.formatting import (
     region_names,
     safe_relpath,
 )
+from pipeline.core.pages.history import (
+    DayEvent,
+    HistoryPicture,
+    NightMark,
+    history_picture,
+)
 from pipeline.core.pages.links import (
     Link,
     Urls,
     bug_href,
     bug_link,
     named_bug_link,
+)
+from pipeline.core.pages.notes import (
+    PackageRow,
+    ReleaseNotes,
+    SizeRow,
+    all_release_notes,
+    changes_document,
+    has_notes,
+    previous_release,
+    release_notes,
 )
 from pipeline.core.pages.releases import (
     ArchiveRow,
@@ -93,22 +110,30 @@ __all__ = [
     "ComposeRow",
     "CurrentRelease",
     "DashboardPage",
+    "DayEvent",
     "Download",
     "DownloadPage",
     "FeedEntry",
+    "HistoryPicture",
     "Latest",
     "Link",
+    "NightMark",
+    "PackageRow",
+    "ReleaseNotes",
     "ResultRow",
+    "SizeRow",
     "SuiteCell",
     "SuiteDetail",
     "Urls",
     "age",
+    "all_release_notes",
     "arch_sections",
     "archive_rows",
     "banners",
     "bug_href",
     "bug_link",
     "bug_page",
+    "changes_document",
     "compose_bugs",
     "compose_date",
     "compose_notes",
@@ -116,13 +141,17 @@ __all__ = [
     "dashboard_pages",
     "download_page",
     "feed_entries",
+    "has_notes",
+    "history_picture",
     "http_url",
     "human_size",
     "iso",
     "latest_pointers",
     "local_bugs",
     "named_bug_link",
+    "previous_release",
     "region_names",
+    "release_notes",
     "release_of_compose",
     "released_images",
     "safe_relpath",

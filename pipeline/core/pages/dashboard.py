@@ -7,6 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from pipeline.core.pages.formatting import compose_date
+from pipeline.core.pages.history import HistoryPicture, history_picture
 from pipeline.core.pages.links import Link, Urls, bug_link
 from pipeline.core.state import ComposeView, State
 
@@ -53,6 +54,8 @@ class DashboardPage:
     href: str
     prev_href: str | None
     next_href: str | None
+    #: The last weeks at a glance (front page only).
+    history: HistoryPicture | None = None
 
 
 def compose_bugs(state: State, urls: Urls) -> dict[str, list[Link]]:
@@ -136,6 +139,7 @@ def dashboard_pages(
                 href=hrefs[i],
                 prev_href=hrefs[i - 1] if i > 0 else None,
                 next_href=hrefs[i + 1] if i + 1 < len(hrefs) else None,
+                history=history_picture(state, urls) if n is None else None,
             )
         )
     return pages

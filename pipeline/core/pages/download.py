@@ -9,7 +9,9 @@ from datetime import UTC
 
 from pipeline.core.models.manifests import CloudImage, CloudImagesManifest, Image
 from pipeline.core.pages.formatting import age, compose_date, http_url, region_names
+from pipeline.core.pages.history import HistoryPicture, history_picture
 from pipeline.core.pages.links import Link, Urls, bug_link
+from pipeline.core.pages.notes import ReleaseNotes, release_notes
 from pipeline.core.pages.ostree import OstreeSection, ostree_section
 from pipeline.core.state import ComposeView, ReleaseView, State
 from pipeline.core.units import human_size
@@ -107,6 +109,10 @@ class DownloadPage:
     sha256sums: str | None
     #: The OSTree refs of the current release (None: the product has no ``[ostree]``).
     ostree: OstreeSection | None = None
+    #: What changed since the previous release (None for the first release).
+    notes: ReleaseNotes | None = None
+    #: The last weeks of nightly results, as a picture.
+    history: HistoryPicture | None = None
 
 
 def download_page(state: State) -> DownloadPage:
@@ -149,6 +155,8 @@ def download_page(state: State) -> DownloadPage:
         checksum=urls.checksum(current.release_id) if cur and current else None,
         sha256sums=urls.sha256sums(current.release_id) if cur and current else None,
         ostree=ostree_section(state, urls),
+        notes=release_notes(state, current, urls) if cur and current else None,
+        history=history_picture(state, urls),
     )
 
 

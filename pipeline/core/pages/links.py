@@ -41,6 +41,14 @@ class Urls:
     def sha256sums(self, release_id: str) -> str:
         return f"{self.product}/releases/{release_id}/SHA256SUMS"
 
+    def notes(self, release_id: str) -> str:
+        """A release's notes page: what changed since the previous release."""
+        return f"{self.product}/releases/{release_id}/notes.html"
+
+    def changes_json(self, release_id: str) -> str:
+        """The JSON file of a release's changes (linked from the stream)."""
+        return f"{self.product}/releases/{release_id}/changes.json"
+
     def stream(self) -> str:
         return f"streams/{self.product}.json"
 

@@ -11,6 +11,7 @@ from pipeline.core.models.manifests import Image
 from pipeline.core.ostree import withdrawn_commits
 from pipeline.core.pages.formatting import http_url, iso
 from pipeline.core.pages.links import Link, Urls, named_bug_link
+from pipeline.core.pages.notes import compose_index, has_notes, release_notes
 from pipeline.core.state import ReleaseView, State
 
 
@@ -32,6 +33,7 @@ class ArchiveRow:
     sha256sums: str | None
     manifest: str
     current: bool
+    notes: str | None = None  # the release notes page, when there are notes
 
 
 def archive_rows(state: State, urls: Urls) -> list[ArchiveRow]:
@@ -70,6 +72,7 @@ def archive_rows(state: State, urls: Urls) -> list[ArchiveRow]:
                 sha256sums=urls.sha256sums(r.release_id) if has_files else None,
                 manifest=urls.manifest(m),
                 current=current is not None and r.release_id == current.release_id,
+                notes=urls.notes(r.release_id) if has_notes(state, r, known) else None,
             )
         )
     return rows
@@ -95,12 +98,16 @@ class FeedEntry:
     updated: str
     link: str
     summary: str
+    #: What changed since the previous release (one line), and where the notes are.
+    changes: str | None = None
+    notes: str | None = None
 
 
 def feed_entries(state: State, urls: Urls, limit: int = 20) -> list[FeedEntry]:
     """The newest release decisions (of any kind), newest first."""
     out = []
     name = state.product.display_name
+    composes = compose_index(state)
     for r in list(reversed(state.releases))[:limit]:
         m = r.manifest
         if r.is_release:
@@ -109,6 +116,7 @@ def feed_entries(state: State, urls: Urls, limit: int = 20) -> list[FeedEntry]:
                 title += " (withdrawn)"
         else:
             title = f"{name} {r.release_id}: no new image (stale)"
+        notes = release_notes(state, r, urls, composes)
         out.append(
             FeedEntry(
                 id=f"fortnight:{state.product.name}:release:{r.release_id}",
@@ -116,6 +124,8 @@ def feed_entries(state: State, urls: Urls, limit: int = 20) -> list[FeedEntry]:
                 updated=iso(r.revocation.created if r.revocation else m.created),
                 link=urls.release_anchor(r.release_id),
                 summary=m.explanation + (f" Withdrawn: {r.fallen}." if r.fallen else ""),
+                changes=notes.summary if notes else None,
+                notes=notes.href if notes else None,
             )
         )
     return out
@@ -136,8 +146,11 @@ def stream(state: State, site_url: str) -> dict[str, Any]:
     prefix = site_url.rstrip("/") + "/" if site_url else ""
     arches: dict[str, Any] = {}
     last_modified = current.manifest.created if current else None
+    changes = None
     if current is not None and compose is not None:
         rel = current.release_id
+        if has_notes(state, current):
+            changes = prefix + urls.changes_json(rel)
         for img in sorted(compose.compose.images, key=lambda i: (i.arch, i.type, i.filename)):
             artifact = arches.setdefault(img.arch, {"artifacts": {}})["artifacts"].setdefault(
                 img.type, {"release": rel, "formats": {}}
@@ -172,6 +185,7 @@ def stream(state: State, site_url: str) -> dict[str, Any]:
             "base": current.manifest.base.label(),
             "prerelease": current.manifest.base.prerelease is not None,
             "manifest": prefix + urls.manifest(current.manifest),
+            "changes": changes,
         },
         "stale": fresh.stale,
         "stale-reason": fresh.reason if fresh.stale else None,
