@@ -188,10 +188,10 @@ class _Syncer:
             if bug is not None and any(mark in c for c in bug.comments):
                 # Already on the open bug (maybe with the answer lost): record, never repeat.
                 self.emit(bug, "opened" if mark in bug.comments[0] else "commented", compose, text)
-            elif compose.compose_id in reported_elsewhere and not (
-                bug is None and compose is newest
-            ):
-                continue  # reported on a bug closed since; only the newest failure reopens
+            elif compose.compose_id in reported_elsewhere and compose is not newest:
+                # Reported on a bug closed since: not again. The newest failure is always
+                # on the open bug, also when an older one (failed by hand since) filed it.
+                continue
             elif bug is None:
                 title = self.product.display_name
                 summary = f"{title}: compose {compose.compose_id} {compose.status}"

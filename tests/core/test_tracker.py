@@ -438,6 +438,30 @@ def test_failed_then_failed_by_hand_keeps_one_bug(local: bool, behind: int) -> N
     sim.check_settled()
 
 
+def test_bug_closed_by_hand_then_older_compose_failed_by_hand_reports_the_newest() -> None:
+    """Found by the property test: a pass, then a compose with no image (its bug is opened),
+    the bug closed by hand, then the passed compose failed by hand (``compose.fail``). No
+    compose passes any more; the sync files a bug for the compose failed by hand and the
+    open bug must also carry the newest failure, not leave it on the bug closed by hand."""
+    sim = Simulation()
+    passed = sim.compose("pass")
+    doomed = sim.compose("no-image")
+    assert sim.sync()
+    for b in list(sim.tracker.bugs.values()):
+        sim.tracker.bugs[b.id] = Bug(b.id, b.url, False, b.summary, b.comments)
+    sim.fail_newest_by_hand()
+    assert sim.sync()
+    [closed, open_bug] = sim.tracker.bugs.values()
+    assert not closed.is_open and open_bug.is_open
+    assert marker("atomic-host", passed.compose_id) in open_bug.comments[0]
+    assert marker("atomic-host", doomed.compose_id) in open_bug.comments[1]
+    sim.check_invariants()
+    sim.check_settled()
+    events = sim.events()
+    assert sim.sync()  # settled: nothing more is filed or recorded
+    assert sim.events() == events and len(sim.tracker.bugs) == 2
+
+
 @pytest.mark.parametrize("bad", ["bz", "local", "gh12"])
 def test_bug_refs_are_checked(bad: str) -> None:
     with pytest.raises(ValueError, match="bug"):
