@@ -55,8 +55,9 @@ class Renderer:
     _parts: dict[tuple[str, ...], Markup] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # A checksum wraps only between groups of 16 characters (see site.css).
-        self.env.filters["sha_groups"] = sha_groups
+        # A checksum wraps only between groups of 16 characters: <wbr> between them, and
+        # site.css keeps code.sha from breaking anywhere else (lighter than a span a group).
+        self.env.filters["sha_wbr"] = lambda digest: Markup("<wbr>").join(sha_groups(digest))
 
     def _template(self, name: str) -> Template:
         tpl = self._templates.get(name)

@@ -275,7 +275,7 @@ def test_launch_links_per_region(tab: Callable[..., Tab], sites: Sites) -> None:
         row = rows.nth(n)
         cells = row.locator("td")
         expect(cells.nth(0)).to_have_text(f"{name} {region}")
-        expect(cells.nth(0).locator(".code")).to_have_text(region)
+        expect(cells.nth(0).locator("small")).to_have_text(region)
         expect(cells.nth(1)).to_have_text(AMIS[region])
         launch = row.get_by_role("link", name=f"Launch {AMIS[region]} in {region}")
         expect(launch).to_have_text("Launch")
@@ -578,7 +578,11 @@ def test_no_horizontal_scroll_at_375px(tab: Callable[..., Tab], sites: Sites, wh
 
 
 #: For each checksum group and timestamp of a page: how many lines it is drawn on.
-LINES_OF = """() => [...document.querySelectorAll("code.sha span, time")]
+# How many lines each checksum group (the text between two <wbr>) and each timestamp takes.
+LINES_OF = """() => [...document.querySelectorAll("code.sha")]
+  .flatMap((c) => [...c.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE))
+  .map((n) => { const r = document.createRange(); r.selectNodeContents(n); return r; })
+  .concat([...document.querySelectorAll("time")])
   .map((e) => [e.textContent, e.getClientRects().length])"""
 
 
