@@ -14,10 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from pipeline.core.models.common import Manifest, Trust
+from pipeline.core.models.common import Checkpoint, Manifest, Trust
 from pipeline.errors import StoreError, VerificationError
 from pipeline.log.blobs import BlobStore
-from pipeline.log.cache import VerifyCache
+from pipeline.log.cache import CACHE_DIR, VerifyCache
+from pipeline.log.checkpoints import VerifiedLog, verify_chain
+from pipeline.log.coverage import DigestCache, check_coverage
 from pipeline.log.git import Git
 from pipeline.log.layout import MANIFESTS, NON_MANIFEST_DIRS, TRUST_FILE, product_scope
 from pipeline.log.parallel import verify_files
@@ -49,6 +51,8 @@ class LogReport:
 
     verified: list[Verified] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    #: The newest checkpoint (verified with the index; None: a log with no manifests yet).
+    head: Checkpoint | None = field(default=None, compare=False)
 
     def counts(self) -> Counter[str]:
         """Verified manifests per kind."""
@@ -187,7 +191,28 @@ class LogReader:
             gc.freeze()
         return report
 
+    def _cache_dir(self) -> Path | None:
+        """``<git dir>/fortnight-cache`` when the cache is on and this is a repository."""
+        if not self.cache:
+            return None
+        out = self.git.output("rev-parse", "--absolute-git-dir")
+        return Path(out.decode().strip()) / CACHE_DIR if out else None
+
+    def verify_log(self, trust: Trust, cache_dir: Path | None = None) -> VerifiedLog:
+        """Verify the index and the checkpoint chain (:mod:`pipeline.log.checkpoints`)
+        with the keys of every root version and ``trust`` (the newest).
+
+        Raises:
+            TrustError: naming the first file that does not hold, or a rollback.
+        """
+        trusts = [v.signed.trust() for v in self.load_root().chain.versions]
+        if trusts[-1] != trust:
+            trusts.append(trust)
+        return verify_chain(self.root, self.git, trusts, cache_dir)
+
     def _verify_all(self, trust: Trust, products: frozenset[str] | None) -> LogReport:
+        cache_dir = self._cache_dir()
+        chain = self.verify_log(trust, cache_dir)
         names, cache = self._walk_and_open_cache(trust, products)
         verified: dict[str, Manifest] = {}
         misses: list[str] = []
@@ -199,8 +224,17 @@ class LogReader:
                 verified[name] = hit
         fresh, rejected = verify_files(self.root, misses, trust, cache)
         verified.update(fresh)
-        report = LogReport()
+        report = LogReport(head=chain.head)
         blobs = cache.blob_ids if cache is not None else {}
+        digests = DigestCache(cache_dir / "digests" if cache_dir is not None else None)
+        for path, reason in check_coverage(
+            self.root, chain.entries, names, products, blobs, digests
+        ):
+            name = path.removeprefix(f"{MANIFESTS}/")
+            if verified.pop(name, None) is not None or name not in rejected:
+                rejected[name] = reason
+            if name not in verified and name not in names:
+                report.failures.append((path, reason))
         for name in names:
             manifest = verified.get(name)
             if manifest is None:

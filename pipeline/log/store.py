@@ -115,10 +115,17 @@ class ManifestLog:
         commit: bool = True,
         push: PushConfig | None = None,
         dry_run: bool = False,
+        signers: Sequence[Signer] = (),
     ) -> WriteResult:
         """See :meth:`LogWriter.write`."""
         return self.writer.write(
-            pending, trust, message=message, commit=commit, push=push, dry_run=dry_run
+            pending,
+            trust,
+            message=message,
+            commit=commit,
+            push=push,
+            dry_run=dry_run,
+            signers=signers,
         )
 
     def record(

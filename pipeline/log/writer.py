@@ -9,19 +9,30 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pipeline.core.models.common import Manifest, Trust
+from pipeline.core.models.manifests import KINDS
 from pipeline.errors import ConflictError, KeyConfigError, StoreError, VerificationError
 from pipeline.fsutil import atomic_create, atomic_write
+from pipeline.log.checkpoints import (
+    DEFAULT_VALIDITY,
+    IndexEntry,
+    newest,
+    next_checkpoint,
+    parse_index,
+    read_index,
+)
 from pipeline.log.git import Git, PushConfig
-from pipeline.log.layout import MANIFESTS
+from pipeline.log.layout import CHECKPOINT_DIR, INDEX_FILE, MANIFESTS
 from pipeline.log.reader import LogReader
-from pipeline.log.signing import ManifestRejected, sign_manifest, verify_manifest
+from pipeline.log.signing import ManifestRejected, loads_strict, sign_manifest, verify_manifest
 from pipeline.log.sslib import Signer
 from pipeline.log.trust import write_version
 
@@ -42,6 +53,24 @@ class WriteOptions:
     dry_run: bool = False
     commit: bool = True
     push: PushConfig | None = None
+    #: How long the checkpoint a write signs stays fresh (see :mod:`pipeline.log.checkpoints`).
+    validity: timedelta = DEFAULT_VALIDITY
+
+
+@dataclass(frozen=True)
+class Appended:
+    """What appending to the index wrote: the index's bytes before, and the checkpoint."""
+
+    index_before: bytes
+    checkpoint: Path
+
+    def undo(self, root: Path) -> None:
+        """Put the index back and remove the checkpoint."""
+        self.checkpoint.unlink(missing_ok=True)
+        if self.index_before:
+            atomic_write(root / INDEX_FILE, self.index_before)
+        else:
+            (root / INDEX_FILE).unlink(missing_ok=True)
 
 
 @dataclass
@@ -123,8 +152,11 @@ class LogWriter:
         commit: bool = True,
         push: PushConfig | None = None,
         dry_run: bool = False,
+        signers: Sequence[Signer] = (),
+        validity: timedelta = DEFAULT_VALIDITY,
     ) -> WriteResult:
-        """Write new manifests, commit them in one commit, and push.
+        """Write new manifests, append them to ``log.idx`` with the next checkpoint signed
+        by ``signers`` (:mod:`pipeline.log.checkpoints`), commit all in one commit, and push.
 
         A manifest whose identity exists with the same content (ignoring
         ``created`` and signatures) is an unchanged no-op. Nothing is written
@@ -133,6 +165,7 @@ class LogWriter:
         Raises:
             ConflictError: an identity exists with different content.
             VerificationError: an existing file at that identity does not verify.
+            KeyConfigError: there are new manifests but no signers for the checkpoint.
             StoreError: git failed; files written by this call are removed.
         """
         self.require_repo()
@@ -144,22 +177,122 @@ class LogWriter:
                     result.unchanged.append(item.path)
                 else:
                     new.append(item)
-            if dry_run:
-                result.written = [p.path for p in new]
-                return result
-            self._write_files(new)
             result.written = [p.path for p in new]
-            if commit and new:
-                paths = [PurePosixPath(MANIFESTS) / p.path for p in new]
-                try:
-                    result.commit = self.git.commit_paths(paths, message)
-                except StoreError:
-                    self._unwrite(new)
-                    raise
+            if dry_run or not new:
+                if push is not None and commit and not dry_run:
+                    self.git.push_with_retry(push)
+                    result.pushed = True
+                return result
+            if not signers:
+                raise KeyConfigError(
+                    f"{MANIFESTS}/{new[0].path}: no key to sign the log's checkpoint with",
+                    hint="record manifests through the invoke tasks (they load the role's keys)",
+                )
+            self._write_files(new)
+            try:
+                appended = self._append(new, signers, validity)
+            except BaseException:
+                self._unwrite(new)
+                raise
+            if commit:
+                result.commit = self._commit(new, appended, message)
             if push is not None and commit:
-                self.git.push_with_retry(push)
+                self.git.push_with_retry(
+                    push, lambda theirs: self._rebuild(theirs, signers, validity)
+                )
                 result.pushed = True
         return result
+
+    def _append(
+        self, new: Sequence[PendingManifest], signers: Sequence[Signer], validity: timedelta
+    ) -> Appended:
+        """Append ``new`` to ``log.idx`` and write the next checkpoint (not committed)."""
+        before = read_index(self.root)
+        entries = parse_index(before)
+        added = [IndexEntry(hashlib.sha256(p.data).hexdigest(), str(p.path)) for p in new]
+        previous = newest(self.root)
+        at = max(p.manifest.created for p in new)
+        raw = next_checkpoint(
+            previous.signed if previous else None, [*entries, *added], signers, at, validity
+        )
+        number = previous.signed.number + 1 if previous else 1
+        path = self.root / CHECKPOINT_DIR / f"{number}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not atomic_create(path, raw):
+            raise ConflictError(
+                f"{MANIFESTS}/{CHECKPOINT_DIR}/{number}.json: appeared while writing",
+                hint="re-run; another process recorded first",
+            )
+        try:
+            atomic_write(self.root / INDEX_FILE, before + b"".join(e.line() for e in added))
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return Appended(before, path)
+
+    def _commit(self, new: Sequence[PendingManifest], appended: Appended, message: str) -> str:
+        paths = [PurePosixPath(MANIFESTS) / p.path for p in new]
+        paths += [
+            PurePosixPath(MANIFESTS) / INDEX_FILE,
+            PurePosixPath(appended.checkpoint.relative_to(self.repo).as_posix()),
+        ]
+        try:
+            return self.git.commit_paths(paths, message)
+        except StoreError:
+            self._unwrite(new)
+            appended.undo(self.root)
+            for rel in paths[-2:]:
+                self.git.run("reset", "--quiet", "--", str(rel), check=False)
+            raise
+
+    def _rebuild(self, theirs: str, signers: Sequence[Signer], validity: timedelta) -> None:
+        """Put this checkout's last commit (manifests, index line(s), checkpoint) on top of
+        ``theirs``: the same manifests, appended after the remote's, with a new checkpoint.
+
+        Raises:
+            StoreError: more than this one commit is unpushed, or it is not a recording.
+            ConflictError: the remote recorded one of the same manifests differently.
+        """
+        ahead = self.git.run("rev-list", "HEAD", f"^{theirs}").stdout.split()
+        prefix = f"{MANIFESTS}/"
+        changed = self.git.run(
+            "diff", "--name-status", "--no-renames", "HEAD~1", "HEAD"
+        ).stdout.splitlines()
+        ours = [c.split("\t", 1)[1] for c in changed if c.startswith("A\t")]
+        names = [
+            n.removeprefix(prefix)
+            for n in ours
+            if n != prefix + INDEX_FILE and not n.startswith(f"{prefix}{CHECKPOINT_DIR}/")
+        ]
+        others = [c for c in changed if not c.startswith("A\t")]
+        if len(ahead) != 1 or others not in ([], [f"M\t{prefix}{INDEX_FILE}"]) or not names:
+            raise StoreError(
+                f"cannot put {len(ahead)} unpushed commit(s) on the remote's log",
+                hint="push or drop the older unpushed commits by hand, then re-run",
+            )
+        message = self.git.run("log", "-1", "--format=%B").stdout.strip()
+        data = {n: (self.root / n).read_bytes() for n in names}
+        self.git.run("reset", "--quiet", "--keep", theirs)
+        new: list[PendingManifest] = []
+        for name, raw in data.items():
+            path = self.root / name
+            if path.exists():
+                if path.read_bytes() != raw:
+                    raise ConflictError(
+                        f"{prefix}{name}: the remote recorded it with other content",
+                        hint="manifests are append-only; record a correction as a new manifest",
+                    )
+                continue
+            new.append(PendingManifest(PurePosixPath(name), raw, _model_of(raw, name)))
+        if not new:
+            return
+        self._write_files(new)
+        try:
+            appended = self._append(new, signers, validity)
+        except BaseException:
+            self._unwrite(new)
+            raise
+        self._commit(new, appended, message)
 
     def record(
         self,
@@ -194,6 +327,8 @@ class LogWriter:
             commit=options.commit,
             push=options.push,
             dry_run=options.dry_run,
+            signers=signers,
+            validity=options.validity,
         )
 
     def _existing_matches(self, item: PendingManifest, trust: Trust) -> bool:
@@ -298,6 +433,19 @@ class LogWriter:
                 atomic_write(trust_path, before)
             raise
         return written
+
+
+def _model_of(raw: bytes, name: str) -> Manifest:
+    """The model of a manifest this checkout recorded (its kind from its payload).
+
+    Raises:
+        StoreError: the bytes are not a manifest any more.
+    """
+    try:
+        signed = loads_strict(raw)["signed"]
+        return KINDS[signed["_type"]].model_validate(signed)
+    except (ManifestRejected, KeyError, TypeError, ValueError) as e:
+        raise StoreError(f"{MANIFESTS}/{name}: not a manifest after rebasing ({e})") from e
 
 
 def _content(manifest: Manifest) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from pipeline.log.signing import add_key_to_trust, sign_manifest, verify_manifes
 from pipeline.log.sslib import CryptoSigner
 from pipeline.log.store import ManifestLog
 from pipeline.log.writer import WriteOptions
-from tests.conftest import Log, compose_on, make_result
+from tests.conftest import Log, compose_on, index_by_hand, make_result
 
 Checks = list[str]
 
@@ -270,6 +270,7 @@ def test_an_untracked_manifest_is_verified(make_log: Callable[..., Log], checks:
     load(log)
     good = write_signed(log, compose_on(20))
     forged = write_signed(log, compose_on(21))
+    index_by_hand(log, [good, forged], log.signers["compose"])
     forged.write_text(forged.read_text().replace('"respin": 0', '"respin": 1'))
     checks.clear()
     warm = load(log)
@@ -281,9 +282,9 @@ def test_an_untracked_manifest_is_verified(make_log: Callable[..., Log], checks:
     checks.clear()
     load(log)
     assert len(checks) == 2
-    # Once committed, the good one comes from the cache too.
-    forged.unlink()
-    log.git("add", str(good))
+    # Once committed, both come from the cache too.
+    write_signed(log, compose_on(21))
+    log.git("add", "manifests")
     log.git("commit", "-q", "-m", "add")
     load(log)
     checks.clear()

@@ -168,6 +168,32 @@ class RootMetadata(StrictModel):
         return Trust(keys=self.keys, roles=self.roles)
 
 
+class Checkpoint(StrictModel):
+    """The ``signed`` payload of ``manifests/checkpoints/<number>.json``: a signed tree head.
+
+    ``root`` is the RFC 9162 Merkle tree hash (hex) of the first ``size`` lines of
+    ``manifests/log.idx`` (:mod:`pipeline.core.merkle`); ``previous`` is checkpoint
+    ``number - 1``'s root (None for number 1). Past ``expires`` the log is frozen.
+    """
+
+    type_: Literal["checkpoint"] = Field(default="checkpoint", alias="_type")
+    spec_version: Literal["1"] = SPEC_VERSION
+    number: Annotated[int, Field(ge=1)]
+    size: Annotated[int, Field(ge=0)]
+    root: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    previous: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None
+    time: UtcTimestamp
+    expires: UtcTimestamp
+
+    @model_validator(mode="after")
+    def _expires_after_time(self) -> Checkpoint:
+        if self.expires <= self.time:
+            raise ValueError("expires must be after time")
+        if (self.number == 1) != (self.previous is None):
+            raise ValueError("previous is set exactly when number > 1")
+        return self
+
+
 # --- Manifests -------------------------------------------------------------------------
 
 
