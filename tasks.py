@@ -11,7 +11,19 @@ from __future__ import annotations
 
 from invoke.collection import Collection
 
-from pipeline.cli.tasks import bus, cloud, compose, demo, dev, log, release, site, testing, verdict
+from pipeline.cli.tasks import (
+    bus,
+    checkpoint,
+    cloud,
+    compose,
+    demo,
+    dev,
+    log,
+    release,
+    site,
+    testing,
+    verdict,
+)
 from pipeline.cli.tasks import tracker as tracker_tasks
 from pipeline.cli.tasks import trust as trust_tasks
 
@@ -22,6 +34,9 @@ trust_ns = Collection(
     trust_tasks.trust_upgrade,
     trust_tasks.trust_remove,
     trust_tasks.trust_threshold,
+)
+checkpoint_ns = Collection(
+    "checkpoint", checkpoint.checkpoint_refresh, checkpoint.checkpoint_upgrade
 )
 compose_ns = Collection("compose", compose.record, verdict.compose_fail)
 test_ns = Collection("test", testing.run_task, testing.import_task, verdict.waive_task)
@@ -37,6 +52,7 @@ ns = Collection(
     demo.demo,
     keys,
     trust_ns,
+    checkpoint_ns,
     compose_ns,
     test_ns,
     tracker_ns,

@@ -114,6 +114,18 @@ def open_setup(
     return Setup(log, config, trust, signers, release, options)
 
 
+def timestamp_or(setup: Setup, env: Mapping[str, str]) -> list[Signer]:
+    """The ``timestamp`` role's keys when ``FORTNIGHT_KEY_TIMESTAMP`` is set, else the
+    task's own (any role may refresh a checkpoint; the timestamp key is meant for it).
+
+    Raises:
+        KeyConfigError: the timestamp key is set but unusable.
+    """
+    if env.get("FORTNIGHT_KEY_TIMESTAMP", "").strip():
+        return load_signers("timestamp", env, setup.trust)
+    return setup.signers
+
+
 def task_setup(
     repo: str | None, product: str, role: RoleName, flags: WriteFlags, *, sync: bool = False
 ) -> Setup:

@@ -223,7 +223,7 @@ def check_signed(
     if missing:
         raise TrustError(
             f"{cp.path}: adds {len(added)} manifest(s) but is not signed by a threshold "
-            f"of the {', '.join(missing)} role's keys",
+            f"of the keys of role(s) {', '.join(missing)}",
             hint="a checkpoint that adds a manifest needs the keys of the role that signs it",
         )
 
@@ -489,9 +489,7 @@ def verify_chain(
     return VerifiedLog(entries, prev)
 
 
-def _check_memory(
-    memory: tuple[int, str] | None, roots: dict[int, str], files: list[Path]
-) -> None:
+def _check_memory(memory: tuple[int, str] | None, roots: dict[int, str], files: list[Path]) -> None:
     if memory is None:
         return
     number, seen = memory

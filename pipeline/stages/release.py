@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pipeline.core.config import ProductConfig
+from pipeline.core.models.common import Trust
 from pipeline.core.models.manifests import ReleaseManifest, RevocationManifest
 from pipeline.core.release import decide, revocation
 from pipeline.core.state import State
 from pipeline.errors import InputError
+from pipeline.log.freshness import Refreshed, refresh
 from pipeline.log.sslib import Signer
 from pipeline.log.store import ManifestLog
 from pipeline.log.writer import WriteOptions, WriteResult
 from pipeline.stages.load import load_state
+
+#: How old the newest checkpoint may be before ``release.cut`` refreshes it.
+REFRESH_AFTER = timedelta(days=1)
 
 
 def cut_release(
@@ -85,3 +90,26 @@ def revoke_release(
             options,
         )
         return manifest, write
+
+
+def keep_fresh(
+    log: ManifestLog,
+    trust: Trust,
+    signers: Sequence[Signer],
+    at: datetime,
+    options: WriteOptions,
+) -> Refreshed | None:
+    """Refresh the log's newest checkpoint (:func:`pipeline.log.freshness.refresh`) when it
+    was signed a day or more before ``at``, so a daily ``release.cut`` keeps the log fresh
+    with at most one commit a day; None when it is fresh enough, on a dry run or without
+    a commit.
+
+    Raises:
+        TrustError: the log does not verify.
+    """
+    if options.dry_run or not options.commit:
+        return None
+    head = log.reader.verify_log(trust).head
+    if head is None or at - head.time < REFRESH_AFTER:
+        return None
+    return refresh(log.writer, trust, signers, at, validity=options.validity, push=options.push)

@@ -14,7 +14,9 @@ from pipeline.cli import console
 from pipeline.cli.boundary import boundary
 from pipeline.cli.options import DEFAULT_PRODUCT, ROOT, parse_at, role_name
 from pipeline.cli.setup import now, open_log, pin_option, repo_path
+from pipeline.core.models.common import format_timestamp
 from pipeline.core.state import summary
+from pipeline.log.checkpoints import check_fresh
 from pipeline.log.signing import generate_key, load_signers
 from pipeline.log.store import init_log
 from pipeline.log.trust import (
@@ -85,14 +87,20 @@ def generate(
         "cached": "trust the verification cache for files git reports unchanged (faster)",
         "root": "the pinned root: its fingerprint, or a file with it or with trust/1.json "
         "(default: $FORTNIGHT_ROOT, else git config fortnight.root, else trust on first use)",
+        "at": "check freshness as of this date or datetime (default: now)",
     }
 )
 @boundary
 def verify(
-    c: Context, repo: str | None = None, cached: bool = False, root: str | None = None
+    c: Context,
+    repo: str | None = None,
+    cached: bool = False,
+    root: str | None = None,
+    at: str | None = None,
 ) -> None:
-    """Verify the root chain from the pinned root, then every manifest's signatures; name
-    each bad file and why; exit 4 on any failure."""
+    """Verify the root chain from the pinned root, the log index and its checkpoints, then
+    every manifest's signatures; name each bad file and why; exit 4 on any failure or
+    when the newest checkpoint has expired (the log is frozen)."""
     log = open_log(repo, os.environ, cache=cached)  # an audit re-checks every signature
     pinned = log.load_root(pin_option(root))
     if pinned.recorded:
@@ -106,6 +114,13 @@ def verify(
         console.err.print(f"rejected: {path}: {reason}")
     if report.failures:
         raise Exit(f"error: {len(report.failures)} manifest(s) failed verification", code=4)
+    check_fresh(report.head, parse_at(at, now()))
+    if report.head is not None:
+        head = report.head
+        console.out.print(
+            f"checkpoint {head.number}: {head.size} manifest(s), signed "
+            f"{format_timestamp(head.time)}, fresh until {format_timestamp(head.expires)}"
+        )
 
 
 @task(help={"check": "do not write; exit 1 when the committed schema is stale"})

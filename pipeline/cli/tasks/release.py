@@ -16,9 +16,9 @@ from pipeline.cli.report import (
     report_withdraw,
     report_write,
 )
-from pipeline.cli.setup import now, operator_name, task_setup
+from pipeline.cli.setup import now, operator_name, task_setup, timestamp_or
 from pipeline.stages.load import load_state
-from pipeline.stages.release import cut_release, revoke_release
+from pipeline.stages.release import cut_release, keep_fresh, revoke_release
 
 
 @task(name="cut", help={"at": "decide as of this date or datetime (default: now)", **WRITE_HELP})
@@ -39,6 +39,9 @@ def release_cut(
     manifest, write, state = cut_release(
         s.log, s.config, when, signers=s.signers, options=s.options
     )
+    fresh = keep_fresh(s.log, s.trust, timestamp_or(s, os.environ), when, s.options)
+    if fresh is not None:
+        console.err.print(f"checkpoint {fresh.checkpoint.number}: refreshed")
     if manifest is None or write is None:
         report_nothing_to_cut(state, s.config)
         return
