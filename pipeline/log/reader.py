@@ -15,13 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from pipeline.core.models.common import Checkpoint, Manifest, Trust
-from pipeline.errors import StoreError, VerificationError
+from pipeline.errors import StoreError, TrustError, VerificationError
 from pipeline.log.blobs import BlobStore
 from pipeline.log.cache import CACHE_DIR, VerifyCache
-from pipeline.log.checkpoints import VerifiedLog, verify_chain
+from pipeline.log.checkpoints import UPGRADE_HINT, VerifiedLog, verify_chain
 from pipeline.log.coverage import DigestCache, check_coverage
 from pipeline.log.git import Git
-from pipeline.log.layout import MANIFESTS, NON_MANIFEST_DIRS, TRUST_FILE, product_scope
+from pipeline.log.layout import (
+    INDEX_FILE,
+    MANIFESTS,
+    NON_MANIFEST_DIRS,
+    TRUST_FILE,
+    product_scope,
+)
 from pipeline.log.parallel import verify_files
 from pipeline.log.segments import gc_paused
 from pipeline.log.signing import verify_manifest
@@ -214,6 +220,12 @@ class LogReader:
         cache_dir = self._cache_dir()
         chain = self.verify_log(trust, cache_dir)
         names, cache = self._walk_and_open_cache(trust, products)
+        if chain.head is None and names:
+            raise TrustError(
+                f"{MANIFESTS}/{INDEX_FILE}: missing, and {len(names)} manifest(s) to cover: "
+                "the log predates checkpoints",
+                hint=UPGRADE_HINT,
+            )
         verified: dict[str, Manifest] = {}
         misses: list[str] = []
         for name in names:
