@@ -126,6 +126,18 @@ def timestamp_or(setup: Setup, env: Mapping[str, str]) -> list[Signer]:
     return setup.signers
 
 
+def site_signers(log: ManifestLog, env: Mapping[str, str]) -> list[Signer]:
+    """The ``site`` role's keys when ``FORTNIGHT_KEY_SITE`` is set, else none (the site is
+    then built without its signed index).
+
+    Raises:
+        KeyConfigError: the key is set but unusable or not trusted for ``site``.
+    """
+    if not env.get("FORTNIGHT_KEY_SITE", "").strip():
+        return []
+    return load_signers("site", env, log.load_trust())
+
+
 def task_setup(
     repo: str | None, product: str, role: RoleName, flags: WriteFlags, *, sync: bool = False
 ) -> Setup:

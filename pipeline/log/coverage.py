@@ -93,9 +93,7 @@ def check_coverage(
     """Failures ``(manifests/<name>, reason)`` where the files of ``names`` (those of
     ``products``, or all) and the index disagree; empty when they agree."""
     indexed = {
-        e.name: e.sha256
-        for e in entries
-        if products is None or e.name.split("/", 1)[0] in products
+        e.name: e.sha256 for e in entries if products is None or e.name.split("/", 1)[0] in products
     }
     failures: list[tuple[str, str]] = []
     for name in names:

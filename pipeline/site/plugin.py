@@ -37,7 +37,8 @@ from pelican.generators import Generator
 
 from pipeline.core.config import ProductConfig, load_product
 from pipeline.errors import ConfigError
-from pipeline.log.layout import MANIFESTS, TRUST_FILE
+from pipeline.log.checkpoints import checkpoint_files, frozen_message
+from pipeline.log.layout import CHECKPOINT_DIR, INDEX_FILE, MANIFESTS, TRUST_FILE
 from pipeline.log.store import ManifestLog
 from pipeline.site.incremental import TEMPLATE_CACHE, LastBuild, code_key
 from pipeline.site.output import BuildReport, Output, ProductRecord
@@ -64,6 +65,11 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
         trust = self.root_chain.trust
         # The "Verify a download" page shows the fingerprint users pin (content/pages).
         self.context["FORTNIGHT_ROOT_FINGERPRINT"] = self.root_chain.fingerprint
+        self.now = site.now()
+        # Past the newest checkpoint's expiry every page says the log is frozen.
+        head = self.log.reader.verify_log(trust).head
+        self.frozen = frozen_message(head) if head and head.expires <= self.now else ""
+        self.context["frozen"] = self.frozen
         self.code = code_key(
             site,
             {
@@ -72,10 +78,10 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
                 "site_name": site.site_name,
                 "logs": str(site.logs),
                 "pages": self.content_pages,
+                "frozen": self.frozen,
             },
         )
         trust_digest = hashlib.sha256(self.trust_bytes).hexdigest()
-        self.now = site.now()
         self.last = LastBuild.read(site, self.code, trust_digest, self.nav, self.now)
         self.records: dict[str, ProductRecord] = {}
         with contextlib.suppress(OSError):  # no cache: templates are compiled each build
@@ -86,7 +92,7 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
         # this, Jinja checks each template's file times at every page, for the page and
         # for each template it extends or imports.
         self.env.auto_reload = False
-        self.renderer = Renderer(self.env, site, self.nav, self.content_pages)
+        self.renderer = Renderer(self.env, site, self.nav, self.content_pages, self.frozen)
         jobs = []
         for product in self.products:
             name = product.name
@@ -123,6 +129,12 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
         shared.write(f"{MANIFESTS}/{TRUST_FILE}", self.trust_bytes)
         for version in self.root_chain.versions:  # the whole root chain, for users to verify
             shared.write(version.path, version.raw)
+        # The log index and its checkpoints: users check the log is the one the site shows.
+        index = self.log.root / INDEX_FILE
+        if index.is_file():
+            shared.write(f"{MANIFESTS}/{INDEX_FILE}", index.read_bytes())
+        for path in checkpoint_files(self.log.root):
+            shared.write(f"{MANIFESTS}/{CHECKPOINT_DIR}/{path.name}", path.read_bytes())
         shared.remove_stale()
         site_record = previous.get("")
         if site_record is None or site_record.files != shared.files:

@@ -49,6 +49,8 @@ class Renderer:
     site: SiteSettings
     nav: list[tuple[str, str]]  # (product name, display name)
     content_pages: list[tuple[str, str]]  # (title, url)
+    #: ``frozen: …`` when the log's newest checkpoint has expired (every page says so).
+    frozen: str = ""
     _templates: dict[str, Template] = field(default_factory=dict)
     _parts: dict[tuple[str, ...], Markup] = field(default_factory=dict)
 
@@ -66,6 +68,7 @@ class Renderer:
             "content_pages": self.content_pages,
             "primary": self.site.primary,
             "site_name": self.site.site_name,
+            "frozen": self.frozen,
         }
 
     def chrome(self, rel: str) -> Markup:

@@ -538,7 +538,8 @@ LOG_CASES = [
     (force_push_older, r"^rollback: this clone saw checkpoint (\d+), the log has \d+ < \1$"),
     (
         compose_key_erases_release,
-        r"checkpoints/1\.json: adds \d+ manifest\(s\) but is not signed by a threshold of the keys of role\(s\) release, test$",
+        r"checkpoints/1\.json: adds \d+ manifest\(s\) but is not signed by a threshold "
+        r"of the keys of role\(s\) release, test$",
     ),
     (unindexed_manifest, r"\.json: not in manifests/log\.idx: no checkpoint covers it"),
 ]

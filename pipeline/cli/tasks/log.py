@@ -58,7 +58,7 @@ def init(c: Context, repo: str | None = None, product: str = DEFAULT_PRODUCT) ->
 
 @task(
     help={
-        "role": "root, compose, test, release or timestamp",
+        "role": "root, compose, test, release, timestamp or site",
         "out": "folder for the private key (outside the repository)",
         "repo": "the manifest log (default: .)",
         "no_commit": "write the new root version without committing",
