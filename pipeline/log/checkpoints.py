@@ -24,14 +24,15 @@ state after the index prefix already verified.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -52,13 +53,17 @@ DEFAULT_VALIDITY = timedelta(days=17)
 UPGRADE_HINT = "run 'invoke checkpoint.upgrade' (see README, 'Keys and trust')"
 INDEX_PATH = f"{MANIFESTS}/{INDEX_FILE}"
 _LINE_RE = re.compile(r"^([0-9a-f]{64}) (\S+)$")
+_INDEX_RE = re.compile(rb"(?:[0-9a-f]{64} (?:[^\s/.][^\s/]*/){2,}[^\s/.][^\s/]*\.json\n)*")
+_RESERVED_RE = re.compile(
+    rb"^[0-9a-f]{64} (?:" + b"|".join(d.encode() for d in sorted(NON_MANIFEST_DIRS)) + rb")/",
+    re.M,
+)
 _FILE_RE = re.compile(r"^[1-9][0-9]*\.json$")
 _ROLE_OF_DIR: dict[str, RoleName] = {m.DIRECTORY: m.ROLE for m in KINDS.values()}
 _STATE_FILE = "checkpoint.json"
 
 
-@dataclass(frozen=True, slots=True)
-class IndexEntry:
+class IndexEntry(NamedTuple):
     """One line of ``log.idx``: a manifest's sha256 and its path under ``manifests/``."""
 
     sha256: str
@@ -113,6 +118,18 @@ def parse_index(raw: bytes) -> list[IndexEntry]:
     """
     if not raw:
         return []
+    # The whole file checked at once (a long log has tens of thousands of lines); the line
+    # by line parse below only runs to name what is wrong.
+    if raw.isascii() and _INDEX_RE.fullmatch(raw) and not _RESERVED_RE.search(raw):
+        lines = raw.decode("ascii").split("\n")
+        lines.pop()
+        entries = [IndexEntry(line[:64], line[65:]) for line in lines]
+        if len({e.name for e in entries}) == len(entries):
+            return entries
+    return _parse_lines(raw)
+
+
+def _parse_lines(raw: bytes) -> list[IndexEntry]:
     if not raw.endswith(b"\n"):
         raise TrustError(f"{INDEX_PATH}: the last line is cut short (no newline)")
     try:
@@ -312,8 +329,6 @@ def check_fresh(head: Checkpoint | None, now: datetime) -> None:
 
 def remembered(git: Git) -> tuple[int, str] | None:
     """The newest checkpoint this clone verified (``git config fortnight.checkpoint``)."""
-    if not git.is_repo():
-        return None
     value = git.run("config", "--get", CHECKPOINT_CONFIG, check=False).stdout.split()
     if len(value) == 2 and value[0].isdigit() and re.fullmatch(r"[0-9a-f]{64}", value[1]):
         return int(value[0]), value[1]
@@ -389,10 +404,26 @@ def save_state(cache_dir: Path | None, state: MerkleState) -> None:
 
 @dataclass(frozen=True)
 class VerifiedLog:
-    """The index and the newest checkpoint, verified."""
+    """The index (its bytes) and the newest checkpoint, verified."""
 
-    entries: list[IndexEntry]
+    raw: bytes
     head: Checkpoint | None
+
+    def digests(self, products: Collection[str] | None = None) -> dict[str, str]:
+        """The sha256 of each name in the index (of ``products``' folders, if given)."""
+        if products is None:
+            pairs = _ANY_LINE_RE.findall(self.raw)
+        else:
+            pairs = [p for name in sorted(products) for p in _product_re(name).findall(self.raw)]
+        return {name.decode(): sha.decode() for sha, name in pairs}
+
+
+_ANY_LINE_RE = re.compile(rb"^([0-9a-f]{64}) (\S+)$", re.M)
+
+
+@functools.lru_cache(maxsize=64)
+def _product_re(product: str) -> re.Pattern[bytes]:
+    return re.compile(rb"^([0-9a-f]{64}) (" + re.escape(product.encode()) + rb"/\S+)$", re.M)
 
 
 def _rollback(seen: int, has: int) -> TrustError:
@@ -449,15 +480,21 @@ def verify_chain(
         TrustError: naming the first file that does not hold, or ``rollback: …``.
     """
     raw = read_index(root)
-    entries = parse_index(raw)
     files = checkpoint_files(root)
     memory = remembered(git)
     if memory is not None and memory[0] > len(files):
         raise _rollback(memory[0], len(files))
     if not files:
-        if entries:
+        if parse_index(raw):
             raise TrustError(f"{INDEX_PATH}: no checkpoint covers it", hint=UPGRADE_HINT)
-        return VerifiedLog(entries, None)
+        return VerifiedLog(raw, None)
+    unchanged = _unchanged(cache_dir, raw, files)
+    if unchanged is not None:  # verified before, byte for byte: only the memory to check
+        _check_memory(memory, {unchanged.number: unchanged.root}, files)
+        if memory != (unchanged.number, unchanged.root):
+            remember(git, unchanged)
+        return VerifiedLog(raw, unchanged)
+    entries = parse_index(raw)
     builder, prev, start = _resume(cache_dir, raw, files)
     roots: dict[int, str] = {}
     for number in range(start, len(files) + 1):
@@ -486,7 +523,20 @@ def verify_chain(
         _save(cache_dir, raw, files, prev, builder)
     if memory != (prev.number, prev.root):
         remember(git, prev)
-    return VerifiedLog(entries, prev)
+    return VerifiedLog(raw, prev)
+
+
+def _unchanged(cache_dir: Path | None, raw: bytes, files: list[Path]) -> Checkpoint | None:
+    """The newest checkpoint, when the cache says this very index and newest checkpoint
+    file verified before (the state names their sha256); None otherwise."""
+    state = load_state(cache_dir, raw)
+    if state is None or state.index_bytes != len(raw) or state.number != len(files):
+        return None
+    cp_raw = files[-1].read_bytes()
+    if hashlib.sha256(cp_raw).hexdigest() != state.checkpoint_sha256:
+        return None
+    head = read_checkpoint(files[-1], len(files)).signed
+    return head if head.size == state.size else None
 
 
 def _check_memory(memory: tuple[int, str] | None, roots: dict[int, str], files: list[Path]) -> None:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pipeline.fsutil import atomic_write
-from pipeline.log.checkpoints import INDEX_PATH, IndexEntry
+from pipeline.log.checkpoints import INDEX_PATH
 from pipeline.log.layout import MANIFESTS
 
 _RECORD = 40 + 64  # a git blob id and a sha256, in hex
@@ -84,17 +84,15 @@ def _digest(root: Path, name: str, blob: str | None, cache: DigestCache) -> str 
 
 def check_coverage(
     root: Path,
-    entries: Sequence[IndexEntry],
+    digests: Mapping[str, str],
     names: Sequence[str],
-    products: Collection[str] | None,
     blob_ids: Mapping[str, str],
     cache: DigestCache,
 ) -> list[tuple[str, str]]:
-    """Failures ``(manifests/<name>, reason)`` where the files of ``names`` (those of
-    ``products``, or all) and the index disagree; empty when they agree."""
-    indexed = {
-        e.name: e.sha256 for e in entries if products is None or e.name.split("/", 1)[0] in products
-    }
+    """Failures ``(manifests/<name>, reason)`` where the files of ``names`` and the index
+    lines ``digests`` (name: sha256, of the same product folders) disagree; empty when
+    they agree."""
+    indexed = dict(digests)
     failures: list[tuple[str, str]] = []
     for name in names:
         want = indexed.pop(name, None)

@@ -31,7 +31,7 @@ from pipeline.log.layout import (
 from pipeline.log.parallel import verify_files
 from pipeline.log.segments import gc_paused
 from pipeline.log.signing import verify_manifest
-from pipeline.log.trust import Pin, PinnedChain, load_pinned
+from pipeline.log.trust import Pin, PinnedChain, RootChain, load_pinned
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +76,7 @@ class LogReader:
         self.cache = cache
         #: The pinned root (``--root``, ``FORTNIGHT_ROOT``); None: the clone's, or first use.
         self.pin: Pin | None = None
+        self._chain: RootChain | None = None  # the root chain verified last
 
     @property
     def trust_path(self) -> Path:
@@ -94,7 +95,9 @@ class LogReader:
     def load_root(self, pin: Pin | None = None) -> PinnedChain:
         """The root chain verified from ``pin`` (else :attr:`pin`, else the clone's pin,
         else trust on first use); see :func:`pipeline.log.trust.load_pinned`."""
-        return load_pinned(self.root, self.git, pin or self.pin)
+        pinned = load_pinned(self.root, self.git, pin or self.pin)
+        self._chain = pinned.chain
+        return pinned
 
     def product_names(self) -> list[str]:
         """Every product of the log: the folders under ``manifests/`` with a product.toml."""
@@ -211,7 +214,10 @@ class LogReader:
         Raises:
             TrustError: naming the first file that does not hold, or a rollback.
         """
-        trusts = [v.signed.trust() for v in self.load_root().chain.versions]
+        chain = self._chain
+        if chain is None or chain.trust != trust:
+            chain = self.load_root().chain
+        trusts = [v.signed.trust() for v in chain.versions]
         if trusts[-1] != trust:
             trusts.append(trust)
         return verify_chain(self.root, self.git, trusts, cache_dir)
@@ -240,7 +246,7 @@ class LogReader:
         blobs = cache.blob_ids if cache is not None else {}
         digests = DigestCache(cache_dir / "digests" if cache_dir is not None else None)
         for path, reason in check_coverage(
-            self.root, chain.entries, names, products, blobs, digests
+            self.root, chain.digests(products), names, blobs, digests
         ):
             name = path.removeprefix(f"{MANIFESTS}/")
             if verified.pop(name, None) is not None or name not in rejected:
