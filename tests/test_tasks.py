@@ -19,6 +19,7 @@ import requests
 from pipeline.core.models.common import Trust
 from pipeline.log.signing import sign_manifest
 from pipeline.log.sslib import CryptoSigner
+from pipeline.log.store import ManifestLog
 from pipeline.log.trust import root_fingerprint
 from pipeline.stages.schema import write_schemas
 from tests.conftest import ROOT, ComposeTree, Log, make_compose, run_invoke
@@ -308,6 +309,17 @@ def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
     verify = run_invoke("verify", "--repo", str(tmp_path / "demo" / "log"))
     assert verify.returncode == 0
     assert not list((tmp_path / "demo" / "log").rglob("*.key"))
+    # Its site verifies end to end, from the root fingerprint, with the console script.
+    fingerprint = ManifestLog(tmp_path / "demo" / "log").load_root().chain.fingerprint
+    args = [str(site), "--root", fingerprint, "--state", str(tmp_path / "verify-state")]
+    checked = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli.verify_site", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith(f"OK: {site}: root {fingerprint[:16]}")
 
 
 def test_a_threshold_of_two_needs_two_keys(

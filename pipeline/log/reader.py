@@ -220,6 +220,8 @@ class LogReader:
         trusts = [v.signed.trust() for v in chain.versions]
         if trusts[-1] != trust:
             trusts.append(trust)
+        if cache_dir is None:
+            cache_dir = self._cache_dir()
         return verify_chain(self.root, self.git, trusts, cache_dir)
 
     def _verify_all(self, trust: Trust, products: frozenset[str] | None) -> LogReport:

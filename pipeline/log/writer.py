@@ -165,12 +165,15 @@ class LogWriter:
         Raises:
             ConflictError: an identity exists with different content.
             VerificationError: an existing file at that identity does not verify.
+            TrustError: the log index or its checkpoints do not verify (nothing is written).
             KeyConfigError: there are new manifests but no signers for the checkpoint.
             StoreError: git failed; files written by this call are removed.
         """
         self.require_repo()
         result = WriteResult(dry_run=dry_run)
         with self.lock():
+            # Fail closed: never append to a log whose index or checkpoints do not verify.
+            self.reader.verify_log(trust)
             new: list[PendingManifest] = []
             for item in pending:
                 if self._existing_matches(item, trust):

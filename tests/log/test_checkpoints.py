@@ -168,3 +168,16 @@ def test_a_checkpoint_never_goes_back_in_time(make_log: Callable[..., Log]) -> N
     )
     assert second["signed"]["time"] == format_timestamp(NOW)
     assert second["signed"]["previous"] == previous.root
+
+
+def test_nothing_is_appended_to_a_log_that_does_not_verify(
+    make_history: Callable[..., History],
+) -> None:
+    h = make_history()
+    scenario_withdrawn(h)
+    idx = h.log.log.root / "log.idx"
+    idx.write_bytes(b"".join(idx.read_bytes().splitlines(keepends=True)[1:]))  # first line gone
+    before = h.log.git("status", "--porcelain")
+    with pytest.raises(TrustError, match=r"checkpoints/1\.json: its root is not that of"):
+        h.compose(day(16))
+    assert h.log.git("status", "--porcelain") == before
