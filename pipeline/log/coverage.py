@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from pipeline.fsutil import atomic_write
-from pipeline.log.checkpoints import INDEX_PATH
+from pipeline.log.checkpoints import INDEX_PATH, VerifiedLog
 from pipeline.log.layout import MANIFESTS
 
 _RECORD = 40 + 64  # a git blob id and a sha256, in hex
@@ -115,4 +115,44 @@ def check_coverage(
             (f"{MANIFESTS}/{name}", f"missing: recorded in {INDEX_PATH} but the file is gone")
         )
     cache.save()
+    return failures
+
+
+def _coverage_key(raw: bytes, names: Sequence[str], blob_ids: Mapping[str, str]) -> str | None:
+    """What a coverage result depends on: the index bytes and each file's content identity;
+    None when a file has none (untracked, modified: it is always checked)."""
+    try:
+        listing = "\n".join(f"{name} {blob_ids[name]}" for name in names)
+    except KeyError:
+        return None
+    digest = hashlib.sha256(raw)
+    digest.update(listing.encode())
+    return digest.hexdigest()
+
+
+def covered(
+    root: Path,
+    log: VerifiedLog,
+    names: Sequence[str],
+    products: Collection[str] | None,
+    blob_ids: Mapping[str, str],
+    cache_dir: Path | None,
+) -> list[tuple[str, str]]:
+    """:func:`check_coverage` of ``names`` (of ``products``) against the verified index,
+    skipped when the same index and the same files (by git blob id) passed before: a
+    marker under ``<cache_dir>/coverage/`` records the last key that passed per scope."""
+    key = _coverage_key(log.raw, names, blob_ids) if cache_dir is not None else None
+    marker = None
+    if key is not None and cache_dir is not None:
+        scope = "all" if products is None else "+".join(sorted(products))
+        marker = cache_dir / "coverage" / hashlib.sha256(scope.encode()).hexdigest()[:32]
+        with contextlib.suppress(OSError):
+            if marker.read_text() == key:
+                return []
+    digests = DigestCache(cache_dir / "digests" if cache_dir is not None else None)
+    failures = check_coverage(root, log.digests(products), names, blob_ids, digests)
+    if not failures and marker is not None and key is not None:
+        with contextlib.suppress(OSError):
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(marker, key.encode())
     return failures

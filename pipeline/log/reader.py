@@ -19,7 +19,7 @@ from pipeline.errors import StoreError, TrustError, VerificationError
 from pipeline.log.blobs import BlobStore
 from pipeline.log.cache import CACHE_DIR, VerifyCache
 from pipeline.log.checkpoints import UPGRADE_HINT, VerifiedLog, verify_chain
-from pipeline.log.coverage import DigestCache, check_coverage
+from pipeline.log.coverage import covered
 from pipeline.log.git import Git
 from pipeline.log.layout import (
     INDEX_FILE,
@@ -246,10 +246,7 @@ class LogReader:
         verified.update(fresh)
         report = LogReport(head=chain.head)
         blobs = cache.blob_ids if cache is not None else {}
-        digests = DigestCache(cache_dir / "digests" if cache_dir is not None else None)
-        for path, reason in check_coverage(
-            self.root, chain.digests(products), names, blobs, digests
-        ):
+        for path, reason in covered(self.root, chain, names, products, blobs, cache_dir):
             name = path.removeprefix(f"{MANIFESTS}/")
             if verified.pop(name, None) is not None or name not in rejected:
                 rejected[name] = reason
