@@ -22,7 +22,7 @@ from pipeline.log.sslib import CryptoSigner
 from pipeline.log.store import ManifestLog
 from pipeline.log.trust import root_fingerprint
 from pipeline.stages.schema import write_schemas
-from tests.conftest import ROOT, ComposeTree, Log, make_compose, run_invoke
+from tests.conftest import ROOT, ComposeTree, Log, index_by_hand, make_compose, run_invoke
 
 
 def assert_one_line_error(stderr: str, fragment: str) -> None:
@@ -259,8 +259,10 @@ def test_verify_and_status_name_a_committed_non_strict_manifest(
     assert old in raw
     path = log.repo / COMPOSE_REL
     path.parent.mkdir(parents=True)
-    path.write_text(raw.replace(old, new, 1))
-    log.git("add", COMPOSE_REL)
+    path.write_text(raw)
+    index_by_hand(log, [path], log.signers["compose"])  # recorded (indexed, checkpointed)
+    path.write_text(raw.replace(old, new, 1))  # then edited by hand
+    log.git("add", "manifests")
     log.git("commit", "-q", "-m", "compose: a hostile edit")
     verify = run_invoke("verify", "--repo", str(log.repo))
     assert verify.returncode == 4, verify.stderr

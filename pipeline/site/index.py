@@ -55,5 +55,7 @@ def write_index(
     )
     payload = index.model_dump(mode="json", by_alias=True)
     raw = dump_envelope(payload, [s.sign(signed_bytes(payload)) for s in signers])
-    atomic_write(output / INDEX_NAME, raw)
+    path = output / INDEX_NAME
+    if not path.is_file() or path.read_bytes() != raw:  # same site, same bytes: leave it
+        atomic_write(path, raw)
     return index
