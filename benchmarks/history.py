@@ -11,7 +11,9 @@ manifest per image arch (some failing, some re-run, a few waived or failed by ha
 few never tested), a release decision every 14 days (the newest passing compose, or a
 stale decision when a whole cycle failed, then a late release), a few withdrawals and
 failure-bug tracker events. Every file is signed through ``pipeline.log.signing.sign_manifest``
-and the whole history lands in one commit.
+and the whole history lands in one commit, then the log index and checkpoint 1 over it
+(as ``invoke checkpoint.upgrade`` writes them), so every load also verifies the checkpoint
+chain and that each file is the one the index recorded.
 
 It then times, on a warm page cache:
 
@@ -85,7 +87,8 @@ from pipeline.core.models.manifests import (  # noqa: E402
 from pipeline.core.state import ComposeView, State, derive, next_release_day  # noqa: E402
 from pipeline.log import cache as verifycache  # noqa: E402
 from pipeline.log import parallel  # noqa: E402
-from pipeline.log.layout import MANIFESTS, TRUST_DIR  # noqa: E402
+from pipeline.log.freshness import upgrade  # noqa: E402
+from pipeline.log.layout import CHECKPOINT_DIR, MANIFESTS, TRUST_DIR  # noqa: E402
 from pipeline.log.signing import (  # noqa: E402
     add_key_to_trust,
     sign_manifest,
@@ -98,7 +101,7 @@ from pipeline.log.trust import empty_trust, first_version  # noqa: E402
 from pipeline.stages.load import load_state  # noqa: E402
 
 #: Bump when the generated history changes shape: cached histories are then regenerated.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 4
 #: The newest day of every generated history (histories end here and reach back N years).
 END = date(2025, 1, 1)
 CADENCE = 14
@@ -682,7 +685,9 @@ def _fingerprint(years: int, nproducts: int) -> dict[str, Any]:
         "generator": GENERATOR_VERSION,
         "years": years,
         "products": nproducts,
-        "models": hashlib.sha256((REPO / "pipeline" / "models.py").read_bytes()).hexdigest(),
+        "models": hashlib.sha256(
+            b"".join(p.read_bytes() for p in sorted((REPO / "pipeline/core/models").glob("*.py")))
+        ).hexdigest(),
     }
 
 
@@ -736,6 +741,10 @@ def ensure_history(base: Path, years: int, nproducts: int, workers: int) -> Path
     subprocess.run(
         [*git, "commit", "--quiet", "--no-verify", "-m", f"history: {years} years"], check=True
     )
+    # The log index and checkpoint 1 over it, as 'invoke checkpoint.upgrade' writes them.
+    upgrade(log.writer, [root_signer], datetime.combine(END, datetime.min.time(), UTC))
+    # The throwaway keys, beside the log (never in it), for benchmarks that sign more.
+    (where / "keys.json").write_text(json.dumps({r: pem.decode() for r, pem in keys.items()}))
     total = sum(counts.values())
     print(
         f"  generated {total:,} manifests in {signed:.1f} s "
@@ -755,7 +764,8 @@ def manifest_paths(root: Path) -> list[Path]:
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
         if here == root:
-            dirs[:] = [d for d in dirs if d not in ("schema", TRUST_DIR) and not d.startswith(".")]
+            skip = ("schema", TRUST_DIR, CHECKPOINT_DIR)
+            dirs[:] = [d for d in dirs if d not in skip and not d.startswith(".")]
             continue
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         found.extend(here / f for f in files if f.endswith(".json") and not f.startswith("."))

@@ -296,7 +296,11 @@ def commit_signed(scratch: Scratch, manifests: Sequence[Manifest], message: str)
     pending = [
         PendingManifest(m.relpath(), sign_manifest(m, [signers[m.ROLE]]), m) for m in manifests
     ]
-    result = log.write(pending, log.load_trust(), message=message)
+    roles = {m.ROLE for m in manifests}
+    # The checkpoint is signed by each role whose manifests it adds.
+    result = log.write(
+        pending, log.load_trust(), message=message, signers=[signers[r] for r in sorted(roles)]
+    )
     if result.commit is None:
         raise BenchError(f"nothing was committed for {message!r}")
 

@@ -33,8 +33,9 @@ from pipeline.core.models.manifests import (
     suite_verdict,
 )
 from pipeline.demo.samples import write_image
+from pipeline.log.checkpoints import IndexEntry, newest, next_checkpoint, parse_index, read_index
 from pipeline.log.signing import add_key_to_trust
-from pipeline.log.sslib import CryptoSigner
+from pipeline.log.sslib import CryptoSigner, Signer
 from pipeline.log.store import ManifestLog, init_log
 from pipeline.log.trust import empty_trust, first_version, next_version
 
@@ -77,6 +78,25 @@ class Log:
         log = self.log
         raw = next_version(log.load_root().chain, trust, [self.signers["root"]])
         log.write_root(raw, message, commit=commit)
+
+
+def index_by_hand(log: Log, files: Sequence[Path], signer: Signer, at: datetime = NOW) -> None:
+    """Append ``files`` (manifests written by hand) to ``log.idx`` and sign the next
+    checkpoint with ``signer``, as :class:`pipeline.log.writer.LogWriter` does (uncommitted)."""
+    root = log.log.root
+    before = read_index(root)
+    added = [
+        IndexEntry(hashlib.sha256(f.read_bytes()).hexdigest(), f.relative_to(root).as_posix())
+        for f in files
+    ]
+    previous = newest(root)
+    raw = next_checkpoint(
+        previous.signed if previous else None, [*parse_index(before), *added], [signer], at
+    )
+    number = previous.signed.number + 1 if previous else 1
+    (root / "checkpoints").mkdir(exist_ok=True)
+    (root / "checkpoints" / f"{number}.json").write_bytes(raw)
+    (root / "log.idx").write_bytes(before + b"".join(e.line() for e in added))
 
 
 @pytest.fixture(scope="session")

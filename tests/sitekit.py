@@ -158,6 +158,7 @@ class History:
 
     def build(self, out: Path, at: datetime, **kwargs: Any) -> BuildReport:
         """site.build --at ``at`` into ``out``."""
+        kwargs.setdefault("site_signers", [self.log.signers["site"]])
         return build_site(ROOT / "pelicanconf.py", self.log.repo, out, at=at, **kwargs)
 
 

@@ -19,9 +19,10 @@ import requests
 from pipeline.core.models.common import Trust
 from pipeline.log.signing import sign_manifest
 from pipeline.log.sslib import CryptoSigner
+from pipeline.log.store import ManifestLog
 from pipeline.log.trust import root_fingerprint
 from pipeline.stages.schema import write_schemas
-from tests.conftest import ROOT, ComposeTree, Log, make_compose, run_invoke
+from tests.conftest import ROOT, ComposeTree, Log, index_by_hand, make_compose, run_invoke
 
 
 def assert_one_line_error(stderr: str, fragment: str) -> None:
@@ -258,8 +259,10 @@ def test_verify_and_status_name_a_committed_non_strict_manifest(
     assert old in raw
     path = log.repo / COMPOSE_REL
     path.parent.mkdir(parents=True)
-    path.write_text(raw.replace(old, new, 1))
-    log.git("add", COMPOSE_REL)
+    path.write_text(raw)
+    index_by_hand(log, [path], log.signers["compose"])  # recorded (indexed, checkpointed)
+    path.write_text(raw.replace(old, new, 1))  # then edited by hand
+    log.git("add", "manifests")
     log.git("commit", "-q", "-m", "compose: a hostile edit")
     verify = run_invoke("verify", "--repo", str(log.repo))
     assert verify.returncode == 4, verify.stderr
@@ -330,6 +333,17 @@ def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
     assert f"announcements: {tmp_path / 'demo' / 'announcements'}" in proc.stdout
     released = [p.read_text() for p in previews if "released (" in p.read_text()]
     assert len(released) == 1 and "sha256 " in released[0] and "Why this image:" in released[0]
+    # Its site verifies end to end, from the root fingerprint, with the console script.
+    fingerprint = ManifestLog(tmp_path / "demo" / "log").load_root().chain.fingerprint
+    args = [str(site), "--root", fingerprint, "--state", str(tmp_path / "verify-state")]
+    checked = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli.verify_site", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith(f"OK: {site}: root {fingerprint[:16]}")
 
 
 def test_a_threshold_of_two_needs_two_keys(

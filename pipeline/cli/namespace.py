@@ -8,6 +8,7 @@ from invoke.collection import Collection
 
 from pipeline.cli.tasks import (
     bus,
+    checkpoint,
     cloud,
     compose,
     demo,
@@ -31,6 +32,9 @@ trust_ns = Collection(
     trust_tasks.trust_remove,
     trust_tasks.trust_threshold,
 )
+checkpoint_ns = Collection(
+    "checkpoint", checkpoint.checkpoint_refresh, checkpoint.checkpoint_upgrade
+)
 compose_ns = Collection("compose", compose.record, compose.sample, verdict.compose_fail)
 test_ns = Collection("test", testing.run_task, testing.import_task, verdict.waive_task)
 tracker_ns = Collection("tracker", tracker_tasks.tracker_sync)
@@ -47,6 +51,7 @@ ns = Collection(
     demo.demo,
     keys,
     trust_ns,
+    checkpoint_ns,
     compose_ns,
     test_ns,
     tracker_ns,

@@ -164,6 +164,34 @@ def open_setup(
     return Setup(log, config, trust, signers, release, options)
 
 
+def timestamp_or(setup: Setup, env: Mapping[str, str]) -> list[Signer]:
+    """The ``timestamp`` role's keys when ``FORTNIGHT_KEY_TIMESTAMP`` is set, else the
+    task's own (any role may refresh a checkpoint; the timestamp key is meant for it).
+
+    Raises:
+        KeyConfigError: the timestamp key is set but unusable.
+    """
+    from pipeline.log.signing import load_signers  # noqa: PLC0415
+
+    if env.get("FORTNIGHT_KEY_TIMESTAMP", "").strip():
+        return load_signers("timestamp", env, setup.trust)
+    return setup.signers
+
+
+def site_signers(log: ManifestLog, env: Mapping[str, str]) -> list[Signer]:
+    """The ``site`` role's keys when ``FORTNIGHT_KEY_SITE`` is set, else none (the site is
+    then built without its signed index).
+
+    Raises:
+        KeyConfigError: the key is set but unusable or not trusted for ``site``.
+    """
+    from pipeline.log.signing import load_signers  # noqa: PLC0415
+
+    if not env.get("FORTNIGHT_KEY_SITE", "").strip():
+        return []
+    return load_signers("site", env, log.load_trust())
+
+
 def task_setup(
     repo: str | None, product: str | None, role: RoleName, flags: WriteFlags, *, sync: bool = False
 ) -> Setup:

@@ -77,7 +77,9 @@ def run_demo(
     )
     totals = sim.run(on_day)
     end = datetime.combine(today, time(23), tzinfo=sim.at(0, time(0)).tzinfo)
-    build_site(settings, sim.repo, sim.www, at=end, logs=sim.logs.root)
+    build_site(
+        settings, sim.repo, sim.www, at=end, logs=sim.logs.root, site_signers=[sim.signers["site"]]
+    )
     state = sim.state(end)
     previews = write_announcements(sim.log, workdir / "announcements")
     current = state.current

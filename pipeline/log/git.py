@@ -96,11 +96,16 @@ class Git:
         self.run("commit", "--quiet", "--no-verify", "-m", message, "--", *names)
         return self.head()
 
-    def push_with_retry(self, push: PushConfig) -> None:
+    def push_with_retry(
+        self, push: PushConfig, rebuild: Callable[[str], None] | None = None
+    ) -> None:
         """Push the current branch; on a non-fast-forward, rebase on the remote and retry.
 
         Manifests are append-only and one file each, so two runners recording
-        different manifests never conflict and both land.
+        different manifests never conflict and both land. ``rebuild``, when given, replaces
+        the rebase: it is called with the fetched remote commit and must put this
+        checkout's last commit on top of it (the log index and checkpoint are rebuilt,
+        not merged).
 
         Raises:
             StoreError: the push still fails after ``push.attempts`` tries, or a
@@ -114,7 +119,10 @@ class Git:
             )
             if proc.returncode == 0:
                 return
-            if "[rejected]" in proc.stderr or "non-fast-forward" in proc.stderr:
+            if ("[rejected]" in proc.stderr or "non-fast-forward" in proc.stderr) and rebuild:
+                self.run("fetch", "--quiet", push.remote, branch)
+                rebuild(self.run("rev-parse", "FETCH_HEAD").stdout.strip())
+            elif "[rejected]" in proc.stderr or "non-fast-forward" in proc.stderr:
                 # Someone pushed first: replay our commit on theirs.
                 rebase = self.run("pull", "--quiet", "--rebase", push.remote, branch, check=False)
                 if rebase.returncode != 0:

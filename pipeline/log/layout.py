@@ -1,7 +1,8 @@
 """Where the manifest log keeps things: the folder names and the product-name rules.
 
 Layout: ``<repo>/manifests/trust.json`` (the newest root version, kept with every version
-under ``manifests/trust/``, see :mod:`pipeline.log.trust`) and
+under ``manifests/trust/``, see :mod:`pipeline.log.trust`), ``<repo>/manifests/log.idx`` and
+``<repo>/manifests/checkpoints/`` (see :mod:`pipeline.log.checkpoints`) and
 ``<repo>/manifests/<product>/<kind dir>/…``.
 Pure path logic: nothing here touches the disk.
 """
@@ -14,8 +15,12 @@ MANIFESTS = "manifests"
 TRUST_FILE = "trust.json"
 #: Every root version, ``manifests/trust/<N>.json`` (see :mod:`pipeline.log.trust`).
 TRUST_DIR = "trust"
+#: The log index, ``manifests/log.idx`` (see :mod:`pipeline.log.checkpoints`).
+INDEX_FILE = "log.idx"
+#: Every checkpoint, ``manifests/checkpoints/<N>.json`` (see :mod:`pipeline.log.checkpoints`).
+CHECKPOINT_DIR = "checkpoints"
 #: Folders under ``manifests/`` that hold no manifests.
-NON_MANIFEST_DIRS = frozenset({"schema", TRUST_DIR})
+NON_MANIFEST_DIRS = frozenset({"schema", TRUST_DIR, CHECKPOINT_DIR})
 
 
 def product_scope(products: Collection[str] | None) -> frozenset[str] | None:

@@ -14,16 +14,25 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from pipeline.core.models.common import Manifest, Trust
-from pipeline.errors import StoreError, VerificationError
+from pipeline.core.models.common import Checkpoint, Manifest, Trust
+from pipeline.errors import StoreError, TrustError, VerificationError
 from pipeline.log.blobs import BlobStore
-from pipeline.log.cache import VerifyCache
+from pipeline.log.cache import CACHE_DIR, VerifyCache
+from pipeline.log.checkpoints import INDEX_PATH, UPGRADE_HINT, VerifiedLog, verify_chain
+from pipeline.log.coverage import covered
 from pipeline.log.git import Git
-from pipeline.log.layout import MANIFESTS, NON_MANIFEST_DIRS, TRUST_FILE, product_scope
+from pipeline.log.layout import (
+    INDEX_FILE,
+    MANIFESTS,
+    NON_MANIFEST_DIRS,
+    TRUST_FILE,
+    product_scope,
+)
 from pipeline.log.parallel import verify_files
 from pipeline.log.segments import gc_paused
 from pipeline.log.signing import verify_manifest
-from pipeline.log.trust import Pin, PinnedChain, load_pinned
+from pipeline.log.stranded import find_uncommitted
+from pipeline.log.trust import Pin, PinnedChain, RootChain, load_pinned
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +58,8 @@ class LogReport:
 
     verified: list[Verified] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    #: The newest checkpoint (verified with the index; None: a log with no manifests yet).
+    head: Checkpoint | None = field(default=None, compare=False)
 
     def counts(self) -> Counter[str]:
         """Verified manifests per kind."""
@@ -66,6 +77,7 @@ class LogReader:
         self.cache = cache
         #: The pinned root (``--root``, ``FORTNIGHT_ROOT``); None: the clone's, or first use.
         self.pin: Pin | None = None
+        self._chain: RootChain | None = None  # the root chain verified last
 
     @property
     def trust_path(self) -> Path:
@@ -84,7 +96,9 @@ class LogReader:
     def load_root(self, pin: Pin | None = None) -> PinnedChain:
         """The root chain verified from ``pin`` (else :attr:`pin`, else the clone's pin,
         else trust on first use); see :func:`pipeline.log.trust.load_pinned`."""
-        return load_pinned(self.root, self.git, pin or self.pin)
+        pinned = load_pinned(self.root, self.git, pin or self.pin)
+        self._chain = pinned.chain
+        return pinned
 
     def product_names(self) -> list[str]:
         """Every product of the log: the folders under ``manifests/`` with a product.toml."""
@@ -187,8 +201,40 @@ class LogReader:
             gc.freeze()
         return report
 
+    def _cache_dir(self) -> Path | None:
+        """``<git dir>/fortnight-cache`` when the cache is on and this is a repository."""
+        if not self.cache:
+            return None
+        out = self.git.output("rev-parse", "--absolute-git-dir")
+        return Path(out.decode().strip()) / CACHE_DIR if out else None
+
+    def verify_log(self, trust: Trust, cache_dir: Path | None = None) -> VerifiedLog:
+        """Verify the index and the checkpoint chain (:mod:`pipeline.log.checkpoints`)
+        with the keys of every root version and ``trust`` (the newest).
+
+        Raises:
+            TrustError: naming the first file that does not hold, or a rollback.
+        """
+        chain = self._chain
+        if chain is None or chain.trust != trust:
+            chain = self.load_root().chain
+        trusts = [v.signed.trust() for v in chain.versions]
+        if trusts[-1] != trust:
+            trusts.append(trust)
+        if cache_dir is None:
+            cache_dir = self._cache_dir()
+        return verify_chain(self.root, self.git, trusts, cache_dir)
+
     def _verify_all(self, trust: Trust, products: frozenset[str] | None) -> LogReport:
+        cache_dir = self._cache_dir()
+        chain = self.verify_log(trust, cache_dir)
         names, cache = self._walk_and_open_cache(trust, products)
+        if chain.head is None and names:
+            raise TrustError(
+                f"{MANIFESTS}/{INDEX_FILE}: missing, and {len(names)} manifest(s) to cover: "
+                "the log predates checkpoints",
+                hint=UPGRADE_HINT,
+            )
         verified: dict[str, Manifest] = {}
         misses: list[str] = []
         for name in names:
@@ -199,8 +245,16 @@ class LogReader:
                 verified[name] = hit
         fresh, rejected = verify_files(self.root, misses, trust, cache)
         verified.update(fresh)
-        report = LogReport()
+        report = LogReport(head=chain.head)
         blobs = cache.blob_ids if cache is not None else {}
+        failures = covered(self.root, chain, names, products, blobs, cache_dir)
+        names, failures = self._skip_unrecorded(names, failures)
+        for path, reason in failures:
+            name = path.removeprefix(f"{MANIFESTS}/")
+            if verified.pop(name, None) is not None or name not in rejected:
+                rejected[name] = reason
+            if name not in verified and name not in names:
+                report.failures.append((path, reason))
         for name in names:
             manifest = verified.get(name)
             if manifest is None:
@@ -228,6 +282,23 @@ class LogReader:
         if not names:
             cache = None
         return names, cache
+
+    def _skip_unrecorded(
+        self, names: list[str], failures: list[tuple[str, str]]
+    ) -> tuple[list[str], list[tuple[str, str]]]:
+        """Leave out of a load the manifests that are neither in ``log.idx`` nor committed:
+        what a killed write left behind before appending it (the next write of its kind
+        appends and commits it; ``invoke verify`` lists it as uncommitted). A committed
+        manifest missing from the index stays a failure: that is a rewritten history."""
+        unindexed = {p for p, reason in failures if reason.startswith(f"not in {INDEX_PATH}")}
+        if not unindexed:
+            return names, failures
+        pending = {f"{MANIFESTS}/{p}" for p in find_uncommitted(self.git).manifests}
+        skip = unindexed & pending
+        if not skip:
+            return names, failures
+        kept = [n for n in names if f"{MANIFESTS}/{n}" not in skip]
+        return kept, [(p, r) for p, r in failures if p not in skip]
 
     def load_verified(
         self, trust: Trust, products: Collection[str] | None = None

@@ -115,10 +115,17 @@ class ManifestLog:
         commit: bool = True,
         push: PushConfig | None = None,
         dry_run: bool = False,
+        signers: Sequence[Signer] = (),
     ) -> WriteResult:
         """See :meth:`LogWriter.write`."""
         return self.writer.write(
-            pending, trust, message=message, commit=commit, push=push, dry_run=dry_run
+            pending,
+            trust,
+            message=message,
+            commit=commit,
+            push=push,
+            dry_run=dry_run,
+            signers=signers,
         )
 
     def record(
@@ -132,9 +139,15 @@ class ManifestLog:
         """See :meth:`LogWriter.record`."""
         return self.writer.record(manifests, signers, trust, message, options)
 
-    def settle(self, scopes: Collection[str], trust: Trust, options: WriteOptions) -> WriteResult:
+    def settle(
+        self,
+        scopes: Collection[str],
+        trust: Trust,
+        options: WriteOptions,
+        signers: Sequence[Signer] = (),
+    ) -> WriteResult:
         """See :meth:`LogWriter.settle`."""
-        return self.writer.settle(scopes, trust, options)
+        return self.writer.settle(scopes, trust, options, signers)
 
     def configured_remote(self) -> str | None:
         """See :meth:`LogWriter.configured_remote`."""

@@ -178,7 +178,7 @@ def _read_version(root: Path, path: Path, number: int) -> tuple[RootVersion, Env
     return RootVersion(where, raw, signed, envelope.signed), envelope
 
 
-def _valid_signers(envelope: Envelope, data: bytes, role: Role, trust: Trust) -> int:
+def valid_signers(envelope: Envelope, data: bytes, role: Role, trust: Trust) -> int:
     """How many distinct keys of ``role`` made a valid signature over ``data``."""
     valid: set[str] = set()
     for sig in envelope.signatures:
@@ -199,7 +199,7 @@ def _check_signed(version: RootVersion, envelope: Envelope, by: Trust, whose: st
     except ManifestRejected as e:
         raise TrustError(f"{version.path}: {e.reason}") from e
     role = by.roles["root"]
-    count = _valid_signers(envelope, data, role, by)
+    count = valid_signers(envelope, data, role, by)
     if count < role.threshold:
         raise TrustError(
             f"{version.path}: root version {version.signed.version} is not signed by a "

@@ -9,19 +9,38 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import threading
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pipeline.core.models.common import Manifest, Trust
-from pipeline.errors import ConflictError, KeyConfigError, StoreError, VerificationError
+from pipeline.core.models.manifests import KINDS
+from pipeline.errors import (
+    ConflictError,
+    KeyConfigError,
+    StoreError,
+    TrustError,
+    VerificationError,
+)
 from pipeline.fsutil import atomic_create, atomic_write
+from pipeline.log.checkpoints import (
+    DEFAULT_VALIDITY,
+    INDEX_PATH,
+    IndexEntry,
+    forget_uncommitted,
+    newest,
+    next_checkpoint,
+    parse_index,
+    read_index,
+)
 from pipeline.log.git import Git, PushConfig
-from pipeline.log.layout import MANIFESTS
+from pipeline.log.layout import CHECKPOINT_DIR, INDEX_FILE, MANIFESTS
 from pipeline.log.reader import LogReader
-from pipeline.log.signing import ManifestRejected, sign_manifest, verify_manifest
+from pipeline.log.signing import ManifestRejected, loads_strict, sign_manifest, verify_manifest
 from pipeline.log.sslib import Signer
 from pipeline.log.stranded import find_uncommitted, scope_of
 from pipeline.log.trust import write_version
@@ -43,6 +62,24 @@ class WriteOptions:
     dry_run: bool = False
     commit: bool = True
     push: PushConfig | None = None
+    #: How long the checkpoint a write signs stays fresh (see :mod:`pipeline.log.checkpoints`).
+    validity: timedelta = DEFAULT_VALIDITY
+
+
+@dataclass(frozen=True)
+class Appended:
+    """What appending to the index wrote: the index's bytes before, and the checkpoint."""
+
+    index_before: bytes
+    checkpoint: Path
+
+    def undo(self, root: Path) -> None:
+        """Put the index back and remove the checkpoint."""
+        self.checkpoint.unlink(missing_ok=True)
+        if self.index_before:
+            atomic_write(root / INDEX_FILE, self.index_before)
+        else:
+            (root / INDEX_FILE).unlink(missing_ok=True)
 
 
 @dataclass
@@ -136,47 +173,64 @@ class LogWriter:
         commit: bool = True,
         push: PushConfig | None = None,
         dry_run: bool = False,
+        signers: Sequence[Signer] = (),
+        validity: timedelta = DEFAULT_VALIDITY,
+        scopes: Collection[str] = (),
     ) -> WriteResult:
-        """Write new manifests, commit them in one commit, and push.
+        """Write new manifests, append them to ``log.idx`` with the next checkpoint signed
+        by ``signers`` (:mod:`pipeline.log.checkpoints`), commit all in one commit, and push.
 
         A manifest whose identity exists with the same content (ignoring
         ``created`` and signatures) is an unchanged no-op. Nothing is written
-        unless every manifest can be.
+        unless every manifest can be. Verified manifests an earlier run left uncommitted
+        under the scopes of ``pending`` (and ``scopes``) go into the same commit: appended
+        to the index first if a kill left them out of it (see :meth:`_tidy_index`).
 
         Raises:
             ConflictError: an identity exists with different content.
             VerificationError: an existing file at that identity does not verify.
+            TrustError: the log index or its checkpoints do not verify (nothing is written).
+            KeyConfigError: there are new manifests but no signers for the checkpoint.
             StoreError: git failed; files written by this call are removed.
         """
         self.require_repo()
         result = WriteResult(dry_run=dry_run)
         with self.lock():
+            if not dry_run:
+                self._tidy_index(trust)
+            # Fail closed: never append to a log whose index or checkpoints do not verify.
+            self.reader.verify_log(trust)
             new: list[PendingManifest] = []
             for item in pending:
                 if self._existing_matches(item, trust):
                     result.unchanged.append(item.path)
                 else:
                     new.append(item)
-            scopes = {scope_of(p.path) for p in pending}
-            stranded = self.stranded(scopes, trust, tidy=not dry_run)
+            stranded = self.stranded(
+                {*scopes, *(scope_of(p.path) for p in pending)}, trust, tidy=not dry_run
+            )
             result.written = [p.path for p in new]
             if dry_run:
                 result.recovered = stranded
                 return result
             self._write_files(new)
+            try:
+                appended = self._append_recovering(new, stranded, signers, validity)
+            except BaseException:
+                self._unwrite(new)
+                raise
             if not commit:
                 result.uncommitted = sorted({*stranded, *result.written})
-            elif new or stranded:
-                paths = [PurePosixPath(MANIFESTS) / p for p in (*result.written, *stranded)]
+            elif new or stranded or appended is not None:
                 others = [p for p in stranded if p not in result.unchanged]
-                try:
-                    result.commit = self.git.commit_paths(paths, _with_recovered(message, others))
-                except StoreError:
-                    self._unwrite(new)
-                    raise
+                result.commit = self._commit(
+                    new, appended, _with_recovered(message, others), also=stranded
+                )
                 result.recovered = stranded
             if push is not None and commit:
-                self.git.push_with_retry(push)
+                self.git.push_with_retry(
+                    push, lambda theirs: self._rebuild(theirs, signers, validity)
+                )
                 result.pushed = True
         return result
 
@@ -203,29 +257,205 @@ class LogWriter:
             kept.append(rel)
         return kept
 
-    def settle(self, scopes: Collection[str], trust: Trust, options: WriteOptions) -> WriteResult:
+    def settle(
+        self,
+        scopes: Collection[str],
+        trust: Trust,
+        options: WriteOptions,
+        signers: Sequence[Signer] = (),
+    ) -> WriteResult:
         """Commit (and push, when asked) what earlier runs left uncommitted under ``scopes``,
-        for a task that found nothing new to record (see :meth:`write`).
+        for a task that found nothing new to record (see :meth:`write`): the same write
+        with nothing new.
 
         Raises:
+            TrustError: the log index or its checkpoints do not verify.
             StoreError: git failed.
         """
-        self.require_repo()
-        result = WriteResult(dry_run=options.dry_run)
-        with self.lock():
-            stranded = self.stranded(scopes, trust, tidy=not options.dry_run)
-            if options.dry_run or not options.commit:
-                (result.recovered if options.dry_run else result.uncommitted).extend(stranded)
-                return result
-            if stranded:
-                paths = [PurePosixPath(MANIFESTS) / p for p in stranded]
-                message = _with_recovered("log: commit manifests left uncommitted", stranded)
-                result.commit = self.git.commit_paths(paths, message)
-                result.recovered = stranded
-            if options.push is not None:
-                self.git.push_with_retry(options.push)
-                result.pushed = True
-        return result
+        return self.write(
+            [],
+            trust,
+            message="log: commit manifests left uncommitted",
+            commit=options.commit,
+            push=options.push,
+            dry_run=options.dry_run,
+            signers=signers,
+            validity=options.validity,
+        )
+
+    def _append_recovering(
+        self,
+        new: Sequence[PendingManifest],
+        stranded: Sequence[PurePosixPath],
+        signers: Sequence[Signer],
+        validity: timedelta,
+    ) -> Appended | None:
+        """Append ``new`` and the ``stranded`` manifests the index lacks (a kill between
+        writing a manifest and appending it) with one new checkpoint; None when there is
+        nothing to append.
+
+        Raises:
+            KeyConfigError: there is something to append but no signers.
+        """
+        indexed = {e.name for e in parse_index(read_index(self.root))}
+        lost = [
+            PendingManifest(rel, raw := (self.root / rel).read_bytes(), _model_of(raw, str(rel)))
+            for rel in stranded
+            if str(rel) not in indexed
+        ]
+        items = [*new, *lost]
+        if not items:
+            return None
+        if not signers:
+            raise KeyConfigError(
+                f"{MANIFESTS}/{items[0].path}: no key to sign the log's checkpoint with",
+                hint="record manifests through the invoke tasks (they load the role's keys)",
+            )
+        return self._append(items, signers, validity)
+
+    def _append(
+        self, new: Sequence[PendingManifest], signers: Sequence[Signer], validity: timedelta
+    ) -> Appended:
+        """Append ``new`` to ``log.idx`` and write the next checkpoint (not committed)."""
+        before = read_index(self.root)
+        entries = parse_index(before)
+        added = [IndexEntry(hashlib.sha256(p.data).hexdigest(), str(p.path)) for p in new]
+        previous = newest(self.root)
+        at = max(p.manifest.created for p in new)
+        raw = next_checkpoint(
+            previous.signed if previous else None, [*entries, *added], signers, at, validity
+        )
+        number = previous.signed.number + 1 if previous else 1
+        path = self.root / CHECKPOINT_DIR / f"{number}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not atomic_create(path, raw):
+            raise ConflictError(
+                f"{MANIFESTS}/{CHECKPOINT_DIR}/{number}.json: appeared while writing",
+                hint="re-run; another process recorded first",
+            )
+        try:
+            atomic_write(self.root / INDEX_FILE, before + b"".join(e.line() for e in added))
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return Appended(before, path)
+
+    def _commit(
+        self,
+        new: Sequence[PendingManifest],
+        appended: Appended | None,
+        message: str,
+        *,
+        also: Sequence[PurePosixPath] = (),
+    ) -> str:
+        """Commit ``new``, the manifests ``also`` left uncommitted, and the index with every
+        checkpoint not committed yet (and any other uncommitted manifest the index names,
+        so a committed index never names a file git does not have)."""
+        indexed = {e.name for e in parse_index(read_index(self.root))}
+        pending = find_uncommitted(self.git)
+        others = [p for p in pending.manifests if str(p) in indexed]
+        names = {*(p.path for p in new), *also, *others}
+        paths = [PurePosixPath(MANIFESTS) / p for p in sorted(names)]
+        paths += [PurePosixPath(MANIFESTS) / INDEX_FILE, *self._uncommitted_checkpoints()]
+        try:
+            return self.git.commit_paths(paths, message)
+        except StoreError:
+            self._unwrite(new)
+            if appended is not None:
+                appended.undo(self.root)
+            for rel in (INDEX_PATH, f"{MANIFESTS}/{CHECKPOINT_DIR}"):
+                self.git.run("reset", "--quiet", "--", rel, check=False)
+            raise
+
+    def _uncommitted_checkpoints(self) -> list[PurePosixPath]:
+        """Checkpoint files in the work tree that git has not committed."""
+        out = self.git.run(
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--untracked-files=all",
+            "--",
+            f"{MANIFESTS}/{CHECKPOINT_DIR}",
+        ).stdout
+        return [PurePosixPath(e[3:]) for e in out.split("\0") if len(e) > 3]
+
+    def _tidy_index(self, trust: Trust) -> None:
+        """Undo what a killed write left half done to the index and its checkpoints.
+
+        A write creates the next checkpoint, then rewrites ``log.idx``, then commits: a kill
+        in between leaves a work tree whose index and checkpoints disagree. If they do not
+        verify and git has uncommitted changes to them, they go back to HEAD's (never
+        published, so nothing is lost: the manifests they covered are re-appended by the
+        write that finds them uncommitted) and the clone's memory of checkpoints goes back
+        to HEAD's newest. Committed history is never touched: if HEAD itself does not
+        verify, the write fails closed.
+        """
+        try:
+            self.reader.verify_log(trust)
+            return
+        except TrustError:
+            touched = [INDEX_PATH, f"{MANIFESTS}/{CHECKPOINT_DIR}"]
+            dirty = self.git.run(
+                "status", "--porcelain", "--untracked-files=all", "--", *touched
+            ).stdout.strip()
+            if not dirty:
+                raise
+        self.git.run("reset", "--quiet", "--", *touched, check=False)
+        if self.git.run("cat-file", "-e", f"HEAD:{INDEX_PATH}", check=False).returncode == 0:
+            self.git.run("checkout", "--quiet", "HEAD", "--", INDEX_PATH)
+        else:
+            (self.root / INDEX_FILE).unlink(missing_ok=True)
+        self.git.run("clean", "--quiet", "--force", "--", f"{MANIFESTS}/{CHECKPOINT_DIR}")
+        forget_uncommitted(self.git, newest(self.root))
+
+    def _rebuild(self, theirs: str, signers: Sequence[Signer], validity: timedelta) -> None:
+        """Put this checkout's last commit (manifests, index line(s), checkpoint) on top of
+        ``theirs``: the same manifests, appended after the remote's, with a new checkpoint.
+
+        Raises:
+            StoreError: more than this one commit is unpushed, or it is not a recording.
+            ConflictError: the remote recorded one of the same manifests differently.
+        """
+        ahead = self.git.run("rev-list", "HEAD", f"^{theirs}").stdout.split()
+        prefix = f"{MANIFESTS}/"
+        changed = self.git.run(
+            "diff", "--name-status", "--no-renames", "HEAD~1", "HEAD"
+        ).stdout.splitlines()
+        ours = [c.split("\t", 1)[1] for c in changed if c.startswith("A\t")]
+        names = [
+            n.removeprefix(prefix)
+            for n in ours
+            if n != prefix + INDEX_FILE and not n.startswith(f"{prefix}{CHECKPOINT_DIR}/")
+        ]
+        others = [c for c in changed if not c.startswith("A\t")]
+        if len(ahead) != 1 or others not in ([], [f"M\t{prefix}{INDEX_FILE}"]) or not names:
+            raise StoreError(
+                f"cannot put {len(ahead)} unpushed commit(s) on the remote's log",
+                hint="push or drop the older unpushed commits by hand, then re-run",
+            )
+        message = self.git.run("log", "-1", "--format=%B").stdout.strip()
+        data = {n: (self.root / n).read_bytes() for n in names}
+        self.git.run("reset", "--quiet", "--keep", theirs)
+        new: list[PendingManifest] = []
+        for name, raw in data.items():
+            path = self.root / name
+            if path.exists():
+                if path.read_bytes() != raw:
+                    raise ConflictError(
+                        f"{prefix}{name}: the remote recorded it with other content",
+                        hint="manifests are append-only; record a correction as a new manifest",
+                    )
+                continue
+            new.append(PendingManifest(PurePosixPath(name), raw, _model_of(raw, name)))
+        if not new:
+            return
+        self._write_files(new)
+        try:
+            appended = self._append(new, signers, validity)
+        except BaseException:
+            self._unwrite(new)
+            raise
+        self._commit(new, appended, message)
 
     def record(
         self,
@@ -260,6 +490,8 @@ class LogWriter:
             commit=options.commit,
             push=options.push,
             dry_run=options.dry_run,
+            signers=signers,
+            validity=options.validity,
         )
 
     def _existing_matches(self, item: PendingManifest, trust: Trust) -> bool:
@@ -372,6 +604,19 @@ def _with_recovered(message: str, recovered: Sequence[PurePosixPath]) -> str:
         return message
     names = "\n".join(f"- {MANIFESTS}/{p}" for p in recovered)
     return f"{message}\n\nAlso commits what an earlier run left uncommitted:\n{names}\n"
+
+
+def _model_of(raw: bytes, name: str) -> Manifest:
+    """The model of a manifest this checkout recorded (its kind from its payload).
+
+    Raises:
+        StoreError: the bytes are not a manifest any more.
+    """
+    try:
+        signed = loads_strict(raw)["signed"]
+        return KINDS[signed["_type"]].model_validate(signed)
+    except (ManifestRejected, KeyError, TypeError, ValueError) as e:
+        raise StoreError(f"{MANIFESTS}/{name}: not a manifest after rebasing ({e})") from e
 
 
 def _content(manifest: Manifest) -> dict[str, Any]:

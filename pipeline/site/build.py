@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,9 @@ from pelican.log import console as pelican_console
 from pelican.settings import read_settings
 
 from pipeline.errors import ConfigError, FortnightError, SiteError
+from pipeline.log.sslib import Signer
+from pipeline.log.store import ManifestLog
+from pipeline.site.index import write_index
 from pipeline.site.output import BuildReport
 
 
@@ -62,8 +65,11 @@ def build_site(
     force: bool = False,
     cache: bool = True,
     overrides: dict[str, Any] | None = None,
+    site_signers: Sequence[Signer] = (),
 ) -> BuildReport:
-    """Build the site from the log at ``repo`` into ``output`` with the settings file ``conf``.
+    """Build the site from the log at ``repo`` into ``output`` with the settings file ``conf``;
+    with ``site_signers`` (the ``site`` role's keys), sign its index last
+    (:mod:`pipeline.site.index`).
 
     Raises:
         VerificationError: a manifest failed verification (nothing of its product is written).
@@ -89,6 +95,8 @@ def build_site(
             report = BuildReport()
             pelican.settings["FORTNIGHT_REPORT"] = report
             pelican.run()
+            if site_signers:
+                sign_index(repo, output, site_signers, at or datetime.now(UTC), cache)
         except FortnightError:
             raise
         except Exception as e:
@@ -98,3 +106,17 @@ def build_site(
                 hint="fix it and re-run (set FORTNIGHT_DEBUG=1 for the traceback)",
             ) from e
     return report
+
+
+def sign_index(
+    repo: Path, output: Path, signers: Sequence[Signer], at: datetime, cache: bool
+) -> None:
+    """Write the signed index of a built site (nothing for a log with no checkpoint yet).
+
+    Raises:
+        TrustError: the log's checkpoints do not verify.
+    """
+    log = ManifestLog(repo, cache=cache)
+    head = log.reader.verify_log(log.load_trust()).head
+    if head is not None:
+        write_index(output, head, signers, at)

@@ -40,7 +40,8 @@ from pelican.generators import Generator
 
 from pipeline.core.config import ProductConfig, load_product
 from pipeline.errors import ConfigError
-from pipeline.log.layout import MANIFESTS, TRUST_FILE
+from pipeline.log.checkpoints import checkpoint_files, frozen_message
+from pipeline.log.layout import CHECKPOINT_DIR, INDEX_FILE, MANIFESTS, TRUST_FILE
 from pipeline.log.store import ManifestLog
 from pipeline.site.incremental import TEMPLATE_CACHE, LastBuild, code_key
 from pipeline.site.ostree import ship_ostree
@@ -77,6 +78,11 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
         trust = self.root_chain.trust
         # The "Verify a download" page shows the fingerprint users pin (content/pages).
         self.context["FORTNIGHT_ROOT_FINGERPRINT"] = self.root_chain.fingerprint
+        self.now = site.now()
+        # Past the newest checkpoint's expiry every page says the log is frozen.
+        head = self.log.reader.verify_log(trust).head
+        self.frozen = frozen_message(head) if head and head.expires <= self.now else ""
+        self.context["frozen"] = self.frozen
         self.code = code_key(
             site,
             {
@@ -85,10 +91,10 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
                 "site_name": site.site_name,
                 "logs": str(site.logs),
                 "pages": self.content_pages,
+                "frozen": self.frozen,
             },
         )
         trust_digest = hashlib.sha256(self.trust_bytes).hexdigest()
-        self.now = site.now()
         self.last = LastBuild.read(site, self.code, trust_digest, self.nav, self.now)
         self.records: dict[str, ProductRecord] = {}
         with contextlib.suppress(OSError):  # no cache: templates are compiled each build
@@ -99,7 +105,7 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
         # this, Jinja checks each template's file times at every page, for the page and
         # for each template it extends or imports.
         self.env.auto_reload = False
-        self.renderer = Renderer(self.env, site, self.nav, self.content_pages)
+        self.renderer = Renderer(self.env, site, self.nav, self.content_pages, self.frozen)
         jobs = []
         for product in self.products:
             name = product.name
@@ -136,6 +142,12 @@ class FortnightGenerator(Generator):  # type: ignore[misc]  # Pelican is untyped
             shared.write(version.path, version.raw)
         for product in self.products:  # repositories change outside the log: every build
             ship_ostree(shared, product, self.log.repo, site.ostree_env)
+        # The log index and its checkpoints: users check the log is the one the site shows.
+        index = self.log.root / INDEX_FILE
+        if index.is_file():
+            shared.write(f"{MANIFESTS}/{INDEX_FILE}", index.read_bytes())
+        for path in checkpoint_files(self.log.root):
+            shared.write(f"{MANIFESTS}/{CHECKPOINT_DIR}/{path.name}", path.read_bytes())
         shared.remove_stale()
         site_record = previous.get("")
         if site_record is None or site_record.files != shared.files:

@@ -51,6 +51,8 @@ class Renderer:
     site: SiteSettings
     nav: list[tuple[str, str]]  # (product name, display name)
     content_pages: list[tuple[str, str]]  # (title, url)
+    #: ``frozen: …`` when the log's newest checkpoint has expired (every page says so).
+    frozen: str = ""
     _templates: dict[str, Template] = field(default_factory=dict)
     _parts: dict[tuple[str, ...], Markup] = field(default_factory=dict)
 
@@ -74,6 +76,7 @@ class Renderer:
             "primary": self.site.primary,
             "site_name": self.site.site_name,
             "site_url": self.site.site_url,
+            "frozen": self.frozen,
         }
 
     def chrome(self, rel: str) -> Markup:

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pipeline.core.config import ProductConfig
-from pipeline.core.models.common import format_timestamp
+from pipeline.core.models.common import Trust, format_timestamp
 from pipeline.core.models.manifests import ComposeManifest, ReleaseManifest, RevocationManifest
 from pipeline.core.release import decide, revocation
 from pipeline.core.state import State, derive
 from pipeline.errors import ConfigError, InputError
+from pipeline.log.freshness import Refreshed, refresh
 from pipeline.log.reader import Verified
 from pipeline.log.sslib import Signer
 from pipeline.log.store import ManifestLog
@@ -70,6 +71,10 @@ def composes_after(log: ManifestLog, product: ProductConfig, at: datetime) -> li
     return sorted(later, key=lambda m: m.created)
 
 
+#: How old the newest checkpoint may be before ``release.cut`` refreshes it.
+REFRESH_AFTER = timedelta(days=1)
+
+
 def cut_release(
     log: ManifestLog,
     product: ProductConfig,
@@ -105,7 +110,9 @@ def cut_release(
         state = derive([v.manifest for v in verified], product, at)
         manifest = decide(state, at)
         if manifest is None:
-            settled = log.settle([f"{product.name}/{ReleaseManifest.DIRECTORY}"], trust, options)
+            settled = log.settle(
+                [f"{product.name}/{ReleaseManifest.DIRECTORY}"], trust, options, signers
+            )
             return None, settled if settled.did_anything() else None, state
         what = (
             f"release {manifest.compose_id}"
@@ -162,7 +169,7 @@ def revoke_release(
             if ostree is not None and not options.dry_run:
                 sync_refs(ostree, state)
             scope = f"{product.name}/{RevocationManifest.DIRECTORY}"
-            settled = log.settle([scope], trust, options)
+            settled = log.settle([scope], trust, options, signers)
             return None, settled if settled.did_anything() else None
         write = log.record(
             [manifest],
@@ -174,3 +181,26 @@ def revoke_release(
         if ostree is not None and not options.dry_run and options.commit:
             sync_refs(ostree, load_state(log, product, now)[0])
         return manifest, write
+
+
+def keep_fresh(
+    log: ManifestLog,
+    trust: Trust,
+    signers: Sequence[Signer],
+    at: datetime,
+    options: WriteOptions,
+) -> Refreshed | None:
+    """Refresh the log's newest checkpoint (:func:`pipeline.log.freshness.refresh`) when it
+    was signed a day or more before ``at``, so a daily ``release.cut`` keeps the log fresh
+    with at most one commit a day; None when it is fresh enough, on a dry run or without
+    a commit.
+
+    Raises:
+        TrustError: the log does not verify.
+    """
+    if options.dry_run or not options.commit:
+        return None
+    head = log.reader.verify_log(trust).head
+    if head is None or at - head.time < REFRESH_AFTER:
+        return None
+    return refresh(log.writer, trust, signers, at, validity=options.validity, push=options.push)

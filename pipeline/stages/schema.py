@@ -1,4 +1,5 @@
-"""Export the JSON Schema of every manifest kind (and the envelope, root and trust)."""
+"""Export the JSON Schema of every manifest kind (and the envelope, root, trust, checkpoint
+and site index)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from pipeline.core.models.common import Envelope, RootMetadata, Trust
+from pipeline.core.models.common import Checkpoint, Envelope, RootMetadata, SiteIndex, Trust
 from pipeline.core.models.manifests import KINDS
 from pipeline.fsutil import atomic_write
 
@@ -18,6 +19,8 @@ def schemas() -> dict[str, dict[str, object]]:
         "envelope": Envelope,
         "root": RootMetadata,
         "trust": Trust,
+        "checkpoint": Checkpoint,
+        "site-index": SiteIndex,
     }
     models.update({kind: model for kind, model in KINDS.items()})
     out: dict[str, dict[str, object]] = {}

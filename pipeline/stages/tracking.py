@@ -91,7 +91,8 @@ def sync_tracker(
     log.require_repo()
     with log.lock():  # one sync at a time per checkout: two would both file a bug
         trust = log.load_trust()
-        settled = log.settle([f"{product.name}/{TrackerEventManifest.DIRECTORY}"], trust, options)
+        scope = f"{product.name}/{TrackerEventManifest.DIRECTORY}"
+        settled = log.settle([scope], trust, options, signers)
         if settled.did_anything():
             on_settled(settled)
         verified = log.load_verified(trust, products=[product.name])

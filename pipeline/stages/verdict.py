@@ -44,7 +44,7 @@ def record_verdict(
         raise InputError(f"{compose_id}: produced no image; there is nothing to fail or waive")
     if action == "fail" and view.status == "failed-manual":
         scope = f"{product.name}/{VerdictManifest.DIRECTORY}"
-        settled = log.settle([scope], trust, options)
+        settled = log.settle([scope], trust, options, signers)
         return None, settled if settled.did_anything() else None
     if action == "waive":
         failed = sorted(

@@ -25,7 +25,7 @@ from pipeline.log.signing import add_key_to_trust, sign_manifest, verify_manifes
 from pipeline.log.sslib import CryptoSigner
 from pipeline.log.store import ManifestLog
 from pipeline.log.writer import WriteOptions
-from tests.conftest import Log, compose_on, make_result
+from tests.conftest import Log, compose_on, index_by_hand, make_result
 
 Checks = list[str]
 
@@ -109,6 +109,7 @@ def test_warm_load_equals_cold_and_checks_nothing(
 
 def test_cache_off_writes_nothing(make_log: Callable[..., Log]) -> None:
     log = populated(make_log)
+    verifycache.remove(log.repo / ".git")  # what recording (with the cache on) left there
     load(log, cache=False)
     assert not cache_dir(log).exists()
 
@@ -270,6 +271,7 @@ def test_an_untracked_manifest_is_verified(make_log: Callable[..., Log], checks:
     load(log)
     good = write_signed(log, compose_on(20))
     forged = write_signed(log, compose_on(21))
+    index_by_hand(log, [good, forged], log.signers["compose"])
     forged.write_text(forged.read_text().replace('"respin": 0', '"respin": 1'))
     checks.clear()
     warm = load(log)
@@ -281,9 +283,9 @@ def test_an_untracked_manifest_is_verified(make_log: Callable[..., Log], checks:
     checks.clear()
     load(log)
     assert len(checks) == 2
-    # Once committed, the good one comes from the cache too.
-    forged.unlink()
-    log.git("add", str(good))
+    # Once committed, both come from the cache too.
+    write_signed(log, compose_on(21))
+    log.git("add", "manifests")
     log.git("commit", "-q", "-m", "add")
     load(log)
     checks.clear()
@@ -308,6 +310,7 @@ def test_a_cache_that_cannot_be_written_does_not_fail_the_load(
     make_log: Callable[..., Log],
 ) -> None:
     log = populated(make_log)
+    verifycache.remove(log.repo / ".git")  # what recording (with the cache on) left there
     cache_dir(log).write_text("not a folder")
     assert load(log) == load(log, cache=False)
 

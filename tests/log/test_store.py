@@ -39,6 +39,7 @@ def write(
         commit=commit,
         push=push,
         dry_run=dry_run,
+        signers=[log.signers["compose"]],
     )
 
 
@@ -47,7 +48,10 @@ def test_write_commits_once_and_rerun_is_a_no_op(make_log: Callable[..., Log]) -
     before = log.commits()
     a, b = make_compose(), make_compose(compose_id="Fedora-Atomic-22-20150916.0", date="20150916")
     result = log.log.write(
-        [pending(log, a), pending(log, b)], log.log.load_trust(), message="compose: record two"
+        [pending(log, a), pending(log, b)],
+        log.log.load_trust(),
+        message="compose: record two",
+        signers=[log.signers["compose"]],
     )
     assert result.written == [a.relpath(), b.relpath()]
     assert result.commit == log.git("rev-parse", "HEAD").strip()

@@ -8,16 +8,26 @@ but no key would, and asserts the exact reason. Add a case by adding a row to a 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 from securesystemslib.signer._utils import compute_default_keyid
 
-from pipeline.core.models.common import ROLES, PublicKey, Role, RoleName, Trust
-from pipeline.errors import ConfigError
+from pipeline.core.models.common import (
+    ROLES,
+    PublicKey,
+    Role,
+    RoleName,
+    Trust,
+    format_timestamp,
+)
+from pipeline.errors import ConfigError, TrustError, VerificationError
+from pipeline.log.checkpoints import next_checkpoint, parse_index
 from pipeline.log.signing import (
     ManifestRejected,
     add_key_to_trust,
@@ -32,8 +42,10 @@ from pipeline.log.signing import (
 )
 from pipeline.log.sslib import CryptoSigner, SSlibKey
 from pipeline.log.sslib import Signature as SslibSignature
+from pipeline.log.store import ManifestLog
 from pipeline.log.strictjson import MAX_DEPTH
-from tests.conftest import make_compose
+from tests.conftest import make_compose, run_invoke
+from tests.sitekit import History, day, scenario_withdrawn
 
 REL = PurePosixPath("atomic-host/composes/Fedora-Atomic-22-20150915.0.json")
 EVIL_URL = "https://evil.invalid/Fedora-Cloud-Atomic-22-20150915.x86_64.qcow2"
@@ -441,3 +453,124 @@ def test_trust_with_a_bom_is_refused(tmp_path: Path, trust: Trust) -> None:
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     with pytest.raises(ConfigError, match="starts with a UTF-8 byte order mark"):
         load_trust(path)
+
+
+# --- the log: append-only, provably (deletions, reverts, rewrites, rollbacks) ---------------
+
+
+def _verify(h: History) -> None:
+    log = ManifestLog(h.log.repo)
+    log.load_verified(log.load_trust())
+
+
+def _drop_line(h: History, name: str) -> None:
+    idx = h.log.log.root / "log.idx"
+    lines = idx.read_bytes().splitlines(keepends=True)
+    idx.write_bytes(b"".join(line for line in lines if not line.rstrip().endswith(name.encode())))
+
+
+def _release(h: History, cycle: str = "2018-05-15") -> str:
+    return f"atomic-host/releases/{cycle}.json"
+
+
+def delete_release(h: History) -> None:
+    h.log.git("rm", "-q", f"manifests/{_release(h)}")
+    h.log.git("commit", "-qm", "release: drop it")
+
+
+def delete_release_and_its_line(h: History) -> None:
+    delete_release(h)
+    _drop_line(h, _release(h))
+
+
+def revert_revocation(h: History) -> None:
+    """``git revert`` of the revocation commit (the newest): file, line and checkpoint go."""
+    h.log.git("revert", "--no-edit", "HEAD")
+
+
+def revert_older_revocation(h: History) -> None:
+    """A later recording, then the revocation taken out by hand (a revert would conflict)."""
+    h.compose(day(16))
+    name = "atomic-host/revocations/2018-05-15.json"
+    h.log.git("rm", "-q", f"manifests/{name}")
+    _drop_line(h, name)
+
+
+def rewrite_old_manifest(h: History) -> None:
+    """Even with the compose key: an old compose re-signed with other content."""
+    old = next(iter(h.composes.values()))
+    path = h.log.log.root / old.relpath()
+    forged = old.model_copy(update={"images": [old.images[0].model_copy(update={"url": EVIL_URL})]})
+    path.write_bytes(sign_manifest(forged, [h.log.signers["compose"]]))
+
+
+def force_push_older(h: History) -> None:
+    h.log.git("reset", "-q", "--hard", "HEAD~2")
+
+
+def compose_key_erases_release(h: History) -> None:
+    """A compose key holder rebuilds the index without the release and re-signs every
+    checkpoint with the compose key; even a fresh clone (no memory) refuses it."""
+    root = h.log.log.root
+    delete_release_and_its_line(h)
+    entries = parse_index((root / "log.idx").read_bytes())
+    for path in (root / "checkpoints").iterdir():
+        path.unlink()
+    (root / "checkpoints" / "1.json").parent.mkdir(exist_ok=True)
+    raw = next_checkpoint(None, entries, [h.log.signers["compose"]], day(20))
+    (root / "checkpoints" / "1.json").write_bytes(raw)
+    h.log.git("config", "--unset", "fortnight.checkpoint")
+
+
+def unindexed_manifest(h: History) -> None:
+    extra = make_compose(compose_id="Fedora-Atomic-22-20150930.0", date="20150930")
+    path = h.log.log.root / "atomic-host" / extra.relpath().relative_to("atomic-host")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(sign_manifest(extra, [h.log.signers["compose"]]))
+
+
+LOG_CASES = [
+    (delete_release, r"releases/2018-05-15\.json: missing: recorded in manifests/log\.idx"),
+    (delete_release_and_its_line, r"checkpoints/\d+\.json: its root is not that of the first"),
+    (revert_revocation, r"^rollback: this clone saw checkpoint (\d+), the log has \d+ < \1$"),
+    (revert_older_revocation, r"checkpoints/\d+\.json: its root is not that of the first"),
+    (rewrite_old_manifest, r"composes/Fedora-Atomic-28-\d+\.0\.json: changed since it was record"),
+    (force_push_older, r"^rollback: this clone saw checkpoint (\d+), the log has \d+ < \1$"),
+    (
+        compose_key_erases_release,
+        r"checkpoints/1\.json: adds \d+ manifest\(s\) but is not signed by a threshold "
+        r"of the keys of role\(s\) release, test$",
+    ),
+    (unindexed_manifest, r"\.json: not in manifests/log\.idx: no checkpoint covers it"),
+]
+
+
+@pytest.mark.parametrize(("attack", "reason"), LOG_CASES, ids=[a.__name__ for a, _ in LOG_CASES])
+def test_tampered_log_fails_closed_with_its_reason(
+    make_history: Callable[..., History], attack: Callable[[History], None], reason: str
+) -> None:
+    h = make_history()
+    scenario_withdrawn(h)
+    _verify(h)  # the clone saw the whole log (and remembers its newest checkpoint)
+    attack(h)
+    with pytest.raises((TrustError, VerificationError)) as raised:
+        _verify(h)
+    assert raised.value.exit_code == 4
+    assert re.search(reason, raised.value.message), raised.value.message
+
+
+def test_an_expired_checkpoint_freezes_the_log(make_history: Callable[..., History]) -> None:
+    h = make_history()
+    scenario_withdrawn(h)
+    head = h.log.log.verify_all(h.log.log.load_trust()).head
+    assert head is not None and head.expires == head.time + timedelta(days=17)
+    late = format_timestamp(head.expires)
+    proc = run_invoke("verify", "--repo", str(h.log.repo), "--at", late)
+    assert proc.returncode == 4
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: manifests/checkpoints/{head.number}.json: frozen: the log's newest checkpoint "
+        f"expired at {late} (signed at {format_timestamp(head.time)}); run "
+        "'invoke checkpoint.refresh' with FORTNIGHT_KEY_TIMESTAMP"
+    )
+    just_before = format_timestamp(head.expires - timedelta(seconds=1))
+    assert run_invoke("verify", "--repo", str(h.log.repo), "--at", just_before).returncode == 0

@@ -75,7 +75,7 @@ def bundled_product(product: str) -> bytes:
 
 @task(
     help={
-        "role": "root, compose, test, release or timestamp",
+        "role": "root, compose, test, release, timestamp or site",
         "out": "folder for the private key (outside the repository)",
         "repo": "the manifest log (default: .)",
         "no_commit": "write the new root version without committing",
@@ -106,14 +106,23 @@ def generate(
         "cached": "trust the verification cache for files git reports unchanged (faster)",
         "root": "the pinned root: its fingerprint, or a file with it or with trust/1.json "
         "(default: $FORTNIGHT_ROOT, else git config fortnight.root, else trust on first use)",
+        "at": "check freshness as of this date or datetime (default: now)",
     }
 )
 @boundary
 def verify(
-    c: Context, repo: str | None = None, cached: bool = False, root: str | None = None
+    c: Context,
+    repo: str | None = None,
+    cached: bool = False,
+    root: str | None = None,
+    at: str | None = None,
 ) -> None:
-    """Verify the root chain from the pinned root, then every manifest's signatures; name
-    each bad file and why; exit 4 on any failure. Warn of manifests not committed."""
+    """Verify the root chain from the pinned root, the log index and its checkpoints, then
+    every manifest's signatures; name each bad file and why; exit 4 on any failure or
+    when the newest checkpoint has expired (the log is frozen). Warn of manifests not
+    committed."""
+    from pipeline.core.models.common import format_timestamp  # noqa: PLC0415
+    from pipeline.log.checkpoints import check_fresh  # noqa: PLC0415
     from pipeline.log.stranded import find_uncommitted  # noqa: PLC0415
     from pipeline.log.trust import PIN_CONFIG  # noqa: PLC0415
     from pipeline.stages.ostree import verify_refs  # noqa: PLC0415
@@ -133,6 +142,7 @@ def verify(
         report_uncommitted(find_uncommitted(log.git), log.repo)
     if report.failures:
         raise Exit(f"error: {len(report.failures)} manifest(s) failed verification", code=4)
+    check_fresh(report.head, parse_at(at, now()))
     problems = verify_refs(log, os.environ, now())
     for problem in problems:
         console.err.print(f"ostree: {problem}")
@@ -140,6 +150,12 @@ def verify(
         raise Exit(
             f"error: {len(problems)} OSTree ref(s) do not match the log; run 'invoke ostree.sync'",
             code=4,
+        )
+    if report.head is not None:
+        head = report.head
+        console.out.print(
+            f"checkpoint {head.number}: {head.size} manifest(s), signed "
+            f"{format_timestamp(head.time)}, fresh until {format_timestamp(head.expires)}"
         )
 
 

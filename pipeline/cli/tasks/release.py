@@ -17,7 +17,7 @@ from pipeline.cli.report import (
     report_withdraw,
     report_write,
 )
-from pipeline.cli.setup import now, operator_name, task_setup
+from pipeline.cli.setup import now, operator_name, task_setup, timestamp_or
 
 
 @task(
@@ -44,7 +44,12 @@ def release_cut(
     """Decide the current cycle's release if it needs a decision; safe to run any time."""
     from pipeline.core.models.common import format_timestamp  # noqa: PLC0415
     from pipeline.stages.ostree import ostree_setup  # noqa: PLC0415
-    from pipeline.stages.release import AtBounds, composes_after, cut_release  # noqa: PLC0415
+    from pipeline.stages.release import (  # noqa: PLC0415
+        AtBounds,
+        composes_after,
+        cut_release,
+        keep_fresh,
+    )
 
     s = task_setup(repo, product, "release", WriteFlags(dry_run, no_commit, push, remote))
     clock = now()
@@ -65,6 +70,9 @@ def release_cut(
                 f"ignored: {later.compose_id}: recorded {format_timestamp(later.created)}, "
                 f"after --at {format_timestamp(when)}"
             )
+    fresh = keep_fresh(s.log, s.trust, timestamp_or(s, os.environ), when, s.options)
+    if fresh is not None:
+        console.err.print(f"checkpoint {fresh.checkpoint.number}: refreshed")
     if manifest is None or write is None:
         report_nothing_to_cut(state, s.config)
         if write is not None:

@@ -12,7 +12,7 @@ from invoke.tasks import task
 from pipeline.cli import console
 from pipeline.cli.boundary import boundary
 from pipeline.cli.options import ROOT, parse_at
-from pipeline.cli.setup import log_store, now, open_log, output_dir
+from pipeline.cli.setup import log_store, now, open_log, output_dir, site_signers
 from pipeline.core.units import human_size
 from pipeline.errors import ConfigError
 
@@ -41,7 +41,8 @@ def site_build(
     force: bool = False,
     workers: int = 0,
 ) -> None:
-    """Build the download site from the verified log (fails closed on any bad manifest)."""
+    """Build the download site from the verified log (fails closed on any bad manifest);
+    with FORTNIGHT_KEY_SITE set, sign its index (site-index.json) for fortnight-verify."""
     from pipeline.site.build import build_site  # noqa: PLC0415 - Pelican loads only for the site
 
     log = open_log(repo, os.environ)
@@ -57,6 +58,7 @@ def site_build(
         force=force,
         cache=log.cache,
         overrides={"FORTNIGHT_WORKERS": workers} if workers else None,
+        site_signers=site_signers(log, os.environ),
     )
     console.out.print(
         f"site: {out}: {report.pages} pages rendered, {report.written} files written, "

@@ -97,7 +97,7 @@ def trust_remove(c: Context, keyid: str, repo: str | None = None, no_commit: boo
 @task(
     name="threshold",
     help={
-        "role": "root, compose, test, release or timestamp",
+        "role": "root, compose, test, release, timestamp or site",
         "threshold": "how many distinct keys of the role must sign (required)",
         "repo": "the manifest log (default: $FORTNIGHT_REPO or .)",
         "no_commit": "write the root version without committing",

@@ -22,8 +22,10 @@ from pydantic import (
 
 SPEC_VERSION: Literal["1"] = "1"
 
-RoleName = Literal["root", "compose", "test", "release", "timestamp"]
-ROLES: tuple[RoleName, ...] = ("root", "compose", "test", "release", "timestamp")
+RoleName = Literal["root", "compose", "test", "release", "timestamp", "site"]
+ROLES: tuple[RoleName, ...] = ("root", "compose", "test", "release", "timestamp", "site")
+#: Roles a root version made before they existed may lack (then: no keys, threshold 1).
+OPTIONAL_ROLES: frozenset[RoleName] = frozenset({"site"})
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -128,10 +130,24 @@ class Trust(StrictModel):
     keys: dict[str, PublicKey]
     roles: dict[RoleName, Role]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _optional_roles(cls, data: Any) -> Any:
+        return _with_optional_roles(data)
+
     @model_validator(mode="after")
     def _roles_complete(self) -> Trust:
         _check_roles(self.keys, self.roles)
         return self
+
+
+def _with_optional_roles(data: Any) -> Any:
+    """``data`` with each missing optional role added, empty."""
+    if isinstance(data, dict) and isinstance(data.get("roles"), dict):
+        missing = {r: Role(keyids=[]) for r in OPTIONAL_ROLES if r not in data["roles"]}
+        if missing:
+            return {**data, "roles": {**data["roles"], **missing}}
+    return data
 
 
 def _check_roles(keys: dict[str, PublicKey], roles: dict[RoleName, Role]) -> None:
@@ -158,6 +174,11 @@ class RootMetadata(StrictModel):
     keys: dict[str, PublicKey]
     roles: dict[RoleName, Role]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _optional_roles(cls, data: Any) -> Any:
+        return _with_optional_roles(data)
+
     @model_validator(mode="after")
     def _valid_trust(self) -> RootMetadata:
         _check_roles(self.keys, self.roles)
@@ -166,6 +187,59 @@ class RootMetadata(StrictModel):
     def trust(self) -> Trust:
         """The keys and roles this version trusts."""
         return Trust(keys=self.keys, roles=self.roles)
+
+
+class Checkpoint(StrictModel):
+    """The ``signed`` payload of ``manifests/checkpoints/<number>.json``: a signed tree head.
+
+    ``root`` is the RFC 9162 Merkle tree hash (hex) of the first ``size`` lines of
+    ``manifests/log.idx`` (:mod:`pipeline.core.merkle`); ``previous`` is checkpoint
+    ``number - 1``'s root (None for number 1). Past ``expires`` the log is frozen.
+    """
+
+    type_: Literal["checkpoint"] = Field(default="checkpoint", alias="_type")
+    spec_version: Literal["1"] = SPEC_VERSION
+    number: Annotated[int, Field(ge=1)]
+    size: Annotated[int, Field(ge=0)]
+    root: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    previous: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None
+    time: UtcTimestamp
+    expires: UtcTimestamp
+
+    @model_validator(mode="after")
+    def _expires_after_time(self) -> Checkpoint:
+        if self.expires <= self.time:
+            raise ValueError("expires must be after time")
+        if (self.number == 1) != (self.previous is None):
+            raise ValueError("previous is set exactly when number > 1")
+        return self
+
+
+class FileClaim(StrictModel):
+    """A published file's size and sha256, as the site index names it."""
+
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    size: Annotated[int, Field(ge=0)]
+
+
+class TreeHead(StrictModel):
+    """Which checkpoint a site was built from."""
+
+    number: Annotated[int, Field(ge=1)]
+    size: Annotated[int, Field(ge=0)]
+    root: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class SiteIndex(StrictModel):
+    """The ``signed`` payload of a site's ``site-index.json`` (TUF's snapshot idea), signed by
+    the ``site`` role: the checkpoint the site shows and every file that makes a claim."""
+
+    type_: Literal["site-index"] = Field(default="site-index", alias="_type")
+    spec_version: Literal["1"] = SPEC_VERSION
+    time: UtcTimestamp
+    expires: UtcTimestamp
+    checkpoint: TreeHead
+    files: dict[str, FileClaim]
 
 
 # --- Manifests -------------------------------------------------------------------------
