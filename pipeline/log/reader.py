@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import os
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -248,7 +248,7 @@ class LogReader:
         report = LogReport(head=chain.head)
         blobs = cache.blob_ids if cache is not None else {}
         failures = covered(self.root, chain, names, products, blobs, cache_dir)
-        names, failures = self._skip_unrecorded(names, failures)
+        names, failures = self._skip_unrecorded(names, failures, verified)
         for path, reason in failures:
             name = path.removeprefix(f"{MANIFESTS}/")
             if verified.pop(name, None) is not None or name not in rejected:
@@ -284,16 +284,22 @@ class LogReader:
         return names, cache
 
     def _skip_unrecorded(
-        self, names: list[str], failures: list[tuple[str, str]]
+        self,
+        names: list[str],
+        failures: list[tuple[str, str]],
+        verified: Mapping[str, Manifest],
     ) -> tuple[list[str], list[tuple[str, str]]]:
         """Leave out of a load the manifests that are neither in ``log.idx`` nor committed:
         what a killed write left behind before appending it (the next write of its kind
         appends and commits it; ``invoke verify`` lists it as uncommitted). A committed
-        manifest missing from the index stays a failure: that is a rewritten history."""
+        manifest missing from the index stays a failure (a rewritten history), and so does a
+        file whose signatures do not verify."""
         unindexed = {p for p, reason in failures if reason.startswith(f"not in {INDEX_PATH}")}
         if not unindexed:
             return names, failures
-        pending = {f"{MANIFESTS}/{p}" for p in find_uncommitted(self.git).manifests}
+        pending = {
+            f"{MANIFESTS}/{p}" for p in find_uncommitted(self.git).manifests if str(p) in verified
+        }
         skip = unindexed & pending
         if not skip:
             return names, failures

@@ -281,6 +281,7 @@ class LogWriter:
             dry_run=options.dry_run,
             signers=signers,
             validity=options.validity,
+            scopes=scopes,
         )
 
     def _append_recovering(

@@ -179,10 +179,32 @@ def test_nothing_is_appended_to_a_log_that_does_not_verify(
     scenario_withdrawn(h)
     idx = h.log.log.root / "log.idx"
     idx.write_bytes(b"".join(idx.read_bytes().splitlines(keepends=True)[1:]))  # first line gone
+    h.log.git("commit", "--quiet", "-am", "log: drop the first index line")  # pushed like that
     before = h.log.git("status", "--porcelain")
     with pytest.raises(TrustError, match=r"checkpoints/1\.json: its root is not that of"):
         h.compose(day(16))
     assert h.log.git("status", "--porcelain") == before
+
+
+def test_a_write_killed_between_checkpoint_and_index_is_tidied_by_the_next(
+    make_history: Callable[..., History],
+) -> None:
+    """A kill after the next checkpoint was created but before log.idx was rewritten leaves
+    an uncommitted checkpoint that covers lines the index lacks; the next write puts the
+    index and checkpoints back to HEAD's, appends, and commits a log that verifies."""
+    h = make_history()
+    scenario_withdrawn(h)
+    head = newest(h.log.log.root)
+    assert head is not None
+    stray = h.log.log.root / "checkpoints" / f"{head.signed.number + 1}.json"
+    stray.write_bytes(head.raw)  # a checkpoint file no index line matches
+    h.log.git("add", "--", str(stray))  # even staged
+    h.compose(day(16))
+    assert h.log.git("status", "--porcelain") == ""
+    assert h.log.log.verify_all(h.log.log.load_trust()).failures == []
+    after = newest(h.log.log.root)
+    assert after is not None and after.signed.number == head.signed.number + 1
+    assert after.signed.size == len(parse_index(read_index(h.log.log.root)))
 
 
 def test_the_task_default_validity_is_the_library_default() -> None:

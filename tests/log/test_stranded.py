@@ -30,7 +30,8 @@ def test_no_commit_then_the_same_write_commits_it(make_log: Callable[..., Log]) 
     assert again.recovered == [path] and again.commit is not None
     assert log.commits()[0] == "compose: record test"
     assert status(log) == ""
-    assert log.git("show", "--format=", "--name-only", "HEAD").split() == [f"manifests/{path}"]
+    shown = log.git("show", "--format=", "--name-only", "HEAD").split()
+    assert shown == [f"manifests/{path}", "manifests/checkpoints/1.json", "manifests/log.idx"]
 
 
 def test_a_kill_between_add_and_commit_is_committed_by_the_next_write(
