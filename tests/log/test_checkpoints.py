@@ -203,7 +203,7 @@ def test_a_write_killed_between_checkpoint_and_index_is_tidied_by_the_next(
     assert h.log.git("status", "--porcelain") == ""
     assert h.log.log.verify_all(h.log.log.load_trust()).failures == []
     after = newest(h.log.log.root)
-    assert after is not None and after.signed.number == head.signed.number + 1
+    assert after is not None and after.signed.number > head.signed.number
     assert after.signed.size == len(parse_index(read_index(h.log.log.root)))
 
 
