@@ -67,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{format_timestamp(verdict.expires)}"
         + (f"; {args.image} is in {verdict.image}" if verdict.image else "")
     )
+    for stream, arch, ref, commit, version in verdict.commits:
+        print(f"released OSTree tree ({stream}): {arch} {ref} {commit} (version {version})")
     return 0
 
 

@@ -14,6 +14,9 @@ In order, stopping at the first thing that does not hold (one line, exit 4):
 6. with ``--image``, the file's size and sha256 are those of an image in a signed stream
    document (``streams/*.json``) of the site.
 
+It then names, from those signed streams, the OSTree commit released per arch: what a host
+that follows the public ref should be on (``rpm-ostree status`` shows it).
+
 Then it records the pin and the checkpoint in the state folder, per site.
 """
 
@@ -59,6 +62,9 @@ class SiteVerdict:
     files: int
     expires: datetime
     image: str | None = None
+    #: The released OSTree tree per arch, from the signed streams: (stream, arch, ref,
+    #: commit, version); a host that follows the ref should be on that commit.
+    commits: tuple[tuple[str, str, str, str, str], ...] = ()
 
 
 def _required(site: SiteSource, name: str) -> bytes:
@@ -196,6 +202,25 @@ def check_image(site: SiteSource, index: SiteIndex, image: Path) -> str:
     )
 
 
+def released_commits(
+    site: SiteSource, index: SiteIndex
+) -> tuple[tuple[str, str, str, str, str], ...]:
+    """The OSTree commit per arch each signed stream names (files already checked)."""
+    found: list[tuple[str, str, str, str, str]] = []
+    for name in sorted(index.files):
+        if not (name.startswith("streams/") and name.endswith(".json")):
+            continue
+        doc = json.loads(_required(site, name))
+        arches = doc.get("architectures") if isinstance(doc, dict) else None
+        for arch, entry in sorted(arches.items() if isinstance(arches, dict) else []):
+            tree = entry.get("ostree") if isinstance(entry, dict) else None
+            if isinstance(tree, dict) and all(
+                isinstance(tree.get(k), str) for k in ("ref", "commit", "version")
+            ):
+                found.append((name, arch, tree["ref"], tree["commit"], tree["version"]))
+    return tuple(found)
+
+
 def _state_file(state: Path, where: str) -> Path:
     return state / f"{hashlib.sha256(where.encode()).hexdigest()[:32]}.json"
 
@@ -227,5 +252,11 @@ def verify_site(
     state.mkdir(parents=True, exist_ok=True)
     atomic_write(saved, json.dumps(record, indent=2, sort_keys=True).encode() + b"\n")
     return SiteVerdict(
-        chain.fingerprint, head.number, head.size, len(index.files), index.expires, found
+        chain.fingerprint,
+        head.number,
+        head.size,
+        len(index.files),
+        index.expires,
+        found,
+        released_commits(site, index),
     )
