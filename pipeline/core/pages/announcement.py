@@ -63,7 +63,10 @@ def release_mail(state: State, release: ReleaseManifest, site_url: str) -> Mail:
     if notes is not None:
         lines += ["", f"Changes since {notes.previous_id} ({notes.previous_compose_id}):"]
         if not notes.known:
-            lines.append("  The package list is unknown (a compose had no rpms.json).")
+            lines.append(
+                "  The package list is unknown "
+                "(a compose had no rpms.json and no OSTree package list)."
+            )
         else:
             counts = ", ".join(f"{n} {kind}" for kind, n in notes.counts) or "none"
             lines.append(f"  Packages: {counts}.")
