@@ -273,9 +273,11 @@ class OstreeRepo:
         subject: str,
         bind: Sequence[str] = (),
         timestamp: datetime | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> str:
         """Commit the folder ``tree`` on ``ref`` with ``version`` metadata, also bound to the
-        refs in ``bind``, dated ``timestamp`` (default: now); return the commit checksum."""
+        refs in ``bind``, dated ``timestamp`` (default: now), with more ``metadata`` (key:
+        GVariant text); return the commit checksum."""
         out = self.run(
             "commit",
             f"--branch={ref}",
@@ -284,6 +286,7 @@ class OstreeRepo:
             f"--subject={subject}",
             *(f"--bind-ref={b}" for b in bind),
             *([f"--timestamp={timestamp.isoformat()}"] if timestamp else []),
+            *(f"--add-metadata={k}={v}" for k, v in (metadata or {}).items()),
             what=f"commit {ref}",
         )
         return out.strip()

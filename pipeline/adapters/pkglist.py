@@ -9,7 +9,8 @@ a GVariant of type ``a(stsss)``: name, epoch, version, release, arch per rpm. ``
 :func:`parse_pkglist` reads exactly that shape and nothing else (type annotations such as
 ``@a(stsss)`` and ``uint64`` are allowed and ignored), with bounds on the text's size and the
 number of rpms, and returns each rpm as productmd's NEVRA, ``name-epoch:version-release.arch``.
-Pure: text in, NEVRAs out; the caller names the commit in its error.
+Pure: text in, NEVRAs out; the caller names the commit in its error. :func:`format_pkglist`
+writes the same text (``ostree commit --add-metadata=rpmostree.rpmdb.pkglist=TEXT``).
 
 ``ostree show`` prints a commit's metadata byte-swapped on a little-endian machine (OSTree's
 objects are big-endian; metadata added in host order reads back swapped), so an epoch
@@ -19,6 +20,7 @@ printed above 2**32 - 1 (rpm's epochs are 32-bit) is read as its 64-bit byte swa
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 #: The most text a package list may print (a Fedora Atomic Host commit prints ~40 KB).
 MAX_PKGLIST_CHARS = 16 * 1024 * 1024
@@ -163,3 +165,17 @@ def parse_pkglist(text: str) -> list[str]:
     if len(set(out)) != len(out):
         raise PkglistError("an rpm is listed twice")
     return sorted(out)
+
+
+def format_pkglist(rpms: Sequence[tuple[str, int, str, str, str]]) -> str:
+    """GVariant text of type ``a(stsss)`` for ``rpms`` (name, epoch, version, release,
+    arch), as ``ostree show`` prints it and ``ostree commit --add-metadata`` reads it."""
+
+    def quote(text: str) -> str:
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    items = [
+        f"({quote(n)}, {'uint64 ' if i == 0 else ''}{e}, {quote(v)}, {quote(r)}, {quote(a)})"
+        for i, (n, e, v, r, a) in enumerate(rpms)
+    ]
+    return f"[{', '.join(items)}]" if items else "@a(stsss) []"

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.adapters import pkglist
 from pipeline.adapters.ostree import OstreeRepo
-from pipeline.adapters.pkglist import PKGLIST_KEY, PkglistError, parse_pkglist
+from pipeline.adapters.pkglist import PKGLIST_KEY, PkglistError, format_pkglist, parse_pkglist
 from pipeline.errors import OstreeError
 from tests.ostreekit import commit_tree
 
@@ -130,3 +130,17 @@ def test_a_commit_too_large_to_read_is_refused(
     monkeypatch.setattr("pipeline.adapters.ostree.MAX_PKGLIST_CHARS", 64)
     with pytest.raises(OstreeError, match=f"commit {commit}: larger than the 64 byte limit"):
         repo.package_list(commit)
+
+
+def test_format_writes_what_parse_and_ostree_read(tmp_path: Path) -> None:
+    rpms = [("kernel-core", 0, "4.16.3", "301.fc28", "x86_64"), ("vim", 2, "8.0", "1", "x86_64")]
+    text = format_pkglist(rpms)
+    assert parse_pkglist(text) == ["kernel-core-0:4.16.3-301.fc28.x86_64", "vim-2:8.0-1.x86_64"]
+    assert parse_pkglist(format_pkglist([])) == []
+    repo, commit = _commit(tmp_path, {PKGLIST_KEY: text})
+    assert repo.package_list(commit) == parse_pkglist(text)
+    # quotes and backslashes are escaped: the text stays one GVariant string per field
+    odd = format_pkglist([("a'b\\c", 0, "1", "1", "x")])
+    assert odd == "[('a\\'b\\\\c', uint64 0, '1', '1', 'x')]"
+    with pytest.raises(PkglistError, match="is not an rpm name"):
+        parse_pkglist(odd)
