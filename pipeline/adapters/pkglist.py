@@ -22,10 +22,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-#: The most text a package list may print (a Fedora Atomic Host commit prints ~40 KB).
-MAX_PKGLIST_CHARS = 16 * 1024 * 1024
+#: The most text a package list may print (a Fedora Atomic Host commit's ~450 rpms print
+#: about 30 KB); also the cap on the commit object's size before it is shown.
+MAX_PKGLIST_CHARS = 4 * 1024 * 1024
 #: The most rpms one commit may list.
-MAX_PKGLIST_RPMS = 100_000
+MAX_PKGLIST_RPMS = 50_000
 #: The metadata key rpm-ostree stores the package list under.
 PKGLIST_KEY = "rpmostree.rpmdb.pkglist"
 
@@ -48,6 +49,8 @@ _FIELD = {
     "arch": re.compile(r"^[A-Za-z0-9_]{1,32}$"),
 }
 _EPOCH_MAX = 2**32 - 1
+#: The tokens of one rpm: ``(name, epoch, version, release, arch)``.
+_SHAPE = ("(", "str", ",", "num", ",", "str", ",", "str", ",", "str", ")")
 
 Token = tuple[str, str, int]  # (kind, text, position)
 
@@ -108,15 +111,13 @@ def _rpm(tokens: list[Token], i: int, first: bool) -> tuple[str, int]:
     be of another type (numbers default to ``int32``), so it must be there.
     """
     epoch = tokens[i + 3] if len(tokens) > i + 3 else None
-    annotated = epoch is not None and epoch[:2] == ("annot", "uint64")
-    if annotated:
-        tokens = tokens[: i + 3] + tokens[i + 4 :]
-    elif first and epoch is not None:
+    skip = int(epoch is not None and epoch[:2] == ("annot", "uint64"))
+    if first and not skip and epoch is not None:
         raise PkglistError(
             f"the list is not of type a(stsss) (no 'uint64' epoch at character {epoch[2]})"
         )
-    shape = ["(", "str", ",", "num", ",", "str", ",", "str", ",", "str", ")"]
-    got = tokens[i : i + len(shape)]
+    shape = _SHAPE
+    got = tokens[i : i + 3] + tokens[i + 3 + skip : i + len(shape) + skip]
     for want, (kind, text, pos) in zip(shape, got, strict=False):
         if want != (text if kind == "punct" else kind):
             raise PkglistError(
@@ -130,7 +131,7 @@ def _rpm(tokens: list[Token], i: int, first: bool) -> tuple[str, int]:
     for field, value in fields.items():
         if not _FIELD[field].match(value):
             raise PkglistError(f"rpm {name[:60]!r}: {field} {value[:60]!r} is not an rpm {field}")
-    return f"{name}-{number}:{version}-{release}.{arch}", i + len(shape) + int(annotated)
+    return f"{name}-{number}:{version}-{release}.{arch}", i + len(shape) + skip
 
 
 def parse_pkglist(text: str) -> list[str]:
