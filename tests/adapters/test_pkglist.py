@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.adapters import pkglist
 from pipeline.adapters.ostree import OstreeRepo
@@ -144,3 +146,33 @@ def test_format_writes_what_parse_and_ostree_read(tmp_path: Path) -> None:
     assert odd == "[('a\\'b\\\\c', uint64 0, '1', '1', 'x')]"
     with pytest.raises(PkglistError, match="is not an rpm name"):
         parse_pkglist(odd)
+
+
+_WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_.+", min_size=1, max_size=12)
+_RPM = st.tuples(
+    st.builds(str.__add__, st.sampled_from("abkz"), st.text("abz09_.+-", max_size=20)),
+    st.integers(min_value=0, max_value=2**32 - 1),
+    _WORD,
+    _WORD,
+    st.sampled_from(["x86_64", "aarch64", "noarch", "ppc64le"]),
+)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(st.lists(_RPM, max_size=8, unique_by=lambda r: r))
+def test_what_format_writes_parse_reads_back(rpms: list[tuple[str, int, str, str, str]]) -> None:
+    expected = sorted(f"{n}-{e}:{v}-{r}.{a}" for n, e, v, r, a in rpms)
+    assert parse_pkglist(format_pkglist(rpms)) == expected
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(st.text(alphabet="[]()'\",\\ uint64@astx0123456789", max_size=80))
+def test_any_text_parses_or_fails_with_a_pkglist_error(text: str) -> None:
+    """Hostile text: a list of NEVRAs or a PkglistError, never another exception."""
+    message = ""
+    try:
+        result = parse_pkglist(text)
+    except PkglistError as e:
+        message, result = str(e), []
+    assert "\n" not in message
+    assert all(isinstance(n, str) for n in result)
