@@ -8,23 +8,27 @@ Commits are made by the real ``ostree commit`` with ``version`` metadata, as Pun
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from pipeline.adapters.ingest import load_compose
 from pipeline.adapters.ostree import GpgKey, OstreeRepo
+from pipeline.adapters.pkglist import PKGLIST_KEY
 from pipeline.core.models.manifests import ComposeManifest, OstreeCommit
 from pipeline.core.state import State
 from pipeline.log.writer import WriteOptions
 from pipeline.stages.compose import build_compose_manifest
 from pipeline.stages.load import load_state
-from pipeline.stages.ostree import OstreeSetup, ostree_setup
+from pipeline.stages.ostree import OstreeSetup, commit_packages, ostree_setup
 from pipeline.stages.release import cut_release, revoke_release
 from tests.conftest import make_result
 from tests.sitekit import History, product_toml
 
 ARCHES = ("aarch64", "x86_64")
+#: An rpm as an OSTree commit's package list names it: name, epoch, version, release.
+Rpm = tuple[str, int, str, str]
 KEY_PARAMS = """%no-protection
 Key-Type: RSA
 Key-Length: 2048
@@ -70,10 +74,16 @@ def make_gpg_key(folder: Path) -> TestKey:
 
 
 def commit_tree(
-    repo: OstreeRepo, ref: str, files: dict[str, str], version: str, bind: str = ""
+    repo: OstreeRepo,
+    ref: str,
+    files: dict[str, str],
+    version: str,
+    bind: str = "",
+    metadata: dict[str, str] | None = None,
 ) -> str:
     """Commit a tree of ``files`` (name: text) on ``ref`` with ``version`` metadata, also
-    bound to ``bind`` (the public ref a release moves), as the product's composes are."""
+    bound to ``bind`` (the public ref a release moves), as the product's composes are, and
+    with ``metadata`` (key: GVariant text, e.g. ``rpmostree.rpmdb.pkglist``)."""
     repo.init("archive")
     tree = repo.path.parent / f"tree-{ref.replace('/', '_')}-{version}"
     tree.mkdir(parents=True)
@@ -87,9 +97,20 @@ def commit_tree(
         f"--add-metadata-string=version={version}",
         f"--subject=Fedora Atomic Host {version}",
         *([f"--bind-ref={bind}"] if bind else []),
+        *(f"--add-metadata={k}={v}" for k, v in (metadata or {}).items()),
         what=f"commit {ref}",
     )
     return out.strip()
+
+
+def pkglist_text(rpms: Sequence[Rpm], arch: str) -> str:
+    """``rpms`` of ``arch`` as GVariant text of type ``a(stsss)``, as ``ostree show`` prints
+    rpm-ostree's ``rpmostree.rpmdb.pkglist`` (the first epoch typed ``uint64``)."""
+    items = [
+        f"('{name}', {'uint64 ' if i == 0 else ''}{epoch}, '{version}', '{release}', '{arch}')"
+        for i, (name, epoch, version, release) in enumerate(rpms)
+    ]
+    return f"[{', '.join(items)}]" if items else "@a(stsss) []"
 
 
 def ostree_toml(download_url: str, public: Path, source: Path, key: TestKey | None) -> bytes:
@@ -136,8 +157,11 @@ class OstreeHistory:
         fail: tuple[str, ...] = (),
         respin: int = 0,
         bound: bool = True,
+        rpms: Sequence[Rpm] | None = None,
     ) -> ComposeManifest:
-        """A tested compose on ``day`` with one commit per arch in the compose repository."""
+        """A tested compose on ``day`` with one commit per arch in the compose repository;
+        with ``rpms``, each commit carries them as its package list, and the manifest's
+        package list is read back from the commits (the compose has no rpms.json)."""
         h = self.history
         cid = f"Fedora-Atomic-28-{day:%Y%m%d}.{respin}"
         trees = []
@@ -146,12 +170,18 @@ class OstreeHistory:
             ref = f"fedora/28/{arch}/updates/atomic-host"
             files = {"usr/lib/os-release": f"VERSION={v}\n", f"usr/share/{arch}": cid}
             bind = f"fedora/28/{arch}/atomic-host" if bound else ""
-            commit = commit_tree(self.source, ref, files, v, bind)
+            metadata = {PKGLIST_KEY: pkglist_text(rpms, arch)} if rpms is not None else None
+            commit = commit_tree(self.source, ref, files, v, bind, metadata)
             trees.append(OstreeCommit(arch=arch, ref=ref, commit=commit, version=v))
         self.commits[cid] = {t.arch: t.commit for t in trees}
         loaded = load_compose(str(h.make_tree(cid).root))
         manifest = build_compose_manifest(
-            loaded, h.product, day, checksums_verified=True, ostree=trees
+            loaded,
+            h.product,
+            day,
+            checksums_verified=True,
+            ostree=trees,
+            ostree_packages=commit_packages(self.source, trees) if rpms is not None else None,
         )
         h.record([manifest], f"compose: {cid}")
         h.record([make_result(manifest, fail=fail, started=day + timedelta(hours=1))], "test")

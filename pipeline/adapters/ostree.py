@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from pipeline.adapters.pkglist import MAX_PKGLIST_CHARS, PKGLIST_KEY, PkglistError, parse_pkglist
 from pipeline.errors import OstreeError
 
 #: An OSTree commit checksum.
@@ -145,6 +146,38 @@ class OstreeRepo:
             raise
         return re.findall(r"'((?:[^'\\]|\\.)*)'", out)
 
+    def package_list(self, commit: str) -> list[str] | None:
+        """The NEVRAs of ``commit``'s rpm-ostree package list (``rpmostree.rpmdb.pkglist``),
+        sorted; None when the commit has no such metadata.
+
+        The commit object is at most :data:`MAX_PKGLIST_CHARS` bytes before ``ostree show``
+        prints it, and the text is parsed with the same bound.
+
+        Raises:
+            OstreeError: the commit is missing or too large, or its package list is not an
+                ``a(stsss)`` list of rpms (the message names the commit and what is wrong).
+        """
+        what = f"commit {commit}"
+        obj = self.path / "objects" / commit[:2] / f"{commit[2:]}.commit"
+        if CHECKSUM.match(commit) and obj.is_file() and obj.stat().st_size > MAX_PKGLIST_CHARS:
+            raise OstreeError(
+                f"{self.path}: {what}: larger than the {MAX_PKGLIST_CHARS} byte limit for "
+                "its package list"
+            )
+        try:
+            out = self.run("show", f"--print-metadata-key={PKGLIST_KEY}", commit, what=what)
+        except OstreeError as e:
+            if self.has_commit(commit) and "No such metadata key" in e.message:
+                return None
+            raise
+        try:
+            return parse_pkglist(out)
+        except PkglistError as e:
+            raise OstreeError(
+                f"{self.path}: {what}: {PKGLIST_KEY}: {e}",
+                hint="the compose's rpm-ostree wrote a package list Fortnight cannot read",
+            ) from None
+
     def has_commit(self, commit: str) -> bool:
         """Whether the commit object is in the repository (not whether it is complete)."""
         if not CHECKSUM.match(commit):
@@ -240,9 +273,11 @@ class OstreeRepo:
         subject: str,
         bind: Sequence[str] = (),
         timestamp: datetime | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> str:
         """Commit the folder ``tree`` on ``ref`` with ``version`` metadata, also bound to the
-        refs in ``bind``, dated ``timestamp`` (default: now); return the commit checksum."""
+        refs in ``bind``, dated ``timestamp`` (default: now), with more ``metadata`` (key:
+        GVariant text); return the commit checksum."""
         out = self.run(
             "commit",
             f"--branch={ref}",
@@ -251,6 +286,7 @@ class OstreeRepo:
             f"--subject={subject}",
             *(f"--bind-ref={b}" for b in bind),
             *([f"--timestamp={timestamp.isoformat()}"] if timestamp else []),
+            *(f"--add-metadata={k}={v}" for k, v in (metadata or {}).items()),
             what=f"commit {ref}",
         )
         return out.strip()

@@ -3,8 +3,10 @@ rpm's version order) and image sizes. Pure: compose manifests in, a :class:`Chan
 
 Packages are compared per binary rpm name and arch over the compose's package sets (every
 variant of the product's images); when a name appears in several versions the newest counts.
-A change seen on several arches is listed once, with its arches. When either compose has no
-package list, :attr:`Changes.packages_known` is false and the package lists are empty.
+A change seen on several arches is listed once, with its arches. A binary rpm whose source
+rpm is unknown (a package list read from an OSTree commit) is its own source. When either
+compose has no package list, :attr:`Changes.packages_known` is false and the package lists
+are empty.
 """
 
 from __future__ import annotations
@@ -115,11 +117,18 @@ def package_index(compose: ComposeManifest) -> dict[tuple[str, str], _Rpm] | Non
         for source, binaries in package_set.sources.items():
             source_name = parse_nevra(source)[0]
             for nevra in binaries:
-                name, evr, arch = parse_nevra(nevra)
-                known = index.get((name, arch))
-                if known is None or compare_evr(evr, known[0]) > 0:
-                    index[(name, arch)] = (evr, source_name)
+                _index_rpm(index, nevra, source_name)
+        for nevra in package_set.binaries:  # source rpm unknown: the rpm stands for itself
+            _index_rpm(index, nevra, None)
     return index
+
+
+def _index_rpm(index: dict[tuple[str, str], _Rpm], nevra: str, source: str | None) -> None:
+    """Keep ``nevra`` in ``index`` when it is the newest of its name and arch so far."""
+    name, evr, arch = parse_nevra(nevra)
+    known = index.get((name, arch))
+    if known is None or compare_evr(evr, known[0]) > 0:
+        index[(name, arch)] = (evr, source or name)
 
 
 def _notable_rank(name: str) -> int | None:

@@ -12,7 +12,9 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline.adapters.ostree import OstreeRepo, generate_gpg_key
+from pipeline.adapters.pkglist import PKGLIST_KEY, format_pkglist
 from pipeline.core.models.manifests import OstreeCommit
+from pipeline.demo.packages import commit_rpms
 
 #: The public key's file name in the product folder.
 PUBLIC_KEY = "ostree.gpg"
@@ -51,10 +53,16 @@ class DemoOstree:
         )
 
     def night(
-        self, compose_id: str, base: str, when: datetime, arches: tuple[str, ...]
+        self,
+        compose_id: str,
+        base: str,
+        when: datetime,
+        arches: tuple[str, ...],
+        night: int | None = None,
     ) -> list[OstreeCommit]:
         """One commit per arch for the night's compose: a tree of a few files, with the
-        version ``<base>.<YYYYMMDD>.0`` every arch shares."""
+        version ``<base>.<YYYYMMDD>.0`` every arch shares and, given ``night``, that
+        night's package list (``rpmostree.rpmdb.pkglist``) as rpm-ostree writes it."""
         version = f"{base}.{when:%Y%m%d}.0"
         trees = []
         for arch in arches:
@@ -72,6 +80,11 @@ class DemoOstree:
                 f"{compose_id} {arch}",
                 bind=[f"fedora/{base}/{arch}/atomic-host"],
                 timestamp=when,
+                metadata=(
+                    {PKGLIST_KEY: format_pkglist(commit_rpms(night, base, arch))}
+                    if night is not None
+                    else None
+                ),
             )
             shutil.rmtree(tree)
             trees.append(OstreeCommit(arch=arch, ref=ref, commit=commit, version=version))

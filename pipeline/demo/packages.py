@@ -1,4 +1,5 @@
-"""The demo's package lists: a Pungi ``rpms.json`` per compose, written with productmd.
+"""The demo's package lists: a Pungi ``rpms.json`` per compose, written with productmd,
+and the same rpms as each night's OSTree commits carry them (:func:`commit_rpms`).
 
 A few dozen plausible Fedora Atomic Host packages. Each one is updated every few nights
 (its own period), so consecutive releases differ by some upgrades; one package joins the
@@ -76,6 +77,16 @@ def package_list(night: int, fedora: str) -> list[tuple[str, list[str], str, str
     if night < REMOVED_FROM:
         out.append(("docker-latest", ["docker-latest"], "1.13.1", f"5.fc{fedora}"))
     return out
+
+
+def commit_rpms(night: int, fedora: str, arch: str) -> list[tuple[str, int, str, str, str]]:
+    """The binary rpms of ``night`` on ``arch`` as an rpm-ostree commit's package list
+    names them (name, epoch, version, release, arch), sorted by name."""
+    return sorted(
+        (name, 0, version, release, arch)
+        for _source, binaries, version, release in package_list(night, fedora)
+        for name in binaries
+    )
 
 
 def write_rpms_json(

@@ -419,7 +419,7 @@ class Simulation:
         write_rpms_json(compose_dir, cid, night=n, fedora=self.version, arches=self.arches)
         loaded = load_compose(str(compose_dir.parent))
         trees = (
-            self.ostree.night(cid, self.version, now, self.arches)
+            self.ostree.night(cid, self.version, now, self.arches, night=n)
             if self.ostree is not None
             else []
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -119,6 +119,21 @@ def package_sets(loaded: LoadedCompose, images: list[Image]) -> list[PackageSet]
     return out
 
 
+def commit_package_sets(
+    images: list[Image], lists: Mapping[str, Sequence[str]]
+) -> list[PackageSet]:
+    """One package set per arch from its OSTree commit's package list (NEVRAs): under the
+    variant of the product's images of that arch (the first by name), every rpm in
+    ``binaries`` (the list names no source rpms)."""
+    out = []
+    for arch, nevras in sorted(lists.items()):
+        variants = sorted({i.variant for i in images if i.arch == arch}) or sorted(
+            {i.variant for i in images}
+        )
+        out.append(PackageSet(variant=variants[0], arch=arch, sources={}, binaries=[*nevras]))
+    return out
+
+
 def _first_error(e: ValueError) -> str:
     errors = getattr(e, "errors", None)
     if callable(errors):
@@ -134,8 +149,10 @@ def build_compose_manifest(
     *,
     checksums_verified: bool,
     ostree: Sequence[OstreeCommit] = (),
+    ostree_packages: Mapping[str, Sequence[str]] | None = None,
 ) -> ComposeManifest:
-    """The compose manifest for the product's images in ``loaded``.
+    """The compose manifest for the product's images in ``loaded``; its package list from
+    ``rpms.json``, else from ``ostree_packages`` (each arch's OSTree commit's, by arch).
 
     Raises:
         InputError: see :func:`select_images`; or a value the metadata holds does not fit
@@ -143,7 +160,12 @@ def build_compose_manifest(
     """
     try:
         return _compose_manifest(
-            loaded, product, now, checksums_verified=checksums_verified, ostree=ostree
+            loaded,
+            product,
+            now,
+            checksums_verified=checksums_verified,
+            ostree=ostree,
+            ostree_packages=ostree_packages,
         )
     except ValidationError as e:
         raise InputError(
@@ -159,6 +181,7 @@ def _compose_manifest(
     *,
     checksums_verified: bool,
     ostree: Sequence[OstreeCommit],
+    ostree_packages: Mapping[str, Sequence[str]] | None,
 ) -> ComposeManifest:
     info = loaded.info
     images = [
@@ -166,6 +189,8 @@ def _compose_manifest(
         for variant, img in select_images(loaded, product)
     ]
     packages = package_sets(loaded, images)
+    if packages is None and ostree_packages:
+        packages = commit_package_sets(images, ostree_packages)
     return ComposeManifest(
         product=product.name,
         created=now,
@@ -246,8 +271,10 @@ def record_compose(
     progress: ProgressSink | None = None,
     workers: int | None = None,
     ostree: Sequence[OstreeCommit] = (),
+    ostree_packages: Mapping[str, Sequence[str]] | None = None,
 ) -> RecordOutcome:
     """Record ``loaded`` as a signed compose manifest; check files first when ``verify``.
+    The package list comes from ``rpms.json``, else from ``ostree_packages``.
 
     Raises:
         InputError, ChecksumMismatchError, FetchError: bad input; nothing is written.
@@ -256,7 +283,12 @@ def record_compose(
     """
     trust = log.load_trust()
     manifest = build_compose_manifest(
-        loaded, product, now, checksums_verified=verify, ostree=ostree
+        loaded,
+        product,
+        now,
+        checksums_verified=verify,
+        ostree=ostree,
+        ostree_packages=ostree_packages,
     )
     hashed: list[HashResult] = []
     if verify and not options.dry_run:

@@ -189,6 +189,15 @@ def check_trees(repo: OstreeRepo, trees: Sequence[OstreeCommit]) -> None:
         )
 
 
+@dataclass(frozen=True)
+class GatheredTrees:
+    """A compose's checked OSTree trees, and each arch's package list read from its commit
+    (``packages`` None: not asked for, or no commit has one)."""
+
+    trees: list[OstreeCommit]
+    packages: dict[str, list[str]] | None = None
+
+
 def gather_trees(
     setup: OstreeSetup | None,
     version: str,
@@ -197,13 +206,32 @@ def gather_trees(
     commits: Sequence[str],
     arches: Sequence[str],
 ) -> list[OstreeCommit]:
+    """The checked OSTree trees of a compose with base ``version`` (see :func:`gather`).
+
+    Raises:
+        ConfigError, InputError, OstreeError: see :func:`gather`.
+    """
+    return gather(setup, version, repo=repo, commits=commits, arches=arches).trees
+
+
+def gather(
+    setup: OstreeSetup | None,
+    version: str,
+    *,
+    repo: str | None,
+    commits: Sequence[str],
+    arches: Sequence[str],
+    packages: bool = False,
+) -> GatheredTrees:
     """The checked OSTree trees of a compose with base ``version``: each arch's commit of
-    ``--ostree-repo`` (or ``[ostree] compose_repo``), or the ``--ostree-commit`` ones.
+    ``--ostree-repo`` (or ``[ostree] compose_repo``), or the ``--ostree-commit`` ones; with
+    ``packages``, also each commit's package list (``rpmostree.rpmdb.pkglist``).
 
     Raises:
         ConfigError: the product has no ``[ostree]`` table.
         InputError: a bad ``--ostree-commit``, or no ref found.
-        OstreeError: a commit is missing, incomplete, or the versions differ.
+        OstreeError: a commit is missing, incomplete, or the versions differ; or a
+            package list cannot be read.
     """
     if setup is None:
         raise ConfigError(
@@ -225,7 +253,18 @@ def gather_trees(
             local_source(source) if source is None else source, setup.config, version, arches
         )
     check_trees(local, trees)
-    return trees
+    return GatheredTrees(trees, commit_packages(local, trees) if packages else None)
+
+
+def commit_packages(repo: OstreeRepo, trees: Sequence[OstreeCommit]) -> dict[str, list[str]] | None:
+    """Each arch's package list from its commit's metadata, for the arches whose commit has
+    one; None when none has.
+
+    Raises:
+        OstreeError: a package list cannot be read (see :meth:`OstreeRepo.package_list`).
+    """
+    found = {t.arch: rpms for t in trees if (rpms := repo.package_list(t.commit)) is not None}
+    return found or None
 
 
 # --- promotion ---------------------------------------------------------------------------

@@ -144,3 +144,36 @@ def test_manifest_without_packages_serialises_as_before() -> None:
     # and reads back to the same model
     again = ComposeManifest.model_validate(json.loads(json.dumps(data)))
     assert again == with_packages
+
+
+def _binaries(sources: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """The same rpms as an OSTree commit's package list gives them: no source rpms."""
+    rpms = sorted(b for bins in sources.values() for b in bins)
+    return [{"variant": "Cloud_Atomic", "arch": "x86_64", "sources": {}, "binaries": rpms}]
+
+
+def test_rpms_without_a_known_source_are_compared_as_their_own_source() -> None:
+    """A commit's package list (binaries only) diffs against rpms.json's lists and itself:
+    the same changes, each rpm its own source."""
+    expected = [(p.name, p.kind, p.old, p.new) for p in compose_changes(*_pair()).packages]
+    for old, new in [(_binaries(OLD), _binaries(NEW)), (_packages(OLD), _binaries(NEW))]:
+        previous = make_compose(packages=old)
+        current = make_compose(compose_id="Fedora-Atomic-22-20150929.0", packages=new)
+        changes = compose_changes(previous, current)
+        assert [(p.name, p.kind, p.old, p.new) for p in changes.packages] == expected
+        core = next(p for p in changes.packages if p.name == "kernel-core")
+        assert core.source == "kernel-core" and core.notable
+
+
+def test_binaries_are_signed_only_when_present() -> None:
+    """A package set from rpms.json signs the bytes it signed before ``binaries`` existed;
+    one from a commit signs its binaries and reads back the same."""
+    from_json = make_compose(packages=_packages(OLD)).signed_dict()
+    assert set(from_json["packages"][0]) == {"variant", "arch", "sources"}
+    from_commit = make_compose(packages=_binaries(OLD))
+    data = from_commit.signed_dict()
+    assert data["packages"][0]["sources"] == {}
+    assert "kernel-core-0:4.2.3-300.fc23.x86_64" in data["packages"][0]["binaries"]
+    assert ComposeManifest.model_validate(json.loads(json.dumps(data))) == from_commit
+    with pytest.raises(ValidationError, match="binaries"):
+        make_compose(packages=[{**_binaries(OLD)[0], "binaries": ["kernel-4.2.3"]}])

@@ -27,11 +27,13 @@ from fedora_messaging.message import Message
 
 from pipeline.adapters import mail
 from pipeline.adapters.bus.settings import BusSettings
+from pipeline.adapters.ostree import OstreeRepo
 from pipeline.errors import ConfigError, MailError
 from pipeline.retry import Backoff
 from pipeline.stages import announce
 from pipeline.stages.mailing import Mailer
-from tests.conftest import run_invoke
+from tests.conftest import ComposeTree, Log, run_invoke
+from tests.ostreekit import ARCHES, OstreeHistory, ostree_toml
 from tests.sitekit import History, day
 
 USER, PASSWORD = "fortnight", "s3cret-for-tests"
@@ -172,6 +174,7 @@ def test_each_event_is_mailed_once_with_its_headers_and_body(
         in body
     )
     assert "Why this image:" in body
+    assert "OSTree" not in body  # the product has no [ostree]
     assert "https://fortnight.example/atomic-host/index.html" in body
     stale = inbox.mails[2][1].get_content()
     assert "keeps offering release 2018-05-15" in stale and "What to do:" in stale
@@ -184,6 +187,62 @@ def test_each_event_is_mailed_once_with_its_headers_and_body(
 
     again = _announce(h, _mailer(h, inbox.settings))  # a re-run: nothing new, nothing sent
     assert again.mails == [] and len(inbox.mails) == 4
+
+
+def test_the_mails_name_each_arch_s_ostree_commit_and_the_way_back(
+    tmp_path: Path,
+    make_log: Callable[..., Log],
+    make_compose_tree: Callable[..., ComposeTree],
+    inbox: Inbox,
+) -> None:
+    """Real commits, released and withdrawn through real repositories: the release mail names
+    per arch the ref, version, commit and previous commit; a withdrawal the commit the ref
+    moved back to (or that it was deleted) and what hosts on the withdrawn tree run."""
+    public, source = tmp_path / "public", tmp_path / "compose-repo"
+    toml = ostree_toml("https://dl.example.org/{compose_id}/", public, source, None)
+    oh = OstreeHistory(
+        History(make_log("log", toml), make_compose_tree), OstreeRepo(source), OstreeRepo(public)
+    )
+    h = oh.history
+    _with_recipients(h)
+    first = h.log.git("rev-parse", "HEAD").strip()
+    old = oh.compose(day(-1), "28.20180430.0").compose_id
+    oh.cut(day(0, 12))
+    new = oh.compose(day(13), "28.20180514.0").compose_id
+    oh.cut(day(14, 12))
+    oh.revoke("2018-05-15", day(15))
+    oh.revoke("2018-05-01", day(16))  # nothing stands: the refs are deleted
+    inbox.start()
+    announce.write_marker(h.log.log, first)
+    _announce(h, _mailer(h, inbox.settings))
+    bodies = [m.get_content().replace("\r\n", "\n") for _, m in inbox.mails]
+    assert [m["Subject"] for _, m in inbox.mails][2:] == [
+        "Fedora Atomic Host 2018-05-15 withdrawn",
+        "Fedora Atomic Host 2018-05-01 withdrawn",
+    ]
+    for arch in ARCHES:
+        ref = f"fedora/28/{arch}/atomic-host"
+        was, now = oh.commits[old][arch], oh.commits[new][arch]
+        assert (
+            f"  {arch} {ref}: version 28.20180430.0\n    commit {was}\n"
+            "    previous: none (a new ref)\n"
+        ) in bodies[0]
+        assert (
+            f"  {arch} {ref}: version 28.20180514.0\n    commit {now}\n    previous {was}\n"
+        ) in bodies[1]
+        assert (
+            f"  {arch} {ref}: withdrawn commit {now}\n"
+            f"    moved back to {was} (version 28.20180430.0, release 2018-05-01)\n"
+        ) in bodies[2]
+        assert (
+            f"  {arch} {ref}: withdrawn commit {was}\n"
+            "    deleted: no release that stands names this ref\n"
+        ) in bodies[3]
+    assert "Repository: https://fortnight.example/atomic-host/ostree/\n" in bodies[1]
+    assert "GPG key:" not in bodies[1]  # the product publishes no key
+    assert "'rpm-ostree rollback' (back to the deployment they had), or\n" in bodies[2]
+    assert "'rpm-ostree deploy <commit>' with the commit the ref moved back to." in bodies[2]
+    assert "they had).\n" in bodies[3] and "rpm-ostree deploy" not in bodies[3]
 
 
 def test_a_server_that_refuses_the_first_connection(

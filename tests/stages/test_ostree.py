@@ -8,18 +8,24 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.adapters.ingest import load_compose
 from pipeline.adapters.ostree import OstreeRepo
 from pipeline.core.models.manifests import ComposeManifest, ReleaseManifest
+from pipeline.core.pages.links import Urls
+from pipeline.core.pages.notes import release_notes
+from pipeline.demo.packages import write_rpms_json
 from pipeline.errors import ConfigError, InputError, OstreeError
+from pipeline.stages.compose import build_compose_manifest
 from pipeline.stages.ostree import (
     check_trees,
+    gather,
     gather_trees,
     parse_commit_options,
     ref_problems,
     sync_refs,
 )
-from tests.conftest import Log
-from tests.ostreekit import ARCHES, OstreeHistory, TestKey, make_gpg_key, ostree_toml
+from tests.conftest import ComposeTree, Log
+from tests.ostreekit import ARCHES, OstreeHistory, Rpm, TestKey, make_gpg_key, ostree_toml
 from tests.sitekit import History, day
 
 X86_REF = "fedora/28/x86_64/atomic-host"
@@ -106,6 +112,70 @@ def test_an_arch_given_twice_is_refused() -> None:
 def test_gather_needs_an_ostree_table() -> None:
     with pytest.raises(ConfigError, match=r"no \[ostree\] table"):
         gather_trees(None, "28", repo=None, commits=[], arches=[])
+
+
+# --- the package list from the commits (issue 20, item 1) ---------------------------------
+
+OLD_RPMS: list[Rpm] = [
+    ("kernel-core", 0, "4.16.3", "301.fc28"),
+    ("rpm-ostree", 0, "2018.4", "1.fc28"),
+    ("docker", 2, "1.13.1", "51.git4032bd5.fc28"),
+    ("nano", 0, "2.9.5", "1.fc28"),
+]
+NEW_RPMS: list[Rpm] = [
+    ("kernel-core", 0, "4.16.10", "300.fc28"),  # 4.16.10 > 4.16.3 in rpm's order
+    ("rpm-ostree", 0, "2018.5", "1.fc28"),
+    ("docker", 2, "1.13.1", "51.git4032bd5.fc28"),
+    ("tmux", 0, "2.7", "1.fc28"),
+]
+
+
+def test_a_compose_without_rpms_json_takes_its_commits_package_lists(oh: OstreeHistory) -> None:
+    """Commits made with ``--add-metadata=rpmostree.rpmdb.pkglist=...``: the compose
+    manifests list their rpms per arch, and the second release's notes show the changes."""
+    first = oh.compose(day(-1), "28.20180430.0", rpms=OLD_RPMS)
+    assert first.packages is not None
+    assert [(p.variant, p.arch, p.sources) for p in first.packages] == [
+        ("AtomicHost", "aarch64", {}),
+        ("AtomicHost", "x86_64", {}),
+    ]
+    assert "docker-2:1.13.1-51.git4032bd5.fc28.x86_64" in first.packages[1].binaries
+    found = gather(oh.setup, "28", repo=None, commits=[], arches=ARCHES, packages=True)
+    assert found.packages == {p.arch: p.binaries for p in first.packages}
+    oh.cut(day(0, 12))
+    oh.compose(day(13), "28.20180514.0", rpms=NEW_RPMS)
+    oh.cut(day(14, 12))
+    state = oh.state(day(15))
+    view = state.release("2018-05-15")
+    assert view is not None
+    notes = release_notes(state, view, Urls("atomic-host"))
+    assert notes is not None and notes.known
+    assert dict(notes.counts) == {"upgraded": 2, "added": 1, "removed": 1}
+    assert [r.text for r in notes.notable_sources] == [
+        "kernel-core 4.16.3-301.fc28 \u2192 4.16.10-300.fc28",
+        "rpm-ostree 2018.4-1.fc28 \u2192 2018.5-1.fc28",
+    ]
+    assert {r.name for r in notes.other_sources} == {"nano", "tmux"}
+
+
+def test_rpms_json_wins_over_the_commits_package_lists(
+    oh: OstreeHistory, make_compose_tree: Callable[..., ComposeTree]
+) -> None:
+    cid = "Fedora-Atomic-28-20180501.0"
+    tree = make_compose_tree(cid)
+    write_rpms_json(tree.compose_dir, cid, night=0, arches=("x86_64",))
+    from_commit = {"x86_64": ["bash-0:4.4.19-1.fc28.x86_64"]}
+    manifest = build_compose_manifest(
+        load_compose(str(tree.root)),
+        oh.history.product,
+        day(0),
+        checksums_verified=True,
+        ostree_packages=from_commit,
+    )
+    assert manifest.packages is not None
+    x86 = next(p for p in manifest.packages if p.arch == "x86_64")
+    assert x86.sources and all(not p.binaries for p in manifest.packages)
+    assert oh.compose(day(1), "28.1").packages is None  # no rpms.json, no package list
 
 
 # --- items 2-4: promote, withdraw, sync ----------------------------------------------------

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.adapters.ostree import OstreeRepo
+from pipeline.adapters.pkglist import PKGLIST_KEY
 from pipeline.errors import OstreeError
 from tests.conftest import Log, StaticServer, run_invoke
-from tests.ostreekit import OstreeHistory, TestKey, make_gpg_key, ostree_toml
+from tests.ostreekit import OstreeHistory, TestKey, commit_tree, make_gpg_key, ostree_toml
 from tests.sitekit import History, day
 
 REF = "fedora/28/x86_64/atomic-host"
@@ -114,7 +115,8 @@ def test_a_host_follows_releases_and_withdrawals(
 def test_compose_record_reads_the_compose_repository(
     oh: OstreeHistory, make_compose_tree: Callable[..., object]
 ) -> None:
-    oh.compose(day(-1), "28.1")  # commits both arches' compose refs
+    rpms = [("kernel-core", 0, "4.16.3", "301.fc28"), ("docker", 2, "1.13.1", "51.fc28")]
+    oh.compose(day(-1), "28.1", rpms=rpms)  # commits both arches' compose refs
     tree = make_compose_tree("Fedora-Atomic-28-20180501.0")
     repo = ["--repo", str(oh.history.log.repo)]
     env = oh.history.log.env
@@ -129,8 +131,17 @@ def test_compose_record_reads_the_compose_repository(
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     path = oh.history.log.repo / "manifests/atomic-host/composes/Fedora-Atomic-28-20180501.0.json"
-    recorded = json.loads(path.read_text())["signed"]["ostree"]
+    signed = json.loads(path.read_text())["signed"]
+    recorded = signed["ostree"]
     assert {t["arch"]: t["version"] for t in recorded} == {"aarch64": "28.1", "x86_64": "28.1"}
+    # no rpms.json in the compose: the package list is the commits' (rpmostree.rpmdb.pkglist)
+    x86 = next(p for p in signed["packages"] if p["arch"] == "x86_64")
+    assert x86 == {
+        "arch": "x86_64",
+        "binaries": ["docker-2:1.13.1-51.fc28.x86_64", "kernel-core-0:4.16.3-301.fc28.x86_64"],
+        "sources": {},
+        "variant": "AtomicHost",
+    }
     bad = run_invoke(
         "compose.record",
         "--source",
@@ -143,12 +154,28 @@ def test_compose_record_reads_the_compose_repository(
     assert bad.returncode == 11, bad.stdout + bad.stderr
     assert f"commit {'0' * 64} is not in the repository" in bad.stderr
     assert "Traceback" not in bad.stderr
+    # a commit whose package list is not a(stsss): one line naming it, nothing recorded
+    hostile = commit_tree(
+        oh.source, "hostile", {"a": "b"}, "28.1", "", {PKGLIST_KEY: "[('a', 'b')]"}
+    )
+    other = make_compose_tree("Fedora-Atomic-28-20180502.0")
+    refused = run_invoke(
+        "compose.record",
+        "--source",
+        str(other.root),  # type: ignore[attr-defined]
+        "--ostree-commit",
+        f"x86_64={hostile}",
+        *repo,
+        env=env,
+    )
+    assert refused.returncode == 11, refused.stdout + refused.stderr
+    assert f"commit {hostile}: {PKGLIST_KEY}: the list is not of type a(stsss)" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (path.parent / "Fedora-Atomic-28-20180502.0.json").exists()
 
 
 def test_gpg_pull_refuses_an_unsigned_commit(tmp_path: Path, gpg_key: TestKey) -> None:
     """The client check the tests rely on is real: an unsigned commit is refused."""
-    from tests.ostreekit import commit_tree  # noqa: PLC0415
-
     public = OstreeRepo(tmp_path / "srv" / "repo")
     commit_tree(public, REF, {"a": "b"}, "1")
     public.update_summary(gpg_key.gpg)

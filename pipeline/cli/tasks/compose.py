@@ -78,7 +78,7 @@ def record(
         record_compose,
         record_failed_compose,
     )
-    from pipeline.stages.ostree import gather_trees, ostree_setup  # noqa: PLC0415
+    from pipeline.stages.ostree import GatheredTrees, gather, ostree_setup  # noqa: PLC0415
 
     asked = record_request(
         source=source,
@@ -110,14 +110,15 @@ def record(
         return
     session = http_session()
     loaded = load_compose(asked.source, session, max_bytes=limit)
-    trees = []
+    trees = GatheredTrees([])
     if ostree_repo or ostree_commit:
-        trees = gather_trees(
+        trees = gather(
             ostree_setup(s.config, s.log.repo, os.environ),
             loaded.info.release.version,
             repo=ostree_repo,
             commits=ostree_commit or [],
             arches=s.config.ostree_arches(),
+            packages=loaded.rpms is None,
         )
     with console.byte_progress() as progress:
         outcome = record_compose(
@@ -130,7 +131,8 @@ def record(
             options=s.options,
             session=session,
             progress=progress,
-            ostree=trees,
+            ostree=trees.trees,
+            ostree_packages=trees.packages,
         )
     console.out.print(console.compose_table(outcome.manifest))
     checked = f"{len(outcome.hashed)} image(s) checked" if outcome.hashed else ""

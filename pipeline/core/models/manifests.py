@@ -109,11 +109,16 @@ class PackageSet(StrictModel):
 
     ``sources`` maps each source rpm's NEVRA to its binary rpms' NEVRAs: name,
     epoch, version, release, arch and source rpm, compactly (from Pungi's ``rpms.json``).
+    ``binaries`` lists binary rpms whose source rpm is not known: an OSTree commit's
+    package list (``rpmostree.rpmdb.pkglist``) names no source rpms. It is left out of the
+    signed payload when empty, so package sets from ``rpms.json`` sign the bytes they
+    signed before the field.
     """
 
     variant: NonEmpty
     arch: NonEmpty
     sources: dict[Nevra, list[Nevra]]
+    binaries: list[Nevra] = Field(default_factory=list)
 
 
 #: Whether a compose produced images (Pungi's DOOMED composes produce none).
@@ -156,11 +161,15 @@ class ComposeManifest(Manifest):
         return self.compose_id
 
     def signed_dict(self) -> dict[str, Any]:
-        """The payload; without ``ostree`` when empty and without ``packages`` when
-        unknown, so a manifest without them signs the bytes it signed before the fields."""
+        """The payload; without ``ostree`` when empty, without ``packages`` when unknown
+        and without a package set's empty ``binaries``, so a manifest without them signs
+        the bytes it signed before the fields."""
         data = _drop_empty_ostree(super().signed_dict())
         if data.get("packages") is None:
             data.pop("packages", None)
+        for package_set in data.get("packages") or []:
+            if not package_set.get("binaries"):
+                package_set.pop("binaries", None)
         return data
 
     @model_validator(mode="after")

@@ -1,19 +1,21 @@
 """The release announcement mail, in plain text, as Fedora's two-week script sent it.
 
 For a release: product and base, release id, every image with its size and sha256, the
-AMIs per region, the changes since the previous release, why this image, and links. For a
-stale cycle: the image that stays, the failure bug and what to do. For a withdrawal: the
-reason, the bug, the image to use instead and what to do. Pure: state and manifests in,
-subject and body out.
+AMIs per region, the OSTree commit per arch (with the one the ref pointed to before), the
+changes since the previous release, why this image, and links. For a stale cycle: the image
+that stays, the failure bug and what to do. For a withdrawal: the reason, the bug, the image
+to use instead, the commit each OSTree ref moved back to and what hosts on the withdrawn tree
+run. Pure: state and manifests in, subject and body out.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.core.models.manifests import ReleaseManifest, RevocationManifest
+from pipeline.core.models.manifests import OstreePromotion, ReleaseManifest, RevocationManifest
 from pipeline.core.pages.links import Urls, named_bug_link
 from pipeline.core.pages.notes import release_notes
+from pipeline.core.pages.ostree import ostree_key_path, ostree_repo_path
 from pipeline.core.state import ReleaseView, State
 from pipeline.core.units import human_size
 
@@ -55,12 +57,16 @@ def release_mail(state: State, release: ReleaseManifest, site_url: str) -> Mail:
             f"    size {human_size(img.size)} ({img.size} bytes), sha256 {img.checksums.sha256}",
         ]
     lines += _amis(state, release.compose_id or "")
+    lines += _ostree_trees(state, release, site, urls)
     view = _view(state, release.release_id)
     notes = release_notes(state, view, urls) if view else None
     if notes is not None:
         lines += ["", f"Changes since {notes.previous_id} ({notes.previous_compose_id}):"]
         if not notes.known:
-            lines.append("  The package list is unknown (a compose had no rpms.json).")
+            lines.append(
+                "  The package list is unknown "
+                "(a compose had no rpms.json and no OSTree package list)."
+            )
         else:
             counts = ", ".join(f"{n} {kind}" for kind, n in notes.counts) or "none"
             lines.append(f"  Packages: {counts}.")
@@ -85,6 +91,53 @@ def _amis(state: State, compose_id: str) -> list[str]:
     return ["", "Amazon EC2 images (AMIs):"] + [
         f"  {a.arch} {a.region}: {a.ami_id}" for a in public
     ]
+
+
+def _ostree_trees(state: State, release: ReleaseManifest, site: str, urls: Urls) -> list[str]:
+    """Per arch the public ref, the released commit and version, and the commit before."""
+    if not release.ostree:
+        return []
+    lines = ["", "OSTree (rpm-ostree upgrade follows each ref to this commit):"]
+    for p in sorted(release.ostree, key=lambda p: p.arch):
+        lines += [
+            f"  {p.arch} {p.ref}: version {p.version}",
+            f"    commit {p.commit}",
+            f"    previous {p.previous}" if p.previous else "    previous: none (a new ref)",
+        ]
+    config = state.product.ostree
+    if config is not None and site:
+        lines.append(f"  Repository: {site}{ostree_repo_path(urls, config.site_path)}")
+        if config.gpg_public_key:
+            lines.append(f"  GPG key: {site}{ostree_key_path(urls, config.site_path)}")
+    return lines
+
+
+def _ostree_moved_back(state: State, revocation: RevocationManifest) -> list[str]:
+    """Where each ref of the withdrawn release points now, and what hosts on it run."""
+    withdrawn = _view(state, revocation.release_id)
+    if withdrawn is None or not withdrawn.manifest.ostree:
+        return []
+    standing: dict[str, tuple[str, OstreePromotion]] = {
+        p.ref: (v.release_id, p) for v in state.releases if v.stands for p in v.manifest.ostree
+    }
+    lines, moved = ["", "OSTree:"], False
+    for p in sorted(withdrawn.manifest.ostree, key=lambda p: p.arch):
+        lines.append(f"  {p.arch} {p.ref}: withdrawn commit {p.commit}")
+        if p.ref in standing:
+            release_id, back = standing[p.ref]
+            moved = True
+            lines.append(
+                f"    moved back to {back.commit} (version {back.version}, release {release_id})"
+            )
+        else:
+            lines.append("    deleted: no release that stands names this ref")
+    lines += [
+        "  Hosts that upgraded to the withdrawn tree cannot upgrade backwards: run",
+        "  'rpm-ostree rollback' (back to the deployment they had)" + (", or" if moved else "."),
+    ]
+    if moved:
+        lines.append("  'rpm-ostree deploy <commit>' with the commit the ref moved back to.")
+    return lines
 
 
 def _links(site: str, urls: Urls, manifest: ReleaseManifest | RevocationManifest) -> list[str]:
@@ -147,6 +200,7 @@ def withdrawn_mail(state: State, revocation: RevocationManifest, site_url: str) 
         f"What to do: do not use the images of {revocation.release_id}; replace instances "
         f"started from them. {instead}",
     ]
+    lines += _ostree_moved_back(state, revocation)
     if site:
         lines += ["", f"Download page: {site}{urls.download()}"]
     return Mail(f"{name} {revocation.release_id} withdrawn", _text(lines))
