@@ -345,8 +345,8 @@ def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.startswith(f"OK: {site}: root {fingerprint[:16]}")
     # ... and names, from the signed stream, the tree a host following the ref should be on
-    released = ref.read_text().strip()
-    assert f"x86_64 fedora/28/x86_64/atomic-host {released} (version" in checked.stdout
+    tree = ref.read_text().strip()
+    assert f"x86_64 fedora/28/x86_64/atomic-host {tree} (version" in checked.stdout
 
 
 def test_a_threshold_of_two_needs_two_keys(
