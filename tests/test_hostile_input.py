@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.core.config import load_product
 from pipeline.errors import ConfigError
-from pipeline.log.signing import sign_manifest
+from pipeline.log.writer import WriteOptions
 from tests.conftest import ROOT, ComposeTree, Log, make_compose, run_invoke
 from tests.test_tasks import assert_one_line_error
 
@@ -225,17 +225,20 @@ def _two_products_one_poisoned(make_log: Callable[..., Log], poisoned: str) -> t
             "fortnight-atomic-host", "fortnight-other"
         )
     )
-    bad = []
-    for product in ("atomic-host", "other"):
-        rel = f"manifests/{product}/composes/Fedora-Atomic-22-20150915.0.json"
-        raw = sign_manifest(make_compose(product=product), [log.signers["compose"]]).decode()
-        if poisoned in (product, "both"):
-            raw = raw.replace('"label": null', '"label": "\\ud800"', 1)
-            bad.append(rel)
-        (log.repo / rel).parent.mkdir(parents=True)
-        (log.repo / rel).write_text(raw)
     log.git("add", "-A")
-    log.git("commit", "-qm", "two products, a hostile edit")
+    log.git("commit", "-qm", "product: add other")
+    bad = []
+    for product in ("atomic-host", "other"):  # recorded: signed, indexed, checkpointed
+        manifest = make_compose(product=product)
+        log.log.record(
+            [manifest], [log.signers["compose"]], log.log.load_trust(), "compose", WriteOptions()
+        )
+        rel = f"manifests/{manifest.relpath()}"
+        if poisoned in (product, "both"):  # then edited by a hostile commit
+            raw = (log.repo / rel).read_text().replace('"label": null', '"label": "\\ud800"', 1)
+            (log.repo / rel).write_text(raw)
+            bad.append(rel)
+    log.git("commit", "-qam", "a hostile edit")
     return log, bad[0]
 
 
