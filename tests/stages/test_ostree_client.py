@@ -101,15 +101,15 @@ def test_a_host_follows_releases_and_withdrawals(
 
     repo = ["--repo", str(oh.history.log.repo)]
     env = oh.history.log.env
-    fresh = ["--at", "2018-05-20"]  # the history's checkpoints are fresh then, not today
-    verify = run_invoke("verify", *repo, *fresh, env=env)
+    at = ["--at", "2018-05-20"]  # the history's checkpoints are fresh then, not today
+    verify = run_invoke("verify", *repo, *at, env=env)
     assert verify.returncode == 4, verify.stdout + verify.stderr
     assert f"ref {REF} points to {oh.commits[second.compose_id]['x86_64']}" in verify.stderr
     assert "Traceback" not in verify.stderr
     synced = run_invoke("ostree.sync", *repo, env=env)
     assert synced.returncode == 0, synced.stdout + synced.stderr
     assert f"moved {REF}" in synced.stdout
-    assert run_invoke("verify", *repo, *fresh, env=env).returncode == 0
+    assert run_invoke("verify", *repo, *at, env=env).returncode == 0
     assert pull(client(tmp_path / "fourth", url, gpg_key)) == oh.commits[first.compose_id]["x86_64"]
 
 
