@@ -3,8 +3,10 @@
 :func:`check_coverage` compares the manifest files of a load with ``manifests/log.idx``
 (verified by :func:`pipeline.log.checkpoints.verify_chain`): a file the index does not name,
 a file whose sha256 differs from its line, and a line whose file is gone are each a
-failure naming the file. Hashing every file on every load would cost a read of the whole
-log, so the sha256 of a clean tracked file is kept by its git blob id (the same bytes) in
+failure naming the file. A file this load verified is compared by the sha256 of the
+bytes it verified (``read``, from :func:`pipeline.log.parallel.verify_files`): it is not
+read again. Hashing every other file on every load would cost a read of the whole log, so
+the sha256 of a clean tracked file is kept by its git blob id (the same bytes) in
 ``<git dir>/fortnight-cache/digests/<product>``: fixed-width ASCII records, a cache like
 the verification cache (deleting it only makes the next load slower).
 """
@@ -67,16 +69,22 @@ class DigestCache:
         self._dirty.clear()
 
 
-def _digest(root: Path, name: str, blob: str | None, cache: DigestCache) -> str | None:
+def _digest(
+    root: Path, name: str, blob: str | None, cache: DigestCache, read: str | None
+) -> str | None:
+    """The sha256 of the file ``name``: ``read`` (of the bytes this load verified), else
+    by its blob id from ``cache``, else of its bytes now (None: it cannot be read)."""
     product = name.split("/", 1)[0]
-    if blob is not None:
-        known = cache.get(product, blob)
+    if read is not None:
+        sha = read
+    else:
+        known = cache.get(product, blob) if blob is not None else None
         if known is not None:
             return known
-    try:
-        sha = hashlib.sha256((root / name).read_bytes()).hexdigest()
-    except OSError:
-        return None
+        try:
+            sha = hashlib.sha256((root / name).read_bytes()).hexdigest()
+        except OSError:
+            return None
     if blob is not None:
         cache.put(product, blob, sha)
     return sha
@@ -88,10 +96,13 @@ def check_coverage(
     names: Sequence[str],
     blob_ids: Mapping[str, str],
     cache: DigestCache,
+    read: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str]]:
     """Failures ``(manifests/<name>, reason)`` where the files of ``names`` and the index
     lines ``digests`` (name: sha256, of the same product folders) disagree; empty when
-    they agree."""
+    they agree. ``read`` gives the sha256 of the bytes this load verified, by name: those
+    files are not read again."""
+    read = {} if read is None else read
     indexed = dict(digests)
     failures: list[tuple[str, str]] = []
     for name in names:
@@ -101,7 +112,7 @@ def check_coverage(
                 (f"{MANIFESTS}/{name}", f"not in {INDEX_PATH}: no checkpoint covers it")
             )
             continue
-        got = _digest(root, name, blob_ids.get(name), cache)
+        got = _digest(root, name, blob_ids.get(name), cache, read.get(name))
         if got != want:
             failures.append(
                 (
@@ -137,10 +148,12 @@ def covered(
     products: Collection[str] | None,
     blob_ids: Mapping[str, str],
     cache_dir: Path | None,
+    read: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str]]:
-    """:func:`check_coverage` of ``names`` (of ``products``) against the verified index,
-    skipped when the same index and the same files (by git blob id) passed before: a
-    marker under ``<cache_dir>/coverage/`` records the last key that passed per scope."""
+    """:func:`check_coverage` of ``names`` (of ``products``) against the verified index
+    (``read``: the sha256 of the bytes this load verified, by name), skipped when the same
+    index and the same files (by git blob id) passed before: a marker under
+    ``<cache_dir>/coverage/`` records the last key that passed per scope."""
     key = _coverage_key(log.raw, names, blob_ids) if cache_dir is not None else None
     marker = None
     if key is not None and cache_dir is not None:
@@ -150,7 +163,7 @@ def covered(
             if marker.read_text() == key:
                 return []
     digests = DigestCache(cache_dir / "digests" if cache_dir is not None else None)
-    failures = check_coverage(root, log.digests(products), names, blob_ids, digests)
+    failures = check_coverage(root, log.digests(products), names, blob_ids, digests, read)
     if not failures and marker is not None and key is not None:
         with contextlib.suppress(OSError):
             marker.parent.mkdir(parents=True, exist_ok=True)

@@ -4,17 +4,23 @@ With many files and several cores, shares of them are verified by worker process
 (``python -c``, running this very package) while this process verifies its own share.
 A worker writes its results as cache segments (:mod:`pipeline.log.segments`); a worker
 that fails, or whose output is not sound, has its share verified here instead.
+
+Each file is read once: where its bytes are in memory for verification, their sha256 is
+taken too and returned, so the index coverage check (:mod:`pipeline.log.coverage`)
+compares the very bytes that were verified without reading the file again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -27,8 +33,20 @@ from pipeline.log.signing import ManifestRejected, verify_manifest
 #: Verify in worker processes (one per further core) when at least this many files miss.
 PARALLEL_MIN_FILES = 2000
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
 #: A segment a worker wrote: its partition, its bytes, its entries.
 WorkerSegment = tuple[str, bytes, Entries]
+
+
+@dataclass
+class Checked:
+    """What :func:`verify_files` found, by name: the verified models, the rejection
+    reasons, and the sha256 (hex) of the exact bytes checked, for every file."""
+
+    verified: dict[str, Manifest] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)
 
 
 def cpu_count() -> int:
@@ -46,10 +64,11 @@ def verify_files(
     cache: VerifyCache | None,
     *,
     jobs: int | None = None,
-) -> tuple[dict[str, Manifest], dict[str, str]]:
+) -> Checked:
     """Verify the manifest files ``names`` (relative to ``root``) with ``verify_manifest``.
 
-    Returns the verified models and the rejection reasons, by name. With many files
+    Returns the verified models, the rejection reasons and the sha256 of the bytes each
+    file had when it was checked, by name. With many files
     and several cores, shares of them are verified by worker processes running the
     same code (``python -c ...``) while this process verifies its own share; a worker
     that fails has its share verified here instead, so the outcome never depends on it.
@@ -57,12 +76,11 @@ def verify_files(
     Raises:
         OSError: a file could not be read (as without workers).
     """
-    verified: dict[str, Manifest] = {}
-    rejected: dict[str, str] = {}
+    out = Checked()
     jobs = cpu_count() if jobs is None else jobs
     if jobs < 2 or len(names) < PARALLEL_MIN_FILES:
-        _verify_here(root, names, trust, cache, verified, rejected)
-        return verified, rejected
+        _verify_here(root, names, trust, cache, out)
+        return out
     shares = [list(names[i::jobs]) for i in range(jobs)]
     fingerprint = cache.fingerprint if cache is not None else ""
     with tempfile.TemporaryDirectory(prefix="fortnight-verify-") as tmp:
@@ -70,20 +88,21 @@ def verify_files(
             _start_worker(Path(tmp) / str(i), root, share, trust, fingerprint)
             for i, share in enumerate(shares[1:], 1)
         ]
-        _verify_here(root, shares[0], trust, cache, verified, rejected)
+        _verify_here(root, shares[0], trust, cache, out)
         for worker, share in zip(workers, shares[1:], strict=True):
             result = _finish_worker(worker, share, fingerprint)
             if result is None:
-                _verify_here(root, share, trust, cache, verified, rejected)
+                _verify_here(root, share, trust, cache, out)
                 continue
-            segments, reasons = result
+            segments, reasons, digests = result
             for _, _, entries in segments:
-                verified.update((name, entry[1]) for name, entry in entries.items())
-            rejected.update(reasons)
+                out.verified.update((name, entry[1]) for name, entry in entries.items())
+            out.rejected.update(reasons)
+            out.sha256.update(digests)
             if cache is not None:
                 for partition, raw, entries in segments:
                     cache.adopt(partition, raw, entries)
-    return verified, rejected
+    return out
 
 
 def _verify_here(
@@ -91,18 +110,18 @@ def _verify_here(
     names: Sequence[str],
     trust: Trust,
     cache: VerifyCache | None,
-    verified: dict[str, Manifest],
-    rejected: dict[str, str],
+    out: Checked,
 ) -> None:
     for name in names:
         rel = PurePosixPath(name)
         data = (root / rel).read_bytes()
+        out.sha256[name] = hashlib.sha256(data).hexdigest()
         try:
             manifest = verify_manifest(data, rel, trust)
         except ManifestRejected as e:
-            rejected[name] = e.reason
+            out.rejected[name] = e.reason
             continue
-        verified[name] = manifest
+        out.verified[name] = manifest
         if cache is not None:
             cache.put(name, data, manifest)
 
@@ -149,8 +168,9 @@ def _start_worker(
 
 def _finish_worker(
     worker: _Worker, names: list[str], fingerprint: str
-) -> tuple[list[WorkerSegment], dict[str, str]] | None:
-    """A worker's segments (partition, raw bytes, entries) and rejections, if sound."""
+) -> tuple[list[WorkerSegment], dict[str, str], dict[str, str]] | None:
+    """A worker's segments (partition, raw bytes, entries), rejections and sha256 of each
+    file's bytes, if sound."""
     if worker.process is None or worker.process.wait() != 0:
         return None
     try:
@@ -160,18 +180,23 @@ def _finish_worker(
     header = _output_header(data)
     if header is None:
         return None
-    end, reasons, layout = header
+    end, reasons, layout, digests = header
     segments = _output_segments(data, end + 1, layout, fingerprint)
     if segments is None:
         return None
     seen = {name for _, _, entries in segments for name in entries}
     if len(seen) + len(reasons) != len(names) or not all(n in seen or n in reasons for n in names):
         return None
-    return segments, reasons
+    if len(digests) != len(names) or not all(n in digests for n in names):
+        return None
+    return segments, reasons, digests
 
 
-def _output_header(data: bytes) -> tuple[int, dict[str, str], list[Any]] | None:
-    """A worker output's header line: where it ends, the rejections, the segment layout."""
+def _output_header(
+    data: bytes,
+) -> tuple[int, dict[str, str], list[Any], dict[str, str]] | None:
+    """A worker output's header line: where it ends, the rejections, the segment layout,
+    the sha256 of each file's bytes."""
     end = data.find(b"\n")
     try:
         header = json.loads(data[:end]) if end >= 0 else None
@@ -180,13 +205,20 @@ def _output_header(data: bytes) -> tuple[int, dict[str, str], list[Any]] | None:
     if not isinstance(header, dict):
         return None
     reasons, layout = header.get("reasons"), header.get("segments")
+    digests = header.get("sha256")
     if (
         not isinstance(reasons, dict)
         or not all(isinstance(r, str) for r in reasons.values())
         or not isinstance(layout, list)
+        or not isinstance(digests, dict)
+        or not all(isinstance(d, str) and _is_sha256(d) for d in digests.values())
     ):
         return None
-    return end, reasons, layout
+    return end, reasons, layout, digests
+
+
+def _is_sha256(text: str) -> bool:
+    return _SHA256.fullmatch(text) is not None
 
 
 def _output_segments(
@@ -243,10 +275,12 @@ def worker_main(argv: Sequence[str] | None = None) -> None:
     trust = Trust.model_validate_json(request["trust"], strict=True)
     by_partition: dict[str, Entries] = {}
     reasons: dict[str, str] = {}
+    digests: dict[str, str] = {}
     with gc_paused():
         for name in request["names"]:
             rel = PurePosixPath(name)
             data = (root / rel).read_bytes()
+            digests[name] = hashlib.sha256(data).hexdigest()
             try:
                 manifest = verify_manifest(data, rel, trust)
             except ManifestRejected as e:
@@ -260,11 +294,15 @@ def worker_main(argv: Sequence[str] | None = None) -> None:
             (partition, encode_segment(request["fingerprint"], entries))
             for partition, entries in sorted(by_partition.items())
         ]
-    header = {"reasons": reasons, "segments": [[p, len(body)] for p, body in bodies]}
+    header = {
+        "reasons": reasons,
+        "segments": [[p, len(body)] for p, body in bodies],
+        "sha256": digests,
+    }
     with open(output_path, "wb") as out:
         out.write(json.dumps(header).encode() + b"\n")
         for _, body in bodies:
             out.write(body)
 
 
-__all__ = ["PARALLEL_MIN_FILES", "cpu_count", "verify_files", "worker_main"]
+__all__ = ["PARALLEL_MIN_FILES", "Checked", "cpu_count", "verify_files", "worker_main"]

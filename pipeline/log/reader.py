@@ -243,11 +243,12 @@ class LogReader:
                 misses.append(name)
             else:
                 verified[name] = hit
-        fresh, rejected = verify_files(self.root, misses, trust, cache)
-        verified.update(fresh)
+        checked = verify_files(self.root, misses, trust, cache)
+        verified.update(checked.verified)
+        rejected = checked.rejected
         report = LogReport(head=chain.head)
         blobs = cache.blob_ids if cache is not None else {}
-        failures = covered(self.root, chain, names, products, blobs, cache_dir)
+        failures = covered(self.root, chain, names, products, blobs, cache_dir, checked.sha256)
         names, failures = self._skip_unrecorded(names, failures, verified)
         for path, reason in failures:
             name = path.removeprefix(f"{MANIFESTS}/")
