@@ -79,6 +79,7 @@ class StrictModel(BaseModel):
         validate_by_name=True,
         validate_by_alias=True,
         serialize_by_alias=True,
+        defer_build=True,  # validators build on first use: a task pays only for what it loads
     )
 
 
