@@ -337,7 +337,7 @@ def remembered(git: Git) -> tuple[int, str] | None:
 
 def forget_uncommitted(git: Git, head: SignedCheckpoint | None) -> None:
     """After uncommitted checkpoints were dropped (a killed write, see the writer's
-    ``_tidy_index``), remember no more than ``head``, the newest one left: the dropped ones
+    ``_verify_or_tidy``), remember no more than ``head``, the newest one left: the dropped ones
     were never committed, so no other clone can have seen them."""
     memory = remembered(git)
     if memory is None or (head is not None and memory[0] <= head.signed.number):

@@ -184,7 +184,7 @@ class LogWriter:
         ``created`` and signatures) is an unchanged no-op. Nothing is written
         unless every manifest can be. Verified manifests an earlier run left uncommitted
         under the scopes of ``pending`` (and ``scopes``) go into the same commit: appended
-        to the index first if a kill left them out of it (see :meth:`_tidy_index`).
+        to the index first if a kill left them out of it (see :meth:`_verify_or_tidy`).
 
         Raises:
             ConflictError: an identity exists with different content.
@@ -196,10 +196,9 @@ class LogWriter:
         self.require_repo()
         result = WriteResult(dry_run=dry_run)
         with self.lock():
-            if not dry_run:
-                self._tidy_index(trust)
-            # Fail closed: never append to a log whose index or checkpoints do not verify.
-            self.reader.verify_log(trust)
+            # Fail closed: never append to a log whose index or checkpoints do not verify
+            # (a real write first tidies what a killed write left half done).
+            self._verify_or_tidy(trust, tidy=not dry_run)
             new: list[PendingManifest] = []
             for item in pending:
                 if self._existing_matches(item, trust):
@@ -380,8 +379,9 @@ class LogWriter:
         ).stdout
         return [PurePosixPath(e[3:]) for e in out.split("\0") if len(e) > 3]
 
-    def _tidy_index(self, trust: Trust) -> None:
-        """Undo what a killed write left half done to the index and its checkpoints.
+    def _verify_or_tidy(self, trust: Trust, *, tidy: bool) -> None:
+        """Verify the index and checkpoints; with ``tidy``, undo what a killed write left
+        half done to them and verify again.
 
         A write creates the next checkpoint, then rewrites ``log.idx``, then commits: a kill
         in between leaves a work tree whose index and checkpoints disagree. If they do not
@@ -396,9 +396,12 @@ class LogWriter:
             return
         except TrustError:
             touched = [INDEX_PATH, f"{MANIFESTS}/{CHECKPOINT_DIR}"]
-            dirty = self.git.run(
-                "status", "--porcelain", "--untracked-files=all", "--", *touched
-            ).stdout.strip()
+            dirty = (
+                tidy
+                and self.git.run(
+                    "status", "--porcelain", "--untracked-files=all", "--", *touched
+                ).stdout.strip()
+            )
             if not dirty:
                 raise
         self.git.run("reset", "--quiet", "--", *touched, check=False)
@@ -408,6 +411,7 @@ class LogWriter:
             (self.root / INDEX_FILE).unlink(missing_ok=True)
         self.git.run("clean", "--quiet", "--force", "--", f"{MANIFESTS}/{CHECKPOINT_DIR}")
         forget_uncommitted(self.git, newest(self.root))
+        self.reader.verify_log(trust)
 
     def _rebuild(self, theirs: str, signers: Sequence[Signer], validity: timedelta) -> None:
         """Put this checkout's last commit (manifests, index line(s), checkpoint) on top of
