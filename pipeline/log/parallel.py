@@ -1,9 +1,12 @@
-"""Verifying many manifest files: in this process, and in worker processes.
+"""Verifying many manifest files: in this process, or in worker processes.
 
 With many files and several cores, shares of them are verified by worker processes
-(``python -c``, running this very package) while this process verifies its own share.
-A worker writes its results as cache segments (:mod:`pipeline.log.segments`); a worker
-that fails, or whose output is not sound, has its share verified here instead.
+(``python -c``, running this very package), one per core, while this process waits.
+Letting the workers verify every share is faster than verifying one share here: a worker
+pickles its models into cache segments as it goes, and this process only unpickles them
+(several times cheaper than pickling its own share after the workers are done). A worker
+writes its results as cache segments (:mod:`pipeline.log.segments`); a worker that
+fails, or whose output is not sound, has its share verified here instead.
 
 Each file is read once: where its bytes are in memory for verification, their sha256 is
 taken too and returned, so the index coverage check (:mod:`pipeline.log.coverage`)
@@ -30,7 +33,7 @@ from pipeline.log.git import git_blob_id
 from pipeline.log.segments import Entries, decode_segment, encode_segment, gc_paused
 from pipeline.log.signing import ManifestRejected, verify_manifest
 
-#: Verify in worker processes (one per further core) when at least this many files miss.
+#: Verify in worker processes (one per core) when at least this many files miss.
 PARALLEL_MIN_FILES = 2000
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -68,10 +71,10 @@ def verify_files(
     """Verify the manifest files ``names`` (relative to ``root``) with ``verify_manifest``.
 
     Returns the verified models, the rejection reasons and the sha256 of the bytes each
-    file had when it was checked, by name. With many files
-    and several cores, shares of them are verified by worker processes running the
-    same code (``python -c ...``) while this process verifies its own share; a worker
-    that fails has its share verified here instead, so the outcome never depends on it.
+    file had when it was checked, by name. With many files and several cores, shares of
+    them are verified by worker processes running the same code (``python -c ...``),
+    one per core; a worker that fails has its share verified here instead, so the
+    outcome never depends on it.
 
     Raises:
         OSError: a file could not be read (as without workers).
@@ -86,10 +89,9 @@ def verify_files(
     with tempfile.TemporaryDirectory(prefix="fortnight-verify-") as tmp:
         workers = [
             _start_worker(Path(tmp) / str(i), root, share, trust, fingerprint)
-            for i, share in enumerate(shares[1:], 1)
+            for i, share in enumerate(shares)
         ]
-        _verify_here(root, shares[0], trust, cache, out)
-        for worker, share in zip(workers, shares[1:], strict=True):
+        for worker, share in zip(workers, shares, strict=True):
             result = _finish_worker(worker, share, fingerprint)
             if result is None:
                 _verify_here(root, share, trust, cache, out)

@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
 
@@ -78,9 +79,34 @@ def test_workers_hand_back_what_they_read(
     ml = ManifestLog(log.repo)
     assert ml.verify_all(ml.load_trust()) == expected
     here = manifest_reads(log, reads)
-    # This process read only its own share, once: the workers' shares were neither
-    # verified again here nor read again for the coverage check.
-    assert max(here.values()) == 1 and sum(here.values()) < len(here)
+    # The workers verified every share; this process read none of them again, neither to
+    # verify nor for the coverage check.
+    assert here and set(here.values()) == {0}
+
+
+def test_the_share_of_a_failed_worker_is_read_here_once(
+    make_log: Callable[..., Log], reads: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = populated(make_log)
+    plain = ManifestLog(log.repo, cache=False)
+    expected = plain.verify_all(plain.load_trust())
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(parallel, "cpu_count", lambda: 3)
+    start = parallel._start_worker
+
+    def second_fails(base: Path, *args: Any) -> Any:
+        if base.name == "1":  # as when the interpreter cannot be started
+            return parallel._Worker(None, base.with_suffix(".out"))
+        return start(base, *args)
+
+    monkeypatch.setattr(parallel, "_start_worker", second_fails)
+    reads.clear()
+    ml = ManifestLog(log.repo)
+    assert ml.verify_all(ml.load_trust()) == expected
+    here = manifest_reads(log, reads)
+    share = set(sorted(here, key=lambda r: r.split("/"))[1::3])
+    assert {name for name, count in here.items() if count} == share
+    assert max(here.values()) == 1
 
 
 def test_the_bytes_verified_are_the_bytes_covered(
