@@ -6,10 +6,15 @@ Usage (from the repository root)::
 
 It makes a demo manifest log (``invoke demo --no-serve --weeks N --dir DIR``; reused when
 ``DIR/log`` already exists), warms the verification cache once, then times, each
-``--repeats`` times in a fresh process, with ``FORTNIGHT_REPO`` pointing at that log:
+``--repeats`` times in a fresh process (in rounds: one run of each per round), with
+``FORTNIGHT_REPO`` pointing at that log:
 
 - the floor: ``python -c "import invoke"`` (the interpreter and invoke itself);
 - ``invoke --list``, ``invoke status`` and ``invoke release.cut --dry-run``, ``invoke verify``.
+
+Each command runs once untimed first, with bytecode writing on (``PYTHONDONTWRITEBYTECODE``
+is dropped from the runs' environment), so the timed runs find compiled modules and the
+verification cache as every run after an install's first does.
 
 It prints the median wall time of each (and the median CPU time, user + system, which a
 busy machine disturbs less), its distance from the floor against the target
@@ -101,10 +106,20 @@ def _heavy_imports(command: Sequence[str], env: dict[str, str]) -> list[str]:
     return names
 
 
-def _median(argv: Sequence[str], env: dict[str, str], repeats: int) -> tuple[float, float]:
-    """Median wall and CPU time: on a busy machine the CPU time is the steadier figure."""
-    runs = [_run(argv, env) for _ in range(repeats)]
-    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+def _medians(
+    argvs: Sequence[Sequence[str]], env: dict[str, str], repeats: int
+) -> list[tuple[float, float]]:
+    """Median wall and CPU time of each command (on a busy machine the CPU time is the
+    steadier figure). The commands take turns, one run each per round, so a machine
+    that gets slower or faster during the benchmark moves the floor and the tasks alike."""
+    runs: list[list[tuple[float, float]]] = [[] for _ in argvs]
+    for _ in range(repeats):
+        for argv, times in zip(argvs, runs, strict=True):
+            times.append(_run(argv, env))
+    return [
+        (statistics.median(r[0] for r in times), statistics.median(r[1] for r in times))
+        for times in runs
+    ]
 
 
 def _make_log(workdir: Path, weeks: int, env: dict[str, str]) -> Path:
@@ -124,14 +139,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args(argv)
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="fortnight-startup-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FORTNIGHT_")}
+    # Bytecode is written and reused, as on every run after an install's first: with
+    # PYTHONDONTWRITEBYTECODE set, each run would compile every module changed since its
+    # .pyc was written again, and time the compiler.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FORTNIGHT_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
     log = _make_log(workdir.resolve(), args.weeks, env)
     env["FORTNIGHT_REPO"] = str(log)
     env["FORTNIGHT_KEY_RELEASE"] = str(log.parent / "keys" / "release.key")
     invoke = _invoke()
-    _run([invoke, "verify"], env)  # warm the verification cache, as a daily run finds it
+    # Warm the verification cache and the bytecode, as a daily run finds them.
+    for command in COMMANDS:
+        _run([invoke, *command], env)
 
-    floor = _median([sys.executable, "-c", "import invoke"], env, args.repeats)
+    floor, *timed = _medians(
+        [[sys.executable, "-c", "import invoke"], *([invoke, *c] for c in COMMANDS)],
+        env,
+        args.repeats,
+    )
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {args.repeats} runs each")
     print(
         f"{'command':<28}{'median':>9}{'over floor':>12}  {'target':<8}"
@@ -139,9 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     floor_label = 'python -c "import invoke"'
     print(f"{floor_label:<28}{floor[0]:>8.3f}s{'':>12}  {'':<8}{floor[1]:>6.3f}s")
-    for command in COMMANDS:
-        full = [invoke, *command]
-        wall, cpu = _median(full, env, args.repeats)
+    for command, (wall, cpu) in zip(COMMANDS, timed, strict=True):
         over = wall - floor[0]
         verdict = "ok" if over <= TARGET_OVER_FLOOR else "MISSED"
         heavy = ", ".join(_heavy_imports(command, env)) or "none"
