@@ -11,23 +11,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
 from pipeline.core.units import human_size
 
-# Types only: `invoke --list` loads neither pydantic's models nor botocore (the AWS adapter).
+# Types only: `invoke --list` loads neither pydantic's models nor botocore (the AWS adapter);
+# rich's progress display loads when a task shows one (most print a table and exit).
 if TYPE_CHECKING:
+    from rich.progress import Progress, ProgressColumn
+
     from pipeline.adapters.aws.ec2 import WithdrawAction
     from pipeline.core.config import ProductConfig
     from pipeline.core.models.manifests import (
@@ -46,6 +38,8 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 @contextmanager
 def _progress(*columns: ProgressColumn) -> Iterator[Progress]:
     """A transient progress display on stderr; silent when stderr is not a terminal."""
+    from rich.progress import BarColumn, Progress, TextColumn  # noqa: PLC0415
+
     progress = Progress(
         TextColumn("{task.description}", markup=False),
         BarColumn(),
@@ -60,11 +54,19 @@ def _progress(*columns: ProgressColumn) -> Iterator[Progress]:
 
 def byte_progress() -> contextlib.AbstractContextManager[Progress]:
     """A progress display for streaming bytes; silent when stderr is not a terminal."""
+    from rich.progress import (  # noqa: PLC0415
+        DownloadColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     return _progress(DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
 
 
 def day_progress() -> contextlib.AbstractContextManager[Progress]:
     """A progress display for day-by-day work; silent when stderr is not a terminal."""
+    from rich.progress import MofNCompleteColumn, TimeElapsedColumn  # noqa: PLC0415
+
     return _progress(MofNCompleteColumn(), TimeElapsedColumn())
 
 
@@ -185,6 +187,14 @@ def status_table(state: State, limit: int) -> Table:
 @contextmanager
 def count_progress(label: str) -> Iterator[tuple[Callable[[int], None], Callable[[], None]]]:
     """A counting progress bar: yields (set the total, advance by one); silent off a terminal."""
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     progress = Progress(
         TextColumn(label),
         BarColumn(),

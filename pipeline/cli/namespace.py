@@ -28,12 +28,13 @@ from pipeline.cli.tasks import trust as trust_tasks
 
 #: The cycle collector's first-generation threshold for a task's process. At the default
 #: (700 allocations) a task's start-up, importing pydantic, the models and the log, runs
-#: about 120 collections that rescan the same long-lived module and class objects again
-#: and again: some 45 ms of the 0.5 s a task takes (``benchmarks/startup.py``). At this
-#: threshold it runs about four. Refcounting still frees everything at once; this only
-#: delays finding reference cycles, which the library makes few of (and a long load
-#: pauses the collector anyway, see ``pipeline.log.segments.gc_paused``).
-GC_THRESHOLD = 20_000
+#: about 60 collections that rescan the same long-lived module and class objects again
+#: and again: some 40 ms of the 0.5 s a task takes (``benchmarks/startup.py``). At this
+#: threshold it runs none. Refcounting still frees everything at once; this only delays
+#: finding reference cycles (at most this many objects' worth: a few MB), which the
+#: library makes few of; a long load pauses the collector anyway
+#: (``pipeline.log.segments.gc_paused``).
+GC_THRESHOLD = 100_000
 gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 keys = Collection("keys", log.generate)

@@ -9,7 +9,6 @@ from datetime import date
 from pathlib import Path, PurePosixPath
 from typing import Annotated, ClassVar, Literal
 
-from productmd.images import SUPPORTED_IMAGE_TYPES
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from pipeline.core.models.common import NonEmpty, ProductName, StrictModel
@@ -88,6 +87,50 @@ class ReleasePolicy(StrictModel):
     #: No candidate on release day: ``retry`` releases the first passing compose
     #: later in the cycle; ``skip`` waits for the next cycle.
     policy: Literal["retry", "skip"] = "retry"
+
+
+#: productmd's image types (``productmd.images.SUPPORTED_IMAGE_TYPES``, productmd 1.51),
+#: copied: importing productmd imports urllib, http and email with it, some 15 ms of every
+#: task's start-up, for one list. ``tests/core/test_config.py`` fails when productmd's list
+#: differs, so an upgrade that adds a type is noticed.
+SUPPORTED_IMAGE_TYPES: tuple[str, ...] = (
+    "appx",
+    "boot",
+    "bootable-container",
+    "cd",
+    "container",
+    "docker",
+    "dvd",
+    "dvd-debuginfo",
+    "dvd-ostree",
+    "dvd-ostree-osbuild",
+    "ec2",
+    "fex",
+    "kvm",
+    "live",
+    "live-osbuild",
+    "liveimg-squashfs",
+    "netinst",
+    "ociarchive",
+    "p2v",
+    "qcow",
+    "qcow2",
+    "raw",
+    "raw-xz",
+    "rescue",
+    "rhevm-ova",
+    "tar-gz",
+    "vagrant-hyperv",
+    "vagrant-libvirt",
+    "vagrant-virtualbox",
+    "vagrant-vmware-fusion",
+    "vdi",
+    "vhd-compressed",
+    "vmdk",
+    "vpc",
+    "vsphere-ova",
+    "wsl2",
+)
 
 
 def check_image_types(types: list[str]) -> list[str]:

@@ -69,3 +69,28 @@ def test_the_signer_api_loads_without_boto3_and_the_aws_signer_still_works() -> 
 
 def test_import_tasks_loads_neither_the_models_nor_the_log() -> None:
     assert _loaded_by_import_tasks(LIST_ONLY) == []
+
+
+def test_a_config_load_and_the_console_import_neither_productmd_nor_rich_progress() -> None:
+    """A config load checks image types against a copy of productmd's list
+    (``tests/core/test_config.py`` keeps it equal), not productmd and its urllib/http/email;
+    the console loads rich's progress display only when a task shows one."""
+    code = (
+        "import json, sys; from pipeline.core.config import load_product; "
+        "from pipeline.cli import console; "
+        "print(json.dumps(sorted(m for m in sys.modules "
+        "if m.startswith(('productmd', 'rich.progress')))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+    assert json.loads(out) == []
+
+
+def test_a_tasks_process_runs_the_cycle_collector_rarely() -> None:
+    """``import tasks`` raises the collector's first threshold (start-up ran 60 collections)."""
+    code = "import gc, tasks; print(gc.get_threshold()[0])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+    assert int(out) >= 10_000
