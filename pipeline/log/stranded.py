@@ -13,10 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
+from pipeline.log.checkpoints import INDEX_PATH, forget_uncommitted, newest
 from pipeline.log.git import Git
-from pipeline.log.layout import MANIFESTS
+from pipeline.log.layout import CHECKPOINT_DIR, INDEX_FILE, MANIFESTS
 
 #: The temp files :mod:`pipeline.fsutil` writes before the rename or link.
 _TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")
@@ -79,3 +80,48 @@ def _is_manifest(rel: PurePosixPath) -> bool:
 def scope_of(rel: PurePosixPath) -> str:
     """The ``product/kind-dir`` a manifest path belongs to."""
     return "/".join(rel.parts[:2])
+
+
+def with_recovered(message: str, recovered: Sequence[PurePosixPath]) -> str:
+    """A commit message naming the manifests an earlier run left uncommitted."""
+    if not recovered:
+        return message
+    names = "\n".join(f"- {MANIFESTS}/{p}" for p in recovered)
+    return f"{message}\n\nAlso commits what an earlier run left uncommitted:\n{names}\n"
+
+
+# --- the index and checkpoints a killed write left half done ------------------------------
+
+_INDEX_PATHS = (INDEX_PATH, f"{MANIFESTS}/{CHECKPOINT_DIR}")
+
+
+def uncommitted_checkpoints(git: Git) -> list[PurePosixPath]:
+    """Checkpoint files in the work tree that git has not committed."""
+    out = git.run(
+        "status",
+        "--porcelain=v1",
+        "-z",
+        "--untracked-files=all",
+        "--",
+        f"{MANIFESTS}/{CHECKPOINT_DIR}",
+    ).stdout
+    return [PurePosixPath(e[3:]) for e in out.split("\0") if len(e) > 3]
+
+
+def index_dirty(git: Git) -> bool:
+    """Whether ``log.idx`` or the checkpoints have changes git has not committed."""
+    status = git.run("status", "--porcelain", "--untracked-files=all", "--", *_INDEX_PATHS)
+    return bool(status.stdout.strip())
+
+
+def index_to_head(git: Git, root: Path) -> None:
+    """Put ``log.idx`` and the checkpoints back to HEAD's (none when HEAD has none), and
+    the clone's memory of checkpoints back to HEAD's newest: what a write does with the
+    never-published half of a killed write (see ``LogWriter.write``)."""
+    git.run("reset", "--quiet", "--", *_INDEX_PATHS, check=False)
+    if git.run("cat-file", "-e", f"HEAD:{INDEX_PATH}", check=False).returncode == 0:
+        git.run("checkout", "--quiet", "HEAD", "--", INDEX_PATH)
+    else:
+        (root / INDEX_FILE).unlink(missing_ok=True)
+    git.run("clean", "--quiet", "--force", "--", f"{MANIFESTS}/{CHECKPOINT_DIR}")
+    forget_uncommitted(git, newest(root))

@@ -31,7 +31,6 @@ from pipeline.log.checkpoints import (
     DEFAULT_VALIDITY,
     INDEX_PATH,
     IndexEntry,
-    forget_uncommitted,
     newest,
     next_checkpoint,
     parse_index,
@@ -42,7 +41,14 @@ from pipeline.log.layout import CHECKPOINT_DIR, INDEX_FILE, MANIFESTS
 from pipeline.log.reader import LogReader
 from pipeline.log.signing import ManifestRejected, loads_strict, sign_manifest, verify_manifest
 from pipeline.log.sslib import Signer
-from pipeline.log.stranded import find_uncommitted, scope_of
+from pipeline.log.stranded import (
+    find_uncommitted,
+    index_dirty,
+    index_to_head,
+    scope_of,
+    uncommitted_checkpoints,
+    with_recovered,
+)
 from pipeline.log.trust import write_version
 
 
@@ -223,7 +229,7 @@ class LogWriter:
             elif new or stranded or appended is not None:
                 others = [p for p in stranded if p not in result.unchanged]
                 result.commit = self._commit(
-                    new, appended, _with_recovered(message, others), also=stranded
+                    new, appended, with_recovered(message, others), also=stranded
                 )
                 result.recovered = stranded
             if push is not None and commit:
@@ -356,7 +362,7 @@ class LogWriter:
         others = [p for p in pending.manifests if str(p) in indexed]
         names = {*(p.path for p in new), *also, *others}
         paths = [PurePosixPath(MANIFESTS) / p for p in sorted(names)]
-        paths += [PurePosixPath(MANIFESTS) / INDEX_FILE, *self._uncommitted_checkpoints()]
+        paths += [PurePosixPath(MANIFESTS) / INDEX_FILE, *uncommitted_checkpoints(self.git)]
         try:
             return self.git.commit_paths(paths, message)
         except StoreError:
@@ -366,18 +372,6 @@ class LogWriter:
             for rel in (INDEX_PATH, f"{MANIFESTS}/{CHECKPOINT_DIR}"):
                 self.git.run("reset", "--quiet", "--", rel, check=False)
             raise
-
-    def _uncommitted_checkpoints(self) -> list[PurePosixPath]:
-        """Checkpoint files in the work tree that git has not committed."""
-        out = self.git.run(
-            "status",
-            "--porcelain=v1",
-            "-z",
-            "--untracked-files=all",
-            "--",
-            f"{MANIFESTS}/{CHECKPOINT_DIR}",
-        ).stdout
-        return [PurePosixPath(e[3:]) for e in out.split("\0") if len(e) > 3]
 
     def _verify_or_tidy(self, trust: Trust, *, tidy: bool) -> None:
         """Verify the index and checkpoints; with ``tidy``, undo what a killed write left
@@ -395,22 +389,9 @@ class LogWriter:
             self.reader.verify_log(trust)
             return
         except TrustError:
-            touched = [INDEX_PATH, f"{MANIFESTS}/{CHECKPOINT_DIR}"]
-            dirty = (
-                tidy
-                and self.git.run(
-                    "status", "--porcelain", "--untracked-files=all", "--", *touched
-                ).stdout.strip()
-            )
-            if not dirty:
+            if not (tidy and index_dirty(self.git)):
                 raise
-        self.git.run("reset", "--quiet", "--", *touched, check=False)
-        if self.git.run("cat-file", "-e", f"HEAD:{INDEX_PATH}", check=False).returncode == 0:
-            self.git.run("checkout", "--quiet", "HEAD", "--", INDEX_PATH)
-        else:
-            (self.root / INDEX_FILE).unlink(missing_ok=True)
-        self.git.run("clean", "--quiet", "--force", "--", f"{MANIFESTS}/{CHECKPOINT_DIR}")
-        forget_uncommitted(self.git, newest(self.root))
+        index_to_head(self.git, self.root)
         self.reader.verify_log(trust)
 
     def _rebuild(self, theirs: str, signers: Sequence[Signer], validity: timedelta) -> None:
@@ -601,14 +582,6 @@ class LogWriter:
                 atomic_write(trust_path, before)
             raise
         return written
-
-
-def _with_recovered(message: str, recovered: Sequence[PurePosixPath]) -> str:
-    """The commit message, naming the manifests an earlier run left uncommitted."""
-    if not recovered:
-        return message
-    names = "\n".join(f"- {MANIFESTS}/{p}" for p in recovered)
-    return f"{message}\n\nAlso commits what an earlier run left uncommitted:\n{names}\n"
 
 
 def _model_of(raw: bytes, name: str) -> Manifest:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from invoke.context import Context
 from invoke.tasks import task
@@ -21,6 +22,11 @@ from pipeline.cli.report import report_write
 from pipeline.cli.setup import now, open_log, product_of, task_setup
 from pipeline.cli.tasks.tracker import sync_and_report
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pipeline.adapters.ingest import LoadedCompose
+    from pipeline.cli.setup import Setup
+    from pipeline.stages.ostree import GatheredTrees
 
 
 @task(
@@ -66,19 +72,8 @@ def record(
 ) -> None:
     """Record a compose (or, with --failed, a compose with no image) in the log."""
     # productmd and the compose stage load only here, not for `invoke --list`
-    from pipeline.adapters.ingest import (  # noqa: PLC0415
-        MAX_METADATA_ENV,
-        http_session,
-        is_url,
-        load_compose,
-    )
-    from pipeline.adapters.metadata import DEFAULT_MAX_METADATA_BYTES  # noqa: PLC0415
-    from pipeline.stages.compose import (  # noqa: PLC0415
-        failed_compose_manifest,
-        record_compose,
-        record_failed_compose,
-    )
-    from pipeline.stages.ostree import GatheredTrees, gather, ostree_setup  # noqa: PLC0415
+    from pipeline.adapters.ingest import http_session, is_url, load_compose  # noqa: PLC0415
+    from pipeline.stages.compose import record_compose  # noqa: PLC0415
 
     asked = record_request(
         source=source,
@@ -90,36 +85,15 @@ def record(
         skip_checksums=skip_checksums,
         source_is_url=bool(source) and is_url(source or ""),
     )
-    limit = byte_limit(
-        max_metadata_bytes,
-        os.environ,
-        option="--max-metadata-bytes",
-        variable=MAX_METADATA_ENV,
-        default=DEFAULT_MAX_METADATA_BYTES,
-    )
+    limit = _metadata_limit(max_metadata_bytes)
     flags = WriteFlags(dry_run, no_commit, push, remote)
     s = task_setup(repo, product, "compose", flags, sync=failed and not no_tracker)
     if isinstance(asked, FailedCompose):
-        failure = failed_compose_manifest(
-            s.config, asked.compose_id, asked.reason, asked.log_url, now()
-        )
-        done = record_failed_compose(s.log, failure, s.signers, s.options)
-        report_write(done.write, [done.manifest.relpath()])
-        if s.release is not None:
-            sync_and_report(s, s.release)
+        _record_failed(s, asked)
         return
     session = http_session()
     loaded = load_compose(asked.source, session, max_bytes=limit)
-    trees = GatheredTrees([])
-    if ostree_repo or ostree_commit:
-        trees = gather(
-            ostree_setup(s.config, s.log.repo, os.environ),
-            loaded.info.release.version,
-            repo=ostree_repo,
-            commits=ostree_commit or [],
-            arches=s.config.ostree_arches(),
-            packages=loaded.rpms is None,
-        )
+    trees = _ostree_trees(s, loaded, ostree_repo, ostree_commit or [])
     with console.byte_progress() as progress:
         outcome = record_compose(
             s.log,
@@ -137,6 +111,55 @@ def record(
     console.out.print(console.compose_table(outcome.manifest))
     checked = f"{len(outcome.hashed)} image(s) checked" if outcome.hashed else ""
     report_write(outcome.write, [outcome.manifest.relpath()], checked)
+
+
+def _metadata_limit(option: str | None) -> int:
+    """``--max-metadata-bytes``, else ``$FORTNIGHT_MAX_METADATA_BYTES``, else the default."""
+    from pipeline.adapters.ingest import MAX_METADATA_ENV  # noqa: PLC0415
+    from pipeline.adapters.metadata import DEFAULT_MAX_METADATA_BYTES  # noqa: PLC0415
+
+    return byte_limit(
+        option,
+        os.environ,
+        option="--max-metadata-bytes",
+        variable=MAX_METADATA_ENV,
+        default=DEFAULT_MAX_METADATA_BYTES,
+    )
+
+
+def _record_failed(s: Setup, asked: FailedCompose) -> None:
+    """Record a compose that produced no image, then sync the failure tracker."""
+    from pipeline.stages.compose import (  # noqa: PLC0415
+        failed_compose_manifest,
+        record_failed_compose,
+    )
+
+    failure = failed_compose_manifest(
+        s.config, asked.compose_id, asked.reason, asked.log_url, now()
+    )
+    done = record_failed_compose(s.log, failure, s.signers, s.options)
+    report_write(done.write, [done.manifest.relpath()])
+    if s.release is not None:
+        sync_and_report(s, s.release)
+
+
+def _ostree_trees(
+    s: Setup, loaded: LoadedCompose, repo: str | None, commits: list[str]
+) -> GatheredTrees:
+    """The OSTree commits ``--ostree-repo``/``--ostree-commit`` name, read for the manifest
+    (none without either option)."""
+    from pipeline.stages.ostree import GatheredTrees, gather, ostree_setup  # noqa: PLC0415
+
+    if not (repo or commits):
+        return GatheredTrees([])
+    return gather(
+        ostree_setup(s.config, s.log.repo, os.environ),
+        loaded.info.release.version,
+        repo=repo,
+        commits=commits,
+        arches=s.config.ostree_arches(),
+        packages=loaded.rpms is None,
+    )
 
 
 @task(
