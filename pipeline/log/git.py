@@ -45,6 +45,10 @@ class Git:
     def __init__(self, worktree: Path, sleep: Callable[[float], None] = time.sleep) -> None:
         self.worktree = worktree
         self.sleep = sleep
+        # What git said once and cannot change while a task runs (a task asks several
+        # times; each answer costs a process). A "no" is not kept: ``init`` may follow.
+        self._in_repo = False
+        self._git_dir: Path | None = None
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run ``git ARGS`` in the work tree.
@@ -65,12 +69,15 @@ class Git:
 
     def is_repo(self) -> bool:
         """Whether the work tree is inside a git repository."""
-        return self.run("rev-parse", "--git-dir", check=False).returncode == 0
+        if not self._in_repo:
+            self._in_repo = self.run("rev-parse", "--git-dir", check=False).returncode == 0
+        return self._in_repo
 
     def git_dir(self) -> Path:
         """The repository's private folder (``.git``)."""
-        out = self.run("rev-parse", "--absolute-git-dir").stdout.strip()
-        return Path(out)
+        if self._git_dir is None:
+            self._git_dir = Path(self.run("rev-parse", "--absolute-git-dir").stdout.strip())
+        return self._git_dir
 
     def head(self) -> str:
         """The commit id of HEAD."""

@@ -205,8 +205,10 @@ class LogReader:
         """``<git dir>/fortnight-cache`` when the cache is on and this is a repository."""
         if not self.cache:
             return None
-        out = self.git.output("rev-parse", "--absolute-git-dir")
-        return Path(out.decode().strip()) / CACHE_DIR if out else None
+        try:
+            return self.git.git_dir() / CACHE_DIR
+        except StoreError:  # not a repository, or no git: no cache
+            return None
 
     def verify_log(self, trust: Trust, cache_dir: Path | None = None) -> VerifiedLog:
         """Verify the index and the checkpoint chain (:mod:`pipeline.log.checkpoints`)
