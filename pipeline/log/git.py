@@ -25,6 +25,17 @@ class _PushFailed(Exception):
     """One push that did not land; its message is git's reason."""
 
 
+def _lost_race(stderr: str) -> bool:
+    """Whether a push was refused because another push landed first: the remote moved
+    (``[rejected] ... (fetch first)``, non-fast-forward), or another push held the ref's
+    lock (``[remote rejected] ... cannot lock ref``)."""
+    return (
+        "[rejected]" in stderr
+        or "non-fast-forward" in stderr
+        or ("[remote rejected]" in stderr and "cannot lock ref" in stderr)
+    )
+
+
 def git_reason(output: str) -> str:
     """The telling line of git's output: its first ``fatal:``/``error:`` line, else the last."""
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
@@ -106,7 +117,9 @@ class Git:
     def push_with_retry(
         self, push: PushConfig, rebuild: Callable[[str], None] | None = None
     ) -> None:
-        """Push the current branch; on a non-fast-forward, rebase on the remote and retry.
+        """Push the current branch. When another push landed first (a non-fast-forward, or
+        a lost lock on the remote's ref), put this commit on the remote's and push again at
+        once; when a push fails otherwise (the remote is down or busy), back off and retry.
 
         Manifests are append-only and one file each, so two runners recording
         different manifests never conflict and both land. ``rebuild``, when given, replaces
@@ -121,24 +134,15 @@ class Git:
         branch = self.branch()
 
         def attempt() -> None:
-            proc = self.run(
-                "push", "--quiet", push.remote, f"HEAD:refs/heads/{branch}", check=False
-            )
-            if proc.returncode == 0:
-                return
-            if ("[rejected]" in proc.stderr or "non-fast-forward" in proc.stderr) and rebuild:
-                self.run("fetch", "--quiet", push.remote, branch)
-                rebuild(self.run("rev-parse", "FETCH_HEAD").stdout.strip())
-            elif "[rejected]" in proc.stderr or "non-fast-forward" in proc.stderr:
-                # Someone pushed first: replay our commit on theirs.
-                rebase = self.run("pull", "--quiet", "--rebase", push.remote, branch, check=False)
-                if rebase.returncode != 0:
-                    self.run("rebase", "--abort", check=False)
-                    raise StoreError(
-                        f"cannot rebase on {push.remote}/{branch}: {git_reason(rebase.stderr)}",
-                        hint="the commit is kept locally; resolve by hand, then push",
-                    )
-            raise _PushFailed(git_reason(proc.stderr))
+            proc = self._push(push.remote, branch)
+            if proc.returncode != 0 and _lost_race(proc.stderr):
+                # Someone pushed first: put this commit on theirs and push again at once.
+                # The window before the next runner pushes is now; backing off first would
+                # hand it to them, and with three runners one could lose every try.
+                self._catch_up(push.remote, branch, rebuild)
+                proc = self._push(push.remote, branch)
+            if proc.returncode != 0:
+                raise _PushFailed(git_reason(proc.stderr))
 
         # Back off with jitter between tries: the remote may be busy, or other runners
         # may be pushing in step with this one.
@@ -150,6 +154,33 @@ class Git:
                 f"push to {push.remote} failed after {push.attempts} tries: {e}",
                 hint="the commit is kept locally; re-run with --push when the remote is back",
             ) from None
+
+    def _push(self, remote: str, branch: str) -> subprocess.CompletedProcess[str]:
+        return self.run("push", "--quiet", remote, f"HEAD:refs/heads/{branch}", check=False)
+
+    def _catch_up(self, remote: str, branch: str, rebuild: Callable[[str], None] | None) -> None:
+        """Put this checkout's last commit on the remote's newest (see :meth:`push_with_retry`).
+
+        Raises:
+            StoreError: the fetch failed, or a rebase conflicts (two runners wrote the
+                same file); the commit is kept locally.
+        """
+        if rebuild is None:
+            rebase = self.run("pull", "--quiet", "--rebase", remote, branch, check=False)
+            if rebase.returncode != 0:
+                self.run("rebase", "--abort", check=False)
+                raise StoreError(
+                    f"cannot rebase on {remote}/{branch}: {git_reason(rebase.stderr)}",
+                    hint="the commit is kept locally; resolve by hand, then push",
+                )
+            return
+        self.run("fetch", "--quiet", remote, branch)
+        theirs = self.run("rev-parse", "FETCH_HEAD").stdout.strip()
+        # A push that lost only the ref lock to one that then failed finds the remote
+        # where it was: this commit is already on top of it.
+        behind = self.run("merge-base", "--is-ancestor", theirs, "HEAD", check=False)
+        if behind.returncode != 0:
+            rebuild(theirs)
 
     def output(self, *args: str) -> bytes | None:
         """``git ARGS``' standard output as bytes, or None when git fails or is missing.
