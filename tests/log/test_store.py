@@ -232,6 +232,61 @@ def test_push_rebases_and_retries_on_a_race(remote_and_clones: tuple[Path, Log, 
         assert f"manifests/{m.relpath()}" in files
 
 
+def test_a_push_that_finds_the_remote_ref_locked_lands_without_a_rebuild(
+    remote_and_clones: tuple[Path, Log, Log],
+) -> None:
+    """Another push holds the remote branch's lock: the remote has not moved, so the commit
+    is pushed again as it is (not rebuilt), and lands once the lock is gone."""
+    bare, a, _ = remote_and_clones
+    lock = bare / "refs" / "heads" / "main.lock"
+    lock.write_text("")
+    sleeps: list[float] = []
+
+    def other_push_finishes(seconds: float) -> None:
+        sleeps.append(seconds)
+        lock.unlink(missing_ok=True)
+
+    ml = a.log
+    ml.git.sleep = other_push_finishes
+    compose = make_compose()
+    result = ml.write(
+        [pending(a, compose)],
+        ml.load_trust(),
+        message="compose: record test",
+        push=PushConfig(remote="origin"),
+        signers=[a.signers["compose"]],
+    )
+    assert result.pushed and result.commit is not None
+    assert len(sleeps) == 1  # one back-off: the lock was still held right after catching up
+    tip = subprocess.run(
+        ["git", "rev-parse", "main"], cwd=bare, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    assert tip == result.commit  # the very commit written: not rebuilt on the remote's
+
+
+def test_a_push_that_lost_the_race_pushes_again_at_once(
+    remote_and_clones: tuple[Path, Log, Log],
+) -> None:
+    """b pushed first: a's commit is rebuilt on b's and pushed straight away, with no
+    back-off in between (a back-off hands the remote to the next runner)."""
+    bare, a, b = remote_and_clones
+    write(b, make_compose(compose_id="Fedora-Atomic-22-20150916.0", date="20150916"))
+    b.git("push", "--quiet", "origin", "HEAD:refs/heads/main")
+    ml = a.log
+    sleeps: list[float] = []
+    ml.git.sleep = sleeps.append
+    result = ml.write(
+        [pending(a, make_compose())],
+        ml.load_trust(),
+        message="compose: record test",
+        push=PushConfig(remote="origin"),
+        signers=[a.signers["compose"]],
+    )
+    assert result.pushed
+    assert sleeps == []
+    assert len(remote_subjects(bare)) == len(a.commits()) == len(b.commits()) + 1
+
+
 def test_concurrent_runners_pushing_all_land(remote_and_clones: tuple[Path, Log, Log]) -> None:
     bare, a, b = remote_and_clones
     jobs = [(a, f"Fedora-Atomic-22-201510{d:02d}.0") for d in range(1, 4)] + [
