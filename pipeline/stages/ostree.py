@@ -21,8 +21,9 @@ from pipeline.adapters.ostree import CHECKSUM, GpgKey, OstreeRepo
 from pipeline.core.config import OstreeConfig, ProductConfig, load_product
 from pipeline.core.models.manifests import OstreeCommit, OstreePromotion
 from pipeline.core.ostree import desired_refs, named_refs
-from pipeline.core.state import State
+from pipeline.core.state import State, derive
 from pipeline.errors import ConfigError, InputError, OstreeError
+from pipeline.log.reader import Verified
 from pipeline.log.store import ManifestLog
 from pipeline.stages.load import load_state
 
@@ -406,9 +407,18 @@ def sync_refs_dry(setup: OstreeSetup, state: State) -> SyncReport:
     return sync_refs(setup, state, dry_run=True)
 
 
-def verify_refs(log: ManifestLog, env: Mapping[str, str], now: datetime) -> list[str]:
+def verify_refs(
+    log: ManifestLog,
+    env: Mapping[str, str],
+    now: datetime,
+    verified: Sequence[Verified] | None = None,
+) -> list[str]:
     """``invoke verify``'s OSTree part: for each product with ``[ostree]`` whose public
     repository is on this machine, every ref that does not match the log.
+
+    ``verified``: the whole log, verified already without a failure (``invoke verify``
+    has just checked every file): each product's state is derived from it instead of
+    verifying the product's manifests again. None: each product is loaded (fail closed).
 
     Raises:
         VerificationError: a manifest failed verification (fail closed).
@@ -420,7 +430,11 @@ def verify_refs(log: ManifestLog, env: Mapping[str, str], now: datetime) -> list
         setup = ostree_setup(product, log.repo, env)
         if setup is None or not setup.public.exists():
             continue
-        state, _trust = load_state(log, product, now)
+        if verified is None:
+            state, _trust = load_state(log, product, now)
+        else:
+            ours = [v.manifest for v in verified if v.name.startswith(f"{name}/")]
+            state = derive(ours, product, now)
         problems += ref_problems(setup, state)
     return problems
 

@@ -23,6 +23,7 @@ from pipeline.stages.ostree import (
     parse_commit_options,
     ref_problems,
     sync_refs,
+    verify_refs,
 )
 from tests.conftest import ComposeTree, Log
 from tests.ostreekit import ARCHES, OstreeHistory, Rpm, TestKey, make_gpg_key, ostree_toml
@@ -280,6 +281,24 @@ def test_verify_reports_a_ref_moved_by_hand(oh: OstreeHistory) -> None:
     ]
     sync_refs(oh.setup, oh.state(day(14)))
     assert ref_problems(oh.setup, oh.state(day(14))) == []
+
+
+def test_verify_refs_from_the_verified_log_finds_what_a_fresh_load_finds(
+    oh: OstreeHistory,
+) -> None:
+    """``invoke verify`` passes the manifests it just verified: the same problems as when
+    each product is loaded again."""
+    first = oh.compose(day(-1), "28.1")
+    oh.cut(day(0, 12))
+    second = oh.compose(day(13), "28.2")
+    oh.public.set_ref(X86_REF, oh.commits[second.compose_id]["x86_64"])
+    log = oh.history.log.log
+    report = log.verify_all(log.load_trust())
+    assert not report.failures
+    loaded = verify_refs(log, {}, day(14))
+    assert len(loaded) == 1 and oh.commits[first.compose_id]["x86_64"] in loaded[0]
+    assert verify_refs(log, {}, day(14), report.verified) == loaded
+    assert verify_refs(log, {}, day(14), []) != loaded  # derived from what it is given
 
 
 def test_release_refuses_a_commit_bound_to_another_ref(oh: OstreeHistory) -> None:

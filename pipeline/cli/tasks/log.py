@@ -143,7 +143,7 @@ def verify(
     if report.failures:
         raise Exit(f"error: {len(report.failures)} manifest(s) failed verification", code=4)
     check_fresh(report.head, parse_at(at, now()))
-    problems = verify_refs(log, os.environ, now())
+    problems = verify_refs(log, os.environ, now(), report.verified)
     for problem in problems:
         console.err.print(f"ostree: {problem}")
     if problems:
