@@ -1,13 +1,15 @@
 """Product configuration: ``manifests/<product>/product.toml``, loaded once at the edge."""
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` in this module: pydantic would evaluate every
+# annotation string when it creates the model classes, and every task imports them at
+# start-up (it cost about 10 ms of each; ``tests/cli/test_startup.py`` keeps it out).
 
 import json
 import string
 import tomllib
 from datetime import date
 from pathlib import Path, PurePosixPath
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
@@ -224,7 +226,7 @@ class SuiteSpec(StrictModel):
     advisory: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _one_source(self) -> SuiteSpec:
+    def _one_source(self) -> Self:
         sources = [bool(self.tests), self.tunir is not None, self.external]
         if sum(sources) != 1:
             raise ValueError("a suite has exactly one of: tests, tunir, external = true")
@@ -251,7 +253,7 @@ class Battery(StrictModel):
     suites: dict[SuiteName, SuiteSpec] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _no_keys_passed(self) -> Battery:
+    def _no_keys_passed(self) -> Self:
         for name in self.pass_env:
             if name.upper().startswith("FORTNIGHT_KEY"):
                 raise ValueError(f"{name}: signing keys are never passed to test commands")
@@ -277,7 +279,7 @@ class TrackerConfig(StrictModel):
     bugzilla: BugzillaConfig | None = None
 
     @model_validator(mode="after")
-    def _bugzilla_configured(self) -> TrackerConfig:
+    def _bugzilla_configured(self) -> Self:
         if self.backend == "bugzilla" and self.bugzilla is None:
             raise ValueError("backend 'bugzilla' needs a [tracker.bugzilla] table")
         return self
@@ -352,7 +354,7 @@ class OstreeConfig(StrictModel):
         return self.compose_ref.format(version=version, arch=arch)
 
     @model_validator(mode="after")
-    def _patterns(self) -> OstreeConfig:
+    def _patterns(self) -> Self:
         for name in ("ref", "compose_ref"):
             try:
                 getattr(self, name).format(version="28", arch="x86_64")

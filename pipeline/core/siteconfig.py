@@ -5,7 +5,9 @@ published, and which product a task acts on when ``--product`` is not given, so 
 code install serves any log. Every key is optional.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` in this module: pydantic would evaluate every
+# annotation string when it creates the model classes, and every task imports them at
+# start-up (it cost about 10 ms of each; ``tests/cli/test_startup.py`` keeps it out).
 
 import tomllib
 from collections.abc import Mapping, Sequence

@@ -4,6 +4,7 @@ only inside the tasks that use them (``benchmarks/startup.py`` times it).
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -94,3 +95,13 @@ def test_a_tasks_process_runs_the_cycle_collector_rarely() -> None:
         [sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True
     ).stdout
     assert int(out) >= 10_000
+
+
+def test_the_model_modules_every_task_imports_have_no_string_annotations() -> None:
+    """pydantic would evaluate each annotation string of these modules' models at class
+    creation, in every task's start-up: their annotations are evaluated by the interpreter."""
+    modules = ("core/models/common.py", "core/models/manifests.py", "core/config.py")
+    for name in (*modules, "core/siteconfig.py"):
+        tree = ast.parse((ROOT / "pipeline" / name).read_text())
+        imports = [n for n in tree.body if isinstance(n, ast.ImportFrom)]
+        assert [n.module for n in imports if n.module == "__future__"] == [], name

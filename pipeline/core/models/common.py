@@ -4,12 +4,14 @@ strict base model, the signed envelope, the trust file, and the ``Manifest`` bas
 The manifest kinds themselves are in :mod:`pipeline.core.models.manifests`.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` in this module: pydantic would evaluate every
+# annotation string when it creates the model classes, and every task imports them at
+# start-up (it cost about 10 ms of each; ``tests/cli/test_startup.py`` keeps it out).
 
 import re
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -145,7 +147,7 @@ class Trust(StrictModel):
         return _with_optional_roles(data)
 
     @model_validator(mode="after")
-    def _roles_complete(self) -> Trust:
+    def _roles_complete(self) -> Self:
         _check_roles(self.keys, self.roles)
         return self
 
@@ -189,7 +191,7 @@ class RootMetadata(StrictModel):
         return _with_optional_roles(data)
 
     @model_validator(mode="after")
-    def _valid_trust(self) -> RootMetadata:
+    def _valid_trust(self) -> Self:
         _check_roles(self.keys, self.roles)
         return self
 
@@ -216,7 +218,7 @@ class Checkpoint(StrictModel):
     expires: UtcTimestamp
 
     @model_validator(mode="after")
-    def _expires_after_time(self) -> Checkpoint:
+    def _expires_after_time(self) -> Self:
         if self.expires <= self.time:
             raise ValueError("expires must be after time")
         if (self.number == 1) != (self.previous is None):

@@ -4,9 +4,11 @@ Each field that takes one of a few words is typed with a named ``Literal`` alias
 (:data:`TestOutcome`, :data:`TrackerAction`…), so callers can annotate with it.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` in this module: pydantic would evaluate every
+# annotation string when it creates the model classes, and every task imports them at
+# start-up (it cost about 10 ms of each; ``tests/cli/test_startup.py`` keeps it out).
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -81,7 +83,7 @@ class OstreeCommit(StrictModel):
     version: NonEmpty
 
 
-def _unique_arches(items: list[OstreeCommit] | list[OstreePromotion]) -> None:
+def _unique_arches(items: list[OstreeCommit] | list["OstreePromotion"]) -> None:
     arches = [i.arch for i in items]
     if len(set(arches)) != len(arches):
         raise ValueError("two OSTree entries share an arch")
@@ -173,7 +175,7 @@ class ComposeManifest(Manifest):
         return data
 
     @model_validator(mode="after")
-    def _outcome_consistent(self) -> ComposeManifest:
+    def _outcome_consistent(self) -> Self:
         if self.outcome == "images":
             if not self.images:
                 raise ValueError("outcome 'images' needs at least one image")
@@ -218,7 +220,7 @@ class ImageRef(StrictModel):
         return (self.subvariant, self.type, self.format, self.arch, self.disc_number)
 
     @classmethod
-    def of(cls, image: Image) -> ImageRef:
+    def of(cls, image: Image) -> Self:
         """The reference to one image of a compose manifest."""
         return cls(
             subvariant=image.subvariant,
@@ -308,7 +310,7 @@ class ResultManifest(Manifest):
         return f"{self.compose_id}/{self.suite}-{self.run}"
 
     @model_validator(mode="after")
-    def _result_consistent(self) -> ResultManifest:
+    def _result_consistent(self) -> Self:
         expected = suite_verdict(self.tests)
         if self.result != expected:
             raise ValueError(f"result is {self.result} but the tests say {expected}")
@@ -341,7 +343,7 @@ class VerdictManifest(Manifest):
         return f"{self.compose_id}-{self.number}"
 
     @model_validator(mode="after")
-    def _test_only_for_waivers(self) -> VerdictManifest:
+    def _test_only_for_waivers(self) -> Self:
         if (self.action == "waive") != (self.test is not None):
             raise ValueError("a waiver names a test; a manual fail does not")
         return self
@@ -383,7 +385,7 @@ class TrackerEventManifest(Manifest):
         return self.event_id
 
     @model_validator(mode="after")
-    def _event_id_matches(self) -> TrackerEventManifest:
+    def _event_id_matches(self) -> Self:
         expected = f"{self.bug}-{self.action}-{self.compose_id}"
         if self.event_id != expected:
             raise ValueError(f"event_id must be {expected}")
@@ -475,7 +477,7 @@ class ReleaseManifest(Manifest):
         return _drop_empty_ostree(super().signed_dict())
 
     @model_validator(mode="after")
-    def _consistent(self) -> ReleaseManifest:
+    def _consistent(self) -> Self:
         expected = self.cycle if self.sequence == 1 else f"{self.cycle}.{self.sequence}"
         if self.release_id != expected:
             raise ValueError(f"release_id must be {expected}")
@@ -551,7 +553,7 @@ class CloudImagesManifest(Manifest):
         return f"{self.compose_id}-{self.provider}-{self.run}"
 
     @model_validator(mode="after")
-    def _regions_consistent(self) -> CloudImagesManifest:
+    def _regions_consistent(self) -> Self:
         keys = [(i.arch, i.region) for i in self.images]
         if len(set(keys)) != len(keys):
             raise ValueError("two images share (arch, region)")
