@@ -11,6 +11,14 @@ import sys
 
 from tests.conftest import ROOT
 
+
+def python(code: str) -> str:
+    """The standard output of ``python -c CODE`` run in the checkout."""
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+
+
 HEAVY = (
     "pelican",
     "fedora_messaging",
@@ -41,9 +49,7 @@ def _loaded_by_import_tasks(prefixes: tuple[str, ...]) -> list[str]:
         "import json, sys, tasks; "
         f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({prefixes!r}))))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True
-    ).stdout
+    out = python(code)
     loaded: list[str] = json.loads(out)
     return loaded
 
@@ -62,9 +68,7 @@ def test_the_signer_api_loads_without_boto3_and_the_aws_signer_still_works() -> 
         "print('boto3' in sys.modules, aws.AWS_IMPORT_ERROR is None, "
         "sslib.SIGNER_FOR_URI_SCHEME['awskms'] is aws.AWSSigner)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True
-    ).stdout.splitlines()
+    out = python(code).splitlines()
     assert out == ["False False", "True True True"]
 
 
@@ -82,18 +86,14 @@ def test_a_config_load_and_the_console_import_neither_productmd_nor_rich_progres
         "print(json.dumps(sorted(m for m in sys.modules "
         "if m.startswith(('productmd', 'rich.progress')))))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True
-    ).stdout
+    out = python(code)
     assert json.loads(out) == []
 
 
 def test_a_tasks_process_runs_the_cycle_collector_rarely() -> None:
     """``import tasks`` raises the collector's first threshold (start-up ran 60 collections)."""
     code = "import gc, tasks; print(gc.get_threshold()[0])"
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True
-    ).stdout
+    out = python(code)
     assert int(out) >= 10_000
 
 

@@ -14,6 +14,7 @@ import pytest
 from pipeline.core.models.common import Manifest, Trust
 from pipeline.errors import VerificationError
 from pipeline.log import parallel
+from pipeline.log.reader import LogReport
 from pipeline.log.signing import sign_manifest, verify_manifest
 from pipeline.log.store import ManifestLog
 from pipeline.log.writer import WriteOptions
@@ -67,14 +68,21 @@ def test_a_cold_load_reads_each_manifest_once(
     assert set(manifest_reads(log, reads).values()) == {1}
 
 
-def test_workers_hand_back_what_they_read(
-    make_log: Callable[..., Log], reads: Counter[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    log = populated(make_log)
+def three_workers(log: Log, monkeypatch: pytest.MonkeyPatch) -> LogReport:
+    """What a load of ``log`` must report, verified in this process alone; then make every
+    later load verify in three worker processes."""
     plain = ManifestLog(log.repo, cache=False)
     expected = plain.verify_all(plain.load_trust())
     monkeypatch.setattr(parallel, "PARALLEL_MIN_FILES", 1)
     monkeypatch.setattr(parallel, "cpu_count", lambda: 3)
+    return expected
+
+
+def test_workers_hand_back_what_they_read(
+    make_log: Callable[..., Log], reads: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = populated(make_log)
+    expected = three_workers(log, monkeypatch)
     reads.clear()
     ml = ManifestLog(log.repo)
     assert ml.verify_all(ml.load_trust()) == expected
@@ -88,10 +96,7 @@ def test_the_share_of_a_failed_worker_is_read_here_once(
     make_log: Callable[..., Log], reads: Counter[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log = populated(make_log)
-    plain = ManifestLog(log.repo, cache=False)
-    expected = plain.verify_all(plain.load_trust())
-    monkeypatch.setattr(parallel, "PARALLEL_MIN_FILES", 1)
-    monkeypatch.setattr(parallel, "cpu_count", lambda: 3)
+    expected = three_workers(log, monkeypatch)
     start = parallel._start_worker
 
     def second_fails(base: Path, *args: Any) -> Any:
