@@ -51,12 +51,11 @@ def find_uncommitted(git: Git, scopes: Sequence[str] = ()) -> Uncommitted:
         StoreError: git failed.
     """
     specs = [f"{MANIFESTS}/{s}" for s in scopes] or [MANIFESTS]
-    out = git.run("status", "--porcelain=v1", "-z", "--untracked-files=all", "--", *specs).stdout
     found = Uncommitted()
-    for entry in out.split("\0"):
-        if len(entry) < 4 or not entry[3:].startswith(f"{MANIFESTS}/"):
+    for code, name in _status(git, specs):
+        if not name.startswith(f"{MANIFESTS}/"):
             continue
-        code, rel = entry[:2], PurePosixPath(entry[3:]).relative_to(MANIFESTS)
+        rel = PurePosixPath(name).relative_to(MANIFESTS)
         if code == "??" and _TEMP.match(rel.name):
             found.temp.append(rel)
         elif not _is_manifest(rel):
@@ -66,6 +65,17 @@ def find_uncommitted(git: Git, scopes: Sequence[str] = ()) -> Uncommitted:
         elif code[0] == "A":
             found.staged.append(rel)
     return found
+
+
+def _status(git: Git, specs: Sequence[str]) -> list[tuple[str, str]]:
+    """``git status``'s two-letter code and path of each file under ``specs`` that differs
+    from HEAD, untracked files included.
+
+    Raises:
+        StoreError: git failed.
+    """
+    out = git.run("status", "--porcelain=v1", "-z", "--untracked-files=all", "--", *specs).stdout
+    return [(entry[:2], entry[3:]) for entry in out.split("\0") if len(entry) > 3]
 
 
 def _is_manifest(rel: PurePosixPath) -> bool:
@@ -92,25 +102,19 @@ def with_recovered(message: str, recovered: Sequence[PurePosixPath]) -> str:
 
 # --- the index and checkpoints a killed write left half done ------------------------------
 
-_INDEX_PATHS = (INDEX_PATH, f"{MANIFESTS}/{CHECKPOINT_DIR}")
+#: The checkpoints' folder, and it with ``log.idx``: what a write changes besides manifests.
+CHECKPOINTS_PATH = f"{MANIFESTS}/{CHECKPOINT_DIR}"
+INDEX_PATHS = (INDEX_PATH, CHECKPOINTS_PATH)
 
 
 def uncommitted_checkpoints(git: Git) -> list[PurePosixPath]:
     """Checkpoint files in the work tree that git has not committed."""
-    out = git.run(
-        "status",
-        "--porcelain=v1",
-        "-z",
-        "--untracked-files=all",
-        "--",
-        f"{MANIFESTS}/{CHECKPOINT_DIR}",
-    ).stdout
-    return [PurePosixPath(e[3:]) for e in out.split("\0") if len(e) > 3]
+    return [PurePosixPath(name) for _, name in _status(git, [CHECKPOINTS_PATH])]
 
 
 def index_dirty(git: Git) -> bool:
     """Whether ``log.idx`` or the checkpoints have changes git has not committed."""
-    status = git.run("status", "--porcelain", "--untracked-files=all", "--", *_INDEX_PATHS)
+    status = git.run("status", "--porcelain", "--untracked-files=all", "--", *INDEX_PATHS)
     return bool(status.stdout.strip())
 
 
@@ -118,10 +122,10 @@ def index_to_head(git: Git, root: Path) -> None:
     """Put ``log.idx`` and the checkpoints back to HEAD's (none when HEAD has none), and
     the clone's memory of checkpoints back to HEAD's newest: what a write does with the
     never-published half of a killed write (see ``LogWriter.write``)."""
-    git.run("reset", "--quiet", "--", *_INDEX_PATHS, check=False)
+    git.run("reset", "--quiet", "--", *INDEX_PATHS, check=False)
     if git.run("cat-file", "-e", f"HEAD:{INDEX_PATH}", check=False).returncode == 0:
         git.run("checkout", "--quiet", "HEAD", "--", INDEX_PATH)
     else:
         (root / INDEX_FILE).unlink(missing_ok=True)
-    git.run("clean", "--quiet", "--force", "--", f"{MANIFESTS}/{CHECKPOINT_DIR}")
+    git.run("clean", "--quiet", "--force", "--", CHECKPOINTS_PATH)
     forget_uncommitted(git, newest(root))

@@ -29,7 +29,6 @@ from pipeline.errors import (
 from pipeline.fsutil import atomic_create, atomic_write
 from pipeline.log.checkpoints import (
     DEFAULT_VALIDITY,
-    INDEX_PATH,
     IndexEntry,
     newest,
     next_checkpoint,
@@ -42,6 +41,7 @@ from pipeline.log.reader import LogReader
 from pipeline.log.signing import ManifestRejected, loads_strict, sign_manifest, verify_manifest
 from pipeline.log.sslib import Signer
 from pipeline.log.stranded import (
+    INDEX_PATHS,
     find_uncommitted,
     index_dirty,
     index_to_head,
@@ -369,7 +369,7 @@ class LogWriter:
             self._unwrite(new)
             if appended is not None:
                 appended.undo(self.root)
-            for rel in (INDEX_PATH, f"{MANIFESTS}/{CHECKPOINT_DIR}"):
+            for rel in INDEX_PATHS:
                 self.git.run("reset", "--quiet", "--", rel, check=False)
             raise
 
