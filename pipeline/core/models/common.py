@@ -8,6 +8,7 @@ The manifest kinds themselves are in :mod:`pipeline.core.models.manifests`.
 # annotation string when it creates the model classes, and every task imports them at
 # start-up (it cost about 10 ms of each; ``tests/cli/test_startup.py`` keeps it out).
 
+import contextlib
 import re
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -49,15 +50,11 @@ def parse_timestamp(value: object) -> datetime:
     if not isinstance(value, str):
         raise ValueError(f"timestamp must be a string like 2015-09-15T00:00:00Z, got {value!r}")
     exact = _TIMESTAMP.fullmatch(value)
-    try:
-        if exact is None:
-            raise ValueError(value)
+    if exact is not None:
         year, month, day, hour, minute, second = map(int, exact.groups())
-        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)  # range: ValueError
-    except ValueError:
-        raise ValueError(
-            f"timestamp must look like 2015-09-15T00:00:00Z (UTC), got {value!r}"
-        ) from None
+        with contextlib.suppress(ValueError):  # out of range (2015-02-30): refused below
+            return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    raise ValueError(f"timestamp must look like 2015-09-15T00:00:00Z (UTC), got {value!r}")
 
 
 def format_timestamp(value: datetime) -> str:
